@@ -1,0 +1,131 @@
+"""Train-step throughput (images/s) of the CNN backbones: forward + backward + SGD update under jit.
+
+Default cases are the papers' settings: ResNet-50 at 224 px (MACG, SVML-RGCN) and DenseNet-121 at
+227 px (Emotion-GCN), each in float32 and bfloat16 compute (parameters float32). A global-average
+pool + 1000-way linear head and softmax cross-entropy on random labels stand in for the task head;
+the optimiser is SGD with momentum 0.9; BatchNorm runs in train mode (batch statistics updated).
+
+Usage::
+
+  python benchmarks/backbones.py [--batch 8] [--steps 3] [--warmup 1] [--json out.json]
+      [--cases resnet50:224,densenet121:227] [--dtypes float32,bfloat16]
+
+Prints a table and a JSON record (device, jax version, per-case compile seconds and images/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from faujax import backbones
+
+_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+class _Classifier(nn.Module):
+  """Backbone + global average pool + linear head (the benchmark's stand-in task)."""
+
+  arch: str
+  dtype: Any
+  num_classes: int = 1000
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    feats = backbones.build(self.arch, dtype=self.dtype, name='backbone')(x, train=train)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='head')(feats.mean(axis=(1, 2)))
+    return logits.astype(jnp.float32)
+
+
+def bench_case(arch: str, size: int, dtype_name: str, batch: int, steps: int,
+               warmup: int) -> dict[str, Any]:
+  """Times ``steps`` jitted train steps after ``warmup`` ones; returns a result record."""
+  model = _Classifier(arch, _DTYPES[dtype_name])
+  rng = jax.random.key(0)
+  x = jax.random.normal(rng, (batch, size, size, 3), jnp.float32)
+  y = jax.random.randint(jax.random.key(1), (batch,), 0, 1000)
+  variables = jax.jit(lambda x: model.init(rng, x, train=False))(x)
+  params, batch_stats = variables['params'], variables['batch_stats']
+  tx = optax.sgd(0.01, momentum=0.9)
+  opt_state = tx.init(params)
+
+  def train_step(params, batch_stats, opt_state, x, y):
+    def loss_fn(p):
+      logits, upd = model.apply({'params': p, 'batch_stats': batch_stats}, x, train=True,
+                                mutable=['batch_stats'])
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      return loss, upd['batch_stats']
+
+    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_stats, opt_state, loss
+
+  step = jax.jit(train_step, donate_argnums=(0, 1, 2))
+  t0 = time.perf_counter()
+  compiled = step.lower(params, batch_stats, opt_state, x, y).compile()
+  compile_s = time.perf_counter() - t0
+  state = (params, batch_stats, opt_state)
+  for _ in range(warmup):
+    *state, loss = compiled(*state, x, y)
+  jax.block_until_ready(state)
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    *state, loss = compiled(*state, x, y)
+  jax.block_until_ready((state, loss))
+  elapsed = time.perf_counter() - t0
+  return {'arch': arch, 'size': size, 'dtype': dtype_name, 'batch': batch, 'steps': steps,
+          'compile_s': round(compile_s, 2), 'step_s': round(elapsed / steps, 4),
+          'images_per_s': round(batch * steps / elapsed, 2), 'final_loss': float(loss)}
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--cases', default='resnet50:224,densenet121:227',
+                      help='comma-separated arch:size pairs')
+  parser.add_argument('--dtypes', default='float32,bfloat16')
+  parser.add_argument('--batch', type=int, default=8)
+  parser.add_argument('--steps', type=int, default=3)
+  parser.add_argument('--warmup', type=int, default=1)
+  parser.add_argument('--json', default=None, help='also write the JSON record here')
+  args = parser.parse_args(argv)
+  cases = []
+  for item in args.cases.split(','):
+    arch, _, size = item.partition(':')
+    if arch not in backbones.ARCHS or not size.isdigit():
+      parser.error(f'--cases entry {item!r}: expected arch:size with arch in {backbones.ARCHS}')
+    cases.append((arch, int(size)))
+  dtypes = args.dtypes.split(',')
+  for d in dtypes:
+    if d not in _DTYPES:
+      parser.error(f'--dtypes entry {d!r}: expected one of {sorted(_DTYPES)}')
+  device = jax.devices()[0]
+  results = []
+  print(f'{"arch":<12} {"px":>4} {"dtype":<9} {"batch":>5} {"compile s":>9} {"step s":>8} '
+        f'{"img/s":>8}')
+  for arch, size in cases:
+    for d in dtypes:
+      r = bench_case(arch, size, d, args.batch, args.steps, args.warmup)
+      results.append(r)
+      print(f'{arch:<12} {size:>4} {d:<9} {args.batch:>5} {r["compile_s"]:>9.1f} '
+            f'{r["step_s"]:>8.3f} {r["images_per_s"]:>8.2f}', flush=True)
+  record = {'device': f'{device.platform}:{device.device_kind}', 'num_devices': jax.device_count(),
+            'host': platform.processor() or platform.machine(), 'jax': jax.__version__,
+            'results': results}
+  print(json.dumps(record, indent=1))
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump(record, f, indent=1)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,554 @@
+"""Shared base of the AU dataset builders (BP4D, DISFA, EmotioNet): features, folds, skips.
+
+Every AU builder produces the same example features:
+
+  image            uint8 (200, 200, 3) JPEG: the face aligned with faujax.geometry.alignment
+                   (JAA-Net similarity alignment, box enlargement 2.9, reference-facts "Face
+                   geometry"); layouts without landmarks store the image centre-cropped to a
+                   square and resized.
+  landmarks        float32 (P, 2) (x, y) in the stored image's pixels; P is the config's native
+                   scheme (metadata 'num_landmarks': 49, 66, or 0 when the layout has none).
+  au               float32 (N,) occurrence 0/1 in the dataset's AU order (faujax.labels).
+  au_mask          float32 (N,) 1 where the label is known, 0 where unknown (BP4D's 9,
+                   EmotioNet's 999).
+  au_intensity     float32 (N,) 0-5 intensity where the layout has it (DISFA official), else -1.
+  subject          int64 index into metadata 'subject_names' (-1: no subject ids).
+  subject_name     string ('F001', 'SN003'; for EmotioNet the image file name).
+  image_path       string: the image path relative to the image root (the example key).
+  expression       int64 -1 (AU datasets carry no expression label).
+  expression_multi float32 (6,) zeros.
+  valence, arousal float32 0.0.
+
+Splits. The subjects are divided into 3 subject-exclusive parts. Physical splits ``part<k>``
+hold the training subjects of part k and ``part<k>_val`` a few held-out subjects of part k (the
+last ``NUM_VALIDATION_SUBJECTS`` of the part's sorted present subjects; for datasets without
+subjects a stable hash of the file name, see ``hash_validation_names``). Fold f tests on part
+t = ``TEST_PART_OF_FOLD[f]`` (all of it: ``part<t> + part<t>_val``), trains on the other parts'
+``part<k>`` and selects checkpoints on their ``part<k>_val``, never on the test fold.
+``faujax.data.splits.resolve_split`` maps the logical 'train' / 'validation' / 'test' names.
+
+Metadata (``builder.info.metadata``, a tfds MetadataDict stored as JSON next to the data):
+  'task' ('au'), 'dataset', 'layout', 'aus', 'num_landmarks', 'landmark_scheme', 'image_size',
+  'subject_names', 'num_examples', 'test_part_of_fold' {'1': 3, ...},
+  'parts' {'part1': {'train_subjects', 'validation_subjects', 'num_train', 'num_validation'}},
+  'train_occurrence_rates' {'fold1': [N floats]}: positives / known labels over the fold's
+      training examples (validation subjects excluded), NaN where no label is known,
+  'train_label_counts' {'fold1': {'positive': [...], 'known': [...]}},
+  'skipped' {reason: count},
+  'class_counts' {'fold1': [0] * 7} (expression counts, read by the shared input pipeline).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import hashlib
+import inspect
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from absl import logging
+from etils import epath
+import chex
+import jax
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from faujax import labels
+from faujax.data import au_lists
+from faujax.geometry import alignment
+
+IMAGE_SIZE = 200
+NUM_PARTS = 3
+# EmotioNet-style hash partition: 1 in VALIDATION_HASH_MODULUS examples of a part is held out.
+VALIDATION_HASH_MODULUS = 10
+
+
+class AUDataError(ValueError):
+  """Bad input for an AU builder; the message names the file, the line and what was expected."""
+
+
+@dataclasses.dataclass
+class FrameRecord:
+  """One example before its image is read.
+
+  Attributes:
+    key: unique example key: the image path relative to the image root.
+    image_path: absolute path of the image file.
+    subject_name: subject id ('' when the dataset has none).
+    au: float32 (N,) occurrence.
+    au_mask: float32 (N,) known-label mask.
+    au_intensity: float32 (N,) intensity or -1.
+    landmarks: float32 (P, 2) in the image file's pixels, or None.
+    source: where the record came from ('file:line'), for error messages.
+    part: 1..3 when the layout fixes it (list layouts), 0 to assign from the protocol.
+    validation: whether the record is held out for validation.
+  """
+  key: str
+  image_path: str
+  subject_name: str
+  au: np.ndarray
+  au_mask: np.ndarray
+  au_intensity: np.ndarray
+  landmarks: np.ndarray | None
+  source: str
+  part: int = 0
+  validation: bool = False
+
+
+class AUBuilderConfig(tfds.core.BuilderConfig):
+  """A manual-dir layout (official / megraphau_lists / jaanet_lists) and its landmark scheme."""
+
+  def __init__(self, *, layout: str, num_landmarks: int, **kwargs):
+    if layout not in au_lists.LAYOUTS:
+      raise ValueError(f'layout: expected one of {au_lists.LAYOUTS}, got {layout!r}.')
+    super().__init__(name=layout, **kwargs)
+    self.layout = layout
+    self.num_landmarks = num_landmarks
+
+
+def stable_hash(name: str) -> int:
+  """A process-independent integer hash of a string (SHA-1)."""
+  return int(hashlib.sha1(name.encode('utf-8')).hexdigest()[:15], 16)
+
+
+def part_by_hash(name: str) -> int:
+  """Deterministic 3-way partition: part 1 + (sha1(name) mod 3)."""
+  return 1 + stable_hash(name) % NUM_PARTS
+
+
+def validation_by_hash(name: str) -> bool:
+  """Held out for validation within a hash partition: (sha1(name) // 3) mod 10 == 0 (about 10 %).
+
+  A part where no name qualifies (only in tiny test sets) holds out its smallest-hash name instead.
+  """
+  return (stable_hash(name) // NUM_PARTS) % VALIDATION_HASH_MODULUS == 0
+
+
+def hash_validation_names(names: Sequence[str]) -> set[str]:
+  """Held-out names of one hash part: ``validation_by_hash``, else the smallest-hash name."""
+  val = {n for n in names if validation_by_hash(n)}
+  if not val and len(names) > 1:
+    val = {min(names, key=stable_hash)}
+  return val
+
+
+def au_features(num_aus: int, num_landmarks: int,
+                image_size: int = IMAGE_SIZE) -> tfds.features.FeaturesDict:
+  """The feature dict shared by all AU builders (see the module docstring)."""
+  f32 = np.float32
+  return tfds.features.FeaturesDict({
+      'image': tfds.features.Image(shape=(image_size, image_size, 3), encoding_format='jpeg'),
+      'landmarks': tfds.features.Tensor(shape=(num_landmarks, 2), dtype=f32),
+      'au': tfds.features.Tensor(shape=(num_aus,), dtype=f32),
+      'au_mask': tfds.features.Tensor(shape=(num_aus,), dtype=f32),
+      'au_intensity': tfds.features.Tensor(shape=(num_aus,), dtype=f32),
+      'subject': tfds.features.Scalar(dtype=np.int64),
+      'subject_name': tfds.features.Text(),
+      'image_path': tfds.features.Text(),
+      'expression': tfds.features.Scalar(dtype=np.int64),
+      'expression_multi': tfds.features.Tensor(shape=(6,), dtype=f32),
+      'valence': tfds.features.Scalar(dtype=f32),
+      'arousal': tfds.features.Scalar(dtype=f32),
+  })
+
+
+def centre_crop_resize(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+  """Centre square crop of an (H, W, 3) uint8 image, resized to (size, size, 3)."""
+  h, w = image.shape[:2]
+  s = min(h, w)
+  top, left = (h - s) // 2, (w - s) // 2
+  crop = image[top:top + s, left:left + s]
+  if s == size:
+    return crop
+  return np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray,
+               size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+  """Aligns one face with faujax's geometry module (JAA-Net rule alignment, host-side).
+
+  Calls ``faujax.geometry.alignment.align_jaanet`` (box enlargement 2.9, grey 128 border) on the
+  image scaled to [0, 1], jitted per image shape.
+
+  Args:
+    image: uint8 (H, W, 3).
+    landmarks: float32 (P, 2), P in (68, 66, 49), (x, y) in the image's pixels.
+    size: output side (200, the JAA-Net face size).
+
+  Returns:
+    (aligned uint8 (size, size, 3), float32 (P, 2) landmarks in the aligned image's pixels).
+
+  Raises:
+    ValueError: degenerate or non-finite landmarks (the face cannot be aligned).
+  """
+  chex.assert_rank(image, 3)
+  chex.assert_rank(landmarks, 2)
+  out = _jitted_align(size)(np.asarray(image, np.float32) / 255.0,
+                            np.asarray(landmarks, np.float32))
+  alignment.check_aligned(out)
+  face = np.clip(np.rint(np.asarray(out.image) * 255.0), 0, 255).astype(np.uint8)
+  return face, np.asarray(out.landmarks, np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_align(size: int):
+  return jax.jit(
+      lambda img, lm: alignment.align_jaanet(img, lm, image_size=size, fill_value=128 / 255))
+
+
+def alignable(landmarks: np.ndarray) -> np.ndarray:
+  """bool (M,): which (M, P, 2) landmark sets give a valid JAA-Net transform (eyes apart)."""
+  chex.assert_rank(landmarks, 3)
+  m = landmarks.shape[0]
+  bucket = 1 << max(m - 1, 0).bit_length()  # pad to a power of two: few shapes, few compiles.
+  padded = np.full((bucket,) + landmarks.shape[1:], np.nan, np.float32)
+  padded[:m] = landmarks
+  return np.asarray(_jitted_transform_ok(padded), bool)[:m]
+
+
+@jax.jit
+def _jitted_transform_ok(landmarks):
+  return alignment.jaanet_transform(landmarks)[1]
+
+
+def read_image(path: str, source: str) -> np.ndarray:
+  """Decodes an image file to uint8 (H, W, 3); errors name the file and the record's source."""
+  try:
+    with Image.open(path) as im:
+      return np.asarray(im.convert('RGB'))
+  except FileNotFoundError:
+    raise AUDataError(f'{source}: image file {path} does not exist.') from None
+  except OSError as e:
+    raise AUDataError(f'{source}: cannot decode image file {path}: {e}') from None
+
+
+class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base of the AU builders; subclasses set the class constants and ``_official_records``."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES: ClassVar[dict[str, str]] = {'1.0.0': 'First release.'}
+
+  DS_NAME: ClassVar[str] = ''  # File-name prefix of the list layouts ('BP4D').
+  AUS: ClassVar[tuple[int, ...]] = ()
+  # Protocol subjects of each part, or None for datasets without subject ids (hash partition).
+  PROTOCOL_PARTS: ClassVar[dict[int, tuple[str, ...]] | None] = None
+  TEST_PART_OF_FOLD: ClassVar[dict[int, int]] = {1: 1, 2: 2, 3: 3}
+  NUM_VALIDATION_SUBJECTS: ClassVar[int] = 1
+  DESCRIPTION: ClassVar[str] = ''
+  HOMEPAGE: ClassVar[str] = ''
+  CITATION: ClassVar[str] = ''
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path | None:
+    """The file that defines the builder class.
+
+    tensorflow-datasets 4.9.x looks this up with the ``importlib_resources`` backport, which it only
+    requires on Python < 3.9, so ``download_and_prepare`` fails on 3.11 without the override.
+    """
+    try:
+      return epath.Path(inspect.getfile(cls))
+    except (TypeError, OSError):
+      return None
+
+  # ----------------------------------------------------------------- info
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=self.DESCRIPTION,
+        features=au_features(len(self.AUS), self.builder_config.num_landmarks),
+        homepage=self.HOMEPAGE,
+        citation=self.CITATION,
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  @classmethod
+  def subject_names(cls) -> list[str]:
+    """All protocol subjects, sorted; the 'subject' feature indexes this list."""
+    if cls.PROTOCOL_PARTS is None:
+      return []
+    return sorted(s for part in cls.PROTOCOL_PARTS.values() for s in part)
+
+  @classmethod
+  def protocol_part_of_subject(cls, subject: str) -> int | None:
+    for k, subjects in (cls.PROTOCOL_PARTS or {}).items():
+      if subject in subjects:
+        return k
+    return None
+
+  # ---------------------------------------------------------- record sources
+  def _official_records(self, manual_dir: str, skipped: collections.Counter) -> list[FrameRecord]:
+    raise AUDataError(f'{type(self).__name__} has no official-layout reader; use the '
+                      f'{au_lists.LAYOUT_MEGRAPHAU!r} or {au_lists.LAYOUT_JAANET!r} config.')
+
+  def _layout_hint(self, manual_dir: str) -> str:
+    """' Found list files of ...: use the config <name>/<layout>.' when list files are present."""
+    found = au_lists.detect_layouts(manual_dir, self.DS_NAME)
+    if not found:
+      return ''
+    return f' Found list files of the {found} layout: use the config {self.name}/{found[0]}.'
+
+  def _expected_files_message(self, manual_dir: str) -> str:
+    """What each layout expects in the manual dir (for layout errors)."""
+    mg = au_lists.megraphau_file_names(self.DS_NAME, 1)
+    ja = au_lists.jaanet_file_names(f'{self.DS_NAME}_part1')
+    return (
+        f'Manual dir {manual_dir}: expected the {au_lists.LAYOUT_MEGRAPHAU!r} layout '
+        f'({", ".join(mg.values())} for folds 1-3 in list/ or the manual dir, images under '
+        f'img/) or the {au_lists.LAYOUT_JAANET!r} layout ({", ".join(ja.values())} for parts '
+        '1-3, images under imgs/ or img/). See MANUAL_DOWNLOAD_INSTRUCTIONS.')
+
+  def _image_root(self, manual_dir: str, candidates: Sequence[str]) -> str:
+    for c in candidates:
+      d = os.path.join(manual_dir, c)
+      if os.path.isdir(d):
+        return d
+    raise AUDataError(f'Manual dir {manual_dir}: no image directory; expected one of '
+                      f'{[os.path.join(manual_dir, c) for c in candidates]}.')
+
+  def _list_dir(self, manual_dir: str, names: Sequence[str], layout: str) -> str:
+    d = au_lists.find_list_dir(manual_dir, names)
+    if d is None:
+      missing = [
+          n for n in names
+          if not any(os.path.isfile(os.path.join(manual_dir, s, n)) for s in au_lists.LIST_SUBDIRS)
+      ]
+      raise AUDataError(f'Manual dir {manual_dir}: layout {layout!r} needs {missing} in '
+                        f'{os.path.join(manual_dir, "list")} or {manual_dir}. ' +
+                        self._expected_files_message(manual_dir))
+    return d
+
+  def _check_list_entry(self, e: au_lists.ListEntry, root: str) -> str:
+    path = os.path.join(root, e.path)
+    if not os.path.isfile(path):
+      raise AUDataError(f'{e.source}: image {e.path} not found at {path}; expected the image root '
+                        f'{root} to hold every listed path.')
+    return path
+
+  def _entry_record(self, e: au_lists.ListEntry, root: str, part: int) -> FrameRecord:
+    n = len(self.AUS)
+    subject = au_lists.subject_of_path(e.path) if self.PROTOCOL_PARTS is not None else e.path
+    return FrameRecord(key=e.path, image_path=self._check_list_entry(e, root), subject_name=subject,
+                       au=e.au, au_mask=e.au_mask, au_intensity=np.full((n,), -1.0, np.float32),
+                       landmarks=e.landmarks, source=e.source, part=part)
+
+  def _megraphau_records(self, manual_dir: str) -> list[FrameRecord]:
+    """Fold k's test list is part TEST_PART_OF_FOLD[k]; train lists are checked for overlap."""
+    names = [n for k in (1, 2, 3) for n in au_lists.megraphau_file_names(self.DS_NAME, k).values()]
+    list_dir = self._list_dir(manual_dir, names, au_lists.LAYOUT_MEGRAPHAU)
+    root = self._image_root(manual_dir, ('img', 'imgs'))
+    folds = au_lists.read_megraphau_folds(list_dir, self.DS_NAME, len(self.AUS))
+    records = []
+    for k, lists in folds.items():
+      part = self.TEST_PART_OF_FOLD[k]
+      test_keys = {e.path for e in lists['test']}
+      test_subjects = {au_lists.subject_of_path(p) for p in test_keys}
+      for e in lists['train']:
+        if self.PROTOCOL_PARTS is None:
+          clash = e.path in test_keys
+        else:
+          clash = au_lists.subject_of_path(e.path) in test_subjects
+        if clash:
+          raise AUDataError(
+              f'{e.source}: training entry {e.path} of fold {k} shares its '
+              f'{"image" if self.PROTOCOL_PARTS is None else "subject"} with the fold\'s test '
+              'list; expected subject-exclusive folds.')
+      records.extend(self._entry_record(e, root, part) for e in lists['test'])
+    return records
+
+  def _jaanet_records(self, manual_dir: str) -> list[FrameRecord]:
+    """Prefix <DS>_part<k> is part k; landmarks (49) are in the listed image's pixels."""
+    prefixes = {k: f'{self.DS_NAME}_part{k}' for k in (1, 2, 3)}
+    names = [n for p in prefixes.values() for n in au_lists.jaanet_file_names(p).values()]
+    list_dir = self._list_dir(manual_dir, names, au_lists.LAYOUT_JAANET)
+    root = self._image_root(manual_dir, ('imgs', 'img'))
+    records = []
+    for k, prefix in prefixes.items():
+      for e in au_lists.read_jaanet_set(list_dir, prefix, len(self.AUS)):
+        records.append(self._entry_record(e, root, k))
+    return records
+
+  # -------------------------------------------------------------- partition
+  def _assign_parts(self, records: list[FrameRecord]) -> None:
+    """Checks list parts against the protocol, fills protocol / hash parts, marks validation."""
+    seen: dict[str, str] = {}
+    for r in records:
+      if r.key in seen:
+        raise AUDataError(f'{r.source}: image {r.key} is listed twice (first at {seen[r.key]}); '
+                          'expected each image once across the parts.')
+      seen[r.key] = r.source
+      if self.PROTOCOL_PARTS is None:
+        if r.part == 0:
+          r.part = part_by_hash(r.subject_name)
+        continue
+      expected = self.protocol_part_of_subject(r.subject_name)
+      if expected is None:
+        raise AUDataError(
+            f'{r.source}: subject {r.subject_name!r} is outside the {self.name} protocol; '
+            f'expected one of {self.subject_names()}.')
+      if r.part not in (0, expected):
+        raise AUDataError(
+            f'{r.source}: subject {r.subject_name!r} is listed in part {r.part} but the protocol '
+            f'puts it in part {expected} (part {expected}: '
+            f'{list(self.PROTOCOL_PARTS[expected])}).')
+      r.part = expected
+    for k in range(1, NUM_PARTS + 1):
+      part = [r for r in records if r.part == k]
+      subjects = sorted({r.subject_name for r in part})
+      if len(subjects) < 2:
+        raise AUDataError(
+            f'{self.name}/{self.builder_config.layout}: part {k} holds {len(subjects)} '
+            f'{"subject" if self.PROTOCOL_PARTS is not None else "image"}(s) {subjects[:3]}; '
+            'expected at least 2 per part (training and held-out validation data; tfds splits '
+            'may not be empty).')
+      if self.PROTOCOL_PARTS is None:
+        val = hash_validation_names(subjects)
+        for r in part:
+          r.validation = r.subject_name in val
+        continue
+      n_val = min(self.NUM_VALIDATION_SUBJECTS, len(subjects) - 1)
+      val = set(subjects[len(subjects) - n_val:])
+      for r in part:
+        r.validation = r.subject_name in val
+
+  # ----------------------------------------------------------------- metadata
+  def _fold_metadata(self, records: list[FrameRecord]) -> dict[str, Any]:
+    rates, counts = {}, {}
+    for fold, test_part in sorted(self.TEST_PART_OF_FOLD.items()):
+      train = [r for r in records if r.part != test_part and not r.validation]
+      n = len(self.AUS)
+      au = np.stack([r.au for r in train]) if train else np.zeros((0, n), np.float32)
+      mask = np.stack([r.au_mask for r in train]) if train else np.zeros((0, n), np.float32)
+      pos, known = (au * mask).sum(0), mask.sum(0)
+      with np.errstate(invalid='ignore', divide='ignore'):
+        rate = np.where(known > 0, pos / np.maximum(known, 1), np.nan)
+      rates[f'fold{fold}'] = [float(x) for x in rate]
+      counts[f'fold{fold}'] = {'positive': [int(x) for x in pos], 'known': [int(x) for x in known]}
+    parts = {}
+    for k in range(1, NUM_PARTS + 1):
+      recs = [r for r in records if r.part == k]
+      has_subjects = self.PROTOCOL_PARTS is not None
+      train_subjects = {r.subject_name for r in recs if not r.validation}
+      val_subjects = {r.subject_name for r in recs if r.validation}
+      parts[f'part{k}'] = {
+          'train_subjects': sorted(train_subjects) if has_subjects else [],
+          'validation_subjects': sorted(val_subjects) if has_subjects else [],
+          'num_train': sum(not r.validation for r in recs),
+          'num_validation': sum(r.validation for r in recs),
+      }
+    # The expression class counts the shared input pipeline reads (AU datasets have none).
+    class_counts = {f'fold{f}': [0] * len(labels.EXPRESSIONS_7) for f in self.TEST_PART_OF_FOLD}
+    return {
+        'train_occurrence_rates': rates,
+        'train_label_counts': counts,
+        'parts': parts,
+        'class_counts': class_counts,
+    }
+
+  # ------------------------------------------------------------------ splits
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    manual_dir = os.fspath(dl_manager.manual_dir)
+    if not os.path.isdir(manual_dir):
+      raise AUDataError(f'Manual dir {manual_dir} does not exist. ' +
+                        self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    layout = self.builder_config.layout
+    skipped: collections.Counter = collections.Counter()
+    if layout == au_lists.LAYOUT_OFFICIAL:
+      records = self._official_records(manual_dir, skipped)
+    elif layout == au_lists.LAYOUT_MEGRAPHAU:
+      records = self._megraphau_records(manual_dir)
+    else:
+      records = self._jaanet_records(manual_dir)
+    with_lm = [r for r in records if r.landmarks is not None]
+    if with_lm:
+      ok = alignable(np.stack([r.landmarks for r in with_lm]))
+      bad = {id(r) for r, good in zip(with_lm, ok) if not good}
+      if bad:
+        skipped['degenerate_landmarks'] += len(bad)
+        records = [r for r in records if id(r) not in bad]
+    if not records:
+      raise AUDataError(f'Manual dir {manual_dir}: layout {layout!r} yielded no examples '
+                        f'(skipped: {dict(skipped)}).')
+    self._assign_parts(records)
+    meta = self.info.metadata
+    meta.update({
+        'task': 'au',
+        'dataset': self.name,
+        'layout': layout,
+        'aus': list(self.AUS),
+        'num_landmarks': self.builder_config.num_landmarks,
+        'landmark_scheme': (f'{self.builder_config.num_landmarks}-point'
+                            if self.builder_config.num_landmarks else 'none'),
+        'image_size': IMAGE_SIZE,
+        'subject_names': self.subject_names(),
+        'test_part_of_fold': {str(k): v for k, v in self.TEST_PART_OF_FOLD.items()},
+        'skipped': {k: int(v) for k, v in sorted(skipped.items())},
+        'num_examples': len(records),
+    })
+    meta.update(self._fold_metadata(records))
+    if skipped:
+      logging.warning('%s/%s: skipped %d frames: %s', self.name, layout, sum(skipped.values()),
+                      dict(skipped))
+    else:
+      logging.info('%s/%s: nothing skipped.', self.name, layout)
+    splits = {}
+    for k in range(1, NUM_PARTS + 1):
+      splits[f'part{k}'] = self._generate_examples(
+          [r for r in records if r.part == k and not r.validation])
+      splits[f'part{k}_val'] = self._generate_examples(
+          [r for r in records if r.part == k and r.validation])
+    return splits
+
+  def _generate_examples(self, records: list[FrameRecord]) -> Iterator[tuple[str, dict[str, Any]]]:
+    names = self.subject_names()
+    index = {s: i for i, s in enumerate(names)}
+    p = self.builder_config.num_landmarks
+    for r in records:
+      image = read_image(r.image_path, r.source)
+      if r.landmarks is None:
+        face = centre_crop_resize(image)
+        lm = np.zeros((0, 2), np.float32)
+      elif (self.builder_config.layout == au_lists.LAYOUT_JAANET
+            and image.shape[:2] == (IMAGE_SIZE, IMAGE_SIZE)):
+        # JAA-Net's preprocessing output: already aligned, landmarks in its pixels.
+        face, lm = image, np.asarray(r.landmarks, np.float32)
+      else:
+        face, lm = align_face(image, r.landmarks)
+      if lm.shape != (p, 2):
+        raise AUDataError(f'{r.source}: expected {p} landmarks, got array of shape {lm.shape}.')
+      yield r.key, {
+          'image': face,
+          'landmarks': lm.astype(np.float32),
+          'au': r.au.astype(np.float32),
+          'au_mask': r.au_mask.astype(np.float32),
+          'au_intensity': r.au_intensity.astype(np.float32),
+          'subject': index.get(r.subject_name, -1),
+          'subject_name': r.subject_name,
+          'image_path': r.key,
+          'expression': -1,
+          'expression_multi': np.zeros((6,), np.float32),
+          'valence': 0.0,
+          'arousal': 0.0,
+      }
+
+
+IMAGE_EXTENSIONS: tuple[str, ...] = ('.jpg', '.jpeg', '.png', '.bmp')
+
+
+def numbered_files(directory: str, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> dict[int, str]:
+  """{frame number: path} for files named ``<digits><ext>`` (any zero padding) in ``directory``.
+
+  Returns an empty dict when the directory does not exist.
+  """
+  out: dict[int, str] = {}
+  if not os.path.isdir(directory):
+    return out
+  for name in sorted(os.listdir(directory)):
+    stem, ext = os.path.splitext(name)
+    if ext.lower() in extensions and stem.isdigit():
+      out.setdefault(int(stem), os.path.join(directory, name))
+  return out

@@ -1,0 +1,230 @@
+"""Device-side augmentation: pure, jit-compiled JAX functions keyed by a PRNG key, vmapped over the batch.
+
+Each image gets ONE affine map from output pixels to input pixels that composes a random crop
+(side = scale * min(H, W), scale ~ U(crop_scale), centre shifted so the crop stays inside the image),
+the resize to `image_size`, a small rotation and an optional horizontal flip:
+
+  p_in = c_in + k R(theta) F (p_out - c_out),   k = crop side / image_size, F = diag(-1, 1) if flip
+
+The image is resampled bilinearly with ``jax.scipy.ndimage.map_coordinates``; the landmarks go
+through the inverse map of the same matrix, and a flip re-indexes them with
+``faujax.geometry.schemes.flip_permutation`` so index i keeps naming the same anatomical point
+(this swaps the left/right AU regions built from them). Then colour jitter (brightness, contrast,
+saturation) and normalisation by mean / std. Evaluation is the deterministic centre crop
+(`eval_crop_scale`, default 1 = the whole image) resized to `image_size`.
+
+Config keys (``default_augment_config``): image_size, crop_scale (min, max), flip, rotation_deg,
+brightness, contrast, saturation, mean, std; optional eval_crop_scale.
+Pixel convention: pixel (row i, column j) has centre (x, y) = (j, i); landmarks are (x, y).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from faujax.geometry import schemes
+
+
+def default_augment_config() -> ml_collections.ConfigDict:
+  """Defaults: 112 px output, crops of 80-100 % of the side, flip, +-10 deg, jitter 0.2."""
+  c = ml_collections.ConfigDict()
+  c.image_size = 112
+  c.crop_scale = (0.8, 1.0)
+  c.flip = True
+  c.rotation_deg = 10.0
+  c.brightness = 0.2
+  c.contrast = 0.2
+  c.saturation = 0.2
+  c.mean = (0.5, 0.5, 0.5)
+  c.std = (0.5, 0.5, 0.5)
+  c.eval_crop_scale = 1.0
+  return c
+
+
+@dataclasses.dataclass(frozen=True)
+class _Params:
+  image_size: int
+  crop_scale: tuple[float, float]
+  flip: bool
+  rotation_deg: float
+  brightness: float
+  contrast: float
+  saturation: float
+  mean: tuple[float, float, float]
+  std: tuple[float, float, float]
+  eval_crop_scale: float
+
+
+def _params(cfg: Any) -> _Params:
+  def get(key, default=None):
+    value = cfg.get(key, default) if hasattr(cfg, 'get') else getattr(cfg, key, default)
+    if value is None:
+      raise ValueError(f'aug_config.{key} is missing; see default_augment_config().')
+    return value
+
+  size = get('image_size')
+  if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+    raise ValueError(f'aug_config.image_size must be an int >= 8; got {size!r}.')
+  lo, hi = (float(v) for v in get('crop_scale'))
+  if not 0 < lo <= hi <= 1:
+    raise ValueError(f'aug_config.crop_scale must be (min, max) with 0 < min <= max <= 1; '
+                     f'got {(lo, hi)}.')
+  mean = tuple(float(v) for v in get('mean'))
+  std = tuple(float(v) for v in get('std'))
+  if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+    raise ValueError(f'aug_config.mean and aug_config.std must have 3 entries (std > 0); '
+                     f'got {mean}, {std}.')
+  eval_scale = float(get('eval_crop_scale', 1.0))
+  if not 0 < eval_scale <= 1:
+    raise ValueError(f'aug_config.eval_crop_scale must be in (0, 1]; got {eval_scale}.')
+  jitter = {k: float(get(k)) for k in ('brightness', 'contrast', 'saturation')}
+  for k, v in jitter.items():
+    if not 0 <= v < 1:
+      raise ValueError(f'aug_config.{k} must be in [0, 1); got {v}.')
+  return _Params(image_size=size, crop_scale=(lo, hi), flip=bool(get('flip')),
+                 rotation_deg=float(get('rotation_deg')), mean=mean, std=std,
+                 eval_crop_scale=eval_scale, **jitter)
+
+
+def hflip(images: jax.Array, landmarks: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Mirrors images (..., H, W, C) and landmarks (..., P, 2): x -> W - 1 - x, points re-indexed."""
+  width = images.shape[-2]
+  perm = jnp.asarray(schemes.flip_permutation(landmarks.shape[-2]))
+  flipped = landmarks.at[..., 0].set(width - 1 - landmarks[..., 0])
+  return images[..., ::-1, :], flipped[..., perm, :]
+
+
+def _affine(key, shape, out_size: int, q: dict[str, jax.Array], train: bool):
+  """Matrix M (2, 2), offset c_in (2,) and flip flag of the output -> input map of one image."""
+  h, w = shape
+  side = min(h, w)
+  if not train:
+    scale, theta, flip = q['eval_crop_scale'], 0.0, jnp.asarray(False)
+    shift = jnp.zeros(2)
+  else:
+    k_scale, k_rot, k_flip, k_shift = jax.random.split(key, 4)
+    scale = jax.random.uniform(k_scale, (), minval=q['crop_lo'], maxval=q['crop_hi'])
+    theta = jnp.deg2rad(q['rotation_deg'] * jax.random.uniform(k_rot, (), minval=-1.0, maxval=1.0))
+    flip = jax.random.bernoulli(k_flip) & q['flip']
+    room = (1.0 - scale) * jnp.array([w, h]) / 2.0
+    shift = jax.random.uniform(k_shift, (2,), minval=-1.0, maxval=1.0) * room
+  k = scale * side / out_size
+  cos, sin = jnp.cos(theta), jnp.sin(theta)
+  rot = jnp.array([[cos, -sin], [sin, cos]])
+  f = jnp.diag(jnp.array([jnp.where(flip, -1.0, 1.0), 1.0]))
+  m = k * rot @ f
+  c_in = jnp.array([(w - 1) / 2.0, (h - 1) / 2.0]) + shift
+  return m, c_in, flip
+
+
+def _jitter(key, img, q: dict[str, jax.Array]):
+  kb, kc, ks = jax.random.split(key, 3)
+  u = jax.random.uniform
+  b = 1.0 + q['brightness'] * u(kb, (), minval=-1.0, maxval=1.0)
+  c = 1.0 + q['contrast'] * u(kc, (), minval=-1.0, maxval=1.0)
+  s = 1.0 + q['saturation'] * u(ks, (), minval=-1.0, maxval=1.0)
+  luma = jnp.array([0.299, 0.587, 0.114])
+  img = jnp.clip(img * b, 0.0, 1.0)
+  gray = img @ luma
+  img = jnp.clip((img - gray.mean()) * c + gray.mean(), 0.0, 1.0)
+  gray = (img @ luma)[..., None]
+  return jnp.clip(gray + (img - gray) * s, 0.0, 1.0)
+
+
+def _one(key, image, landmarks, out_size: int, q: dict[str, jax.Array], train: bool):
+  """Augments one image (H, W, 3) in [0, 1] and its landmarks (P, 2)."""
+  h, w = image.shape[:2]
+  k_geo, k_col = jax.random.split(key)
+  m, c_in, flip = _affine(k_geo, (h, w), out_size, q, train)
+  c_out = (out_size - 1) / 2.0
+  ys, xs = jnp.meshgrid(jnp.arange(out_size, dtype=jnp.float32),
+                        jnp.arange(out_size, dtype=jnp.float32), indexing='ij')
+  out_xy = jnp.stack([xs, ys], -1) - c_out  # (S, S, 2)
+  in_xy = out_xy @ m.T + c_in
+  coords = [in_xy[..., 1], in_xy[..., 0]]
+  warped = jnp.stack([
+      jax.scipy.ndimage.map_coordinates(image[..., ch], coords, order=1, mode='constant', cval=0.0)
+      for ch in range(image.shape[-1])], -1)
+  lm = (landmarks - c_in) @ jnp.linalg.inv(m).T + c_out
+  if landmarks.shape[0]:  # datasets without landmarks carry (0, 2)
+    perm = jnp.asarray(schemes.flip_permutation(landmarks.shape[0]))
+    lm = jnp.where(flip, lm[perm], lm)
+  if train:
+    warped = _jitter(k_col, warped, q)
+  return warped, lm
+
+
+def _example_keys(rng: jax.Array, batch_size: int) -> jax.Array:
+  """``rng`` itself if it already holds one key per example, else ``batch_size`` keys split from it."""
+  typed = jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key)
+  per_example = rng.ndim == (1 if typed else 2)
+  if per_example:
+    if rng.shape[0] != batch_size:
+      raise ValueError(f'rng: expected one key or {batch_size} per-example keys, got shape '
+                       f'{rng.shape}.')
+    return rng
+  return jax.random.split(rng, batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=('out_size', 'train'))
+def _preprocess(rng, images, landmarks, q: dict[str, jax.Array], out_size: int, train: bool):
+  keys = _example_keys(rng, images.shape[0])
+  imgs = images.astype(jnp.float32) / 255.0
+  out, lm = jax.vmap(lambda k, i, l: _one(k, i, l, out_size, q, train))(keys, imgs, landmarks)
+  out = (out - q['mean']) / q['std']
+  return out, lm
+
+
+def _traced(p: _Params) -> dict[str, jax.Array]:
+  """The numeric parameters as arrays, so that changing them does not recompile."""
+  f32 = lambda v: jnp.asarray(v, jnp.float32)
+  return {'crop_lo': f32(p.crop_scale[0]), 'crop_hi': f32(p.crop_scale[1]),
+          'rotation_deg': f32(p.rotation_deg), 'flip': jnp.asarray(p.flip),
+          'brightness': f32(p.brightness), 'contrast': f32(p.contrast),
+          'saturation': f32(p.saturation), 'mean': f32(p.mean), 'std': f32(p.std),
+          'eval_crop_scale': f32(p.eval_crop_scale)}
+
+
+def preprocess(rng: jax.Array, batch: dict[str, Any], aug_config: Any, *,
+               train: bool) -> dict[str, Any]:
+  """Augments (train) or centre-resizes (eval) a batch on the device.
+
+  Args:
+    rng: a PRNG key split over the batch, or (B,) keys, one per example (the train step derives
+      them from the example's index in the global batch, so any device count augments alike);
+      ignored when train=False.
+    batch: dict with 'image' uint8 (B, H, W, 3) and 'landmarks' float32 (B, P, 2), P in
+      {68, 66, 49}; other keys pass through unchanged.
+    aug_config: see `default_augment_config`.
+    train: random augmentation if True, deterministic centre crop otherwise.
+
+  Returns:
+    The batch with 'image' float32 (B, S, S, 3) normalised by mean / std, S = aug_config.image_size,
+    and 'landmarks' float32 (B, P, 2) in the output frame.
+  """
+  p = _params(aug_config)
+  images, landmarks = batch['image'], batch['landmarks']
+  chex.assert_rank(images, 4)
+  chex.assert_rank(landmarks, 3)
+  if images.shape[-1] != 3:
+    raise ValueError(f"batch['image'] must have 3 channels; got shape {images.shape}.")
+  if landmarks.shape[-1] != 2 or landmarks.shape[-2] not in schemes.NUM_POINTS + (0,):
+    raise ValueError(f"batch['landmarks'] must have shape (B, P, 2) with P in "
+                     f'{schemes.NUM_POINTS} (or 0 for datasets without landmarks); '
+                     f'got {landmarks.shape}.')
+  chex.assert_equal_shape_prefix([images, landmarks], 1)
+  if rng is None:
+    if train:
+      raise ValueError('rng: a PRNG key is required when train=True.')
+    rng = jax.random.key(0)
+  out, lm = _preprocess(rng, jnp.asarray(images), jnp.asarray(landmarks, jnp.float32), _traced(p),
+                        out_size=p.image_size, train=bool(train))
+  return {**batch, 'image': out, 'landmarks': lm}

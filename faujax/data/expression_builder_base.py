@@ -1,0 +1,362 @@
+"""Shared base of the facial-expression dataset builders (AffectNet, Aff-Wild2, RAF, JAFFE).
+
+Every expression builder emits the same feature dictionary so that one input
+pipeline serves all of them (Emotion-GCN, sec. IV-A datasets; SVML-RGCN, sec. 4.1
+datasets):
+
+  image             uint8 (S, S, 3), JPEG-encoded; the aligned face.
+  landmarks         float32 (68, 2); (x, y) in the stored image's pixels (pixel
+                    centres at integer coordinates, the ``faujax.geometry``
+                    convention). Zeros where the
+                    dataset has no 68-point landmarks (metadata ``has_landmarks``).
+  expression        int64; class index in ``faujax.labels.EXPRESSIONS_7`` order
+                    (``EXPRESSIONS_8`` for AffectNet's 8-class config); -1 unknown.
+  expression_multi  float32 (6,); 0/1 multi-label in ``faujax.labels.BASIC_6`` order.
+  expression_scores float32 (6,); the per-emotion scores the multi-label was
+                    derived from (RAF-ML distribution, JAFFE mean ratings), else zeros.
+  valence, arousal  float32 scalars in [-1, 1]; ``va_mask`` float32 1 / 0.
+  subject           int64; subject index (-1 unknown).
+  file_name         text; path of the source image relative to the manual dir.
+  au, au_mask, au_intensity
+                    float32 (0,); empty, so that ``faujax.data.input_pipeline``'s
+                    feature selection (shared with the AU builders) applies unchanged.
+
+Metadata ``task`` is 'expression' (single-label, ``class_names``, ``class_counts``) or
+'expression_multi' (``label_names`` = BASIC_6, ``label_counts``).
+
+Builders read their annotation files into ``ExpressionRecord`` lists first
+(validating every line and counting the skips the official distributions are
+known to need), compute the training-split label frequencies, store them with the
+skip counts in the dataset's ``MetadataDict``, and only then encode the images.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import dataclasses
+import hashlib
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from absl import logging
+from etils import epath
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from faujax import labels
+
+NUM_LANDMARKS = 68
+NUM_BASIC = len(labels.BASIC_6)
+_EMPTY = np.zeros((0,), np.float32)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExpressionRecord:
+  """One example before its image is read.
+
+  Attributes:
+    key: unique example key within the dataset.
+    image_path: absolute path of the source image.
+    file_name: path of the image relative to the manual dir (stored as a feature).
+    expression: class index or -1.
+    expression_multi: (6,) 0/1 labels in BASIC_6 order or None (-> zeros).
+    expression_scores: (6,) scores or None (-> zeros).
+    valence: valence in [-1, 1] (0 when ``va_mask`` is 0).
+    arousal: arousal in [-1, 1] (0 when ``va_mask`` is 0).
+    va_mask: 1.0 where valence/arousal are annotated, else 0.0.
+    subject: subject index or -1.
+    landmarks: (68, 2) landmarks in source-image pixels, or None.
+    box: builder-specific crop box (x, y, width, height) in source pixels, or None.
+  """
+
+  key: str
+  image_path: str
+  file_name: str
+  expression: int = -1
+  expression_multi: tuple[float, ...] | None = None
+  expression_scores: tuple[float, ...] | None = None
+  valence: float = 0.0
+  arousal: float = 0.0
+  va_mask: float = 0.0
+  subject: int = -1
+  landmarks: np.ndarray | None = None
+  box: tuple[float, float, float, float] | None = None
+
+
+class SkipCounter:
+  """Counts examples skipped for a documented reason (e.g. AffectNet code >= 8).
+
+  Keeps the first few offending locations per reason so that the log says where.
+  """
+
+  def __init__(self, max_examples: int = 5):
+    self._counts: collections.Counter[str] = collections.Counter()
+    self._where: dict[str, list[str]] = collections.defaultdict(list)
+    self._max_examples = max_examples
+
+  def add(self, reason: str, where: str, n: int = 1) -> None:
+    self._counts[reason] += n
+    if len(self._where[reason]) < self._max_examples:
+      self._where[reason].append(where)
+
+  @property
+  def counts(self) -> dict[str, int]:
+    return dict(sorted(self._counts.items()))
+
+  def log(self, dataset: str) -> None:
+    if not self._counts:
+      logging.info('%s: no examples skipped.', dataset)
+      return
+    for reason, count in sorted(self._counts.items()):
+      logging.warning('%s: skipped %d example(s): %s (e.g. %s).', dataset, count, reason,
+                      '; '.join(self._where[reason]))
+
+
+def stable_unit_hash(key: str) -> float:
+  """A deterministic number in [0, 1) from a string (SHA-256; independent of PYTHONHASHSEED)."""
+  digest = hashlib.sha256(key.encode('utf-8')).digest()
+  return int.from_bytes(digest[:8], 'big') / 2.0**64
+
+
+def carve_validation(
+    records: Sequence[ExpressionRecord],
+    group_of: Callable[[ExpressionRecord], str],
+    fraction: float,
+) -> tuple[list[ExpressionRecord], list[ExpressionRecord]]:
+  """Splits official training records into (train, validation) by a stable hash of a group.
+
+  All records of a group (an image name, a video, a subject) land on the same side;
+  a group goes to validation when ``stable_unit_hash(group) < fraction``.
+
+  Args:
+    records: the official training records.
+    group_of: maps a record to its group key.
+    fraction: expected fraction of groups held out, in [0, 1).
+
+  Returns:
+    (train, validation) record lists, each in input order.
+  """
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f'validation_fraction must be in [0, 1); got {fraction}.')
+  train, validation = [], []
+  for record in records:
+    (validation if stable_unit_hash(group_of(record)) < fraction else train).append(record)
+  return train, validation
+
+
+def class_counts(records: Sequence[ExpressionRecord], num_classes: int) -> list[int]:
+  """Number of records per expression class (records with expression -1 are not counted)."""
+  counts = [0] * num_classes
+  for record in records:
+    if record.expression >= 0:
+      counts[record.expression] += 1
+  return counts
+
+
+def label_counts(records: Sequence[ExpressionRecord]) -> list[int]:
+  """Number of positive records per BASIC_6 label (multi-label frequencies)."""
+  counts = np.zeros((NUM_BASIC,), np.int64)
+  for record in records:
+    if record.expression_multi is not None:
+      counts += np.asarray(record.expression_multi) > 0.5
+  return [int(c) for c in counts]
+
+
+def load_rgb(path: str | epath.Path) -> np.ndarray:
+  """Reads an image file as uint8 (H, W, 3) RGB; a ValueError names the file if unreadable."""
+  path = epath.Path(path)
+  try:
+    with path.open('rb') as f:
+      image = Image.open(f)
+      image.load()
+  except FileNotFoundError:
+    raise ValueError(f'Image file {path} does not exist.') from None
+  except (OSError, Image.DecompressionBombError) as e:
+    raise ValueError(f'Image file {path} could not be decoded as an image: {e}') from None
+  return np.asarray(image.convert('RGB'), dtype=np.uint8)
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+  """Bilinear resize of a uint8 (H, W, 3) image to (size, size, 3); no-op when already so."""
+  if image.shape[:2] == (size, size):
+    return image
+  return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def expression_features(image_size: int) -> tfds.features.FeaturesDict:
+  """The shared feature dictionary (see the module docstring)."""
+  return tfds.features.FeaturesDict({
+      'image': tfds.features.Image(shape=(image_size, image_size, 3), encoding_format='jpeg'),
+      'landmarks': tfds.features.Tensor(shape=(NUM_LANDMARKS, 2), dtype=np.float32),
+      'expression': tfds.features.Scalar(dtype=np.int64),
+      'expression_multi': tfds.features.Tensor(shape=(NUM_BASIC,), dtype=np.float32),
+      'expression_scores': tfds.features.Tensor(shape=(NUM_BASIC,), dtype=np.float32),
+      'valence': tfds.features.Scalar(dtype=np.float32),
+      'arousal': tfds.features.Scalar(dtype=np.float32),
+      'va_mask': tfds.features.Scalar(dtype=np.float32),
+      'subject': tfds.features.Scalar(dtype=np.int64),
+      'file_name': tfds.features.Text(),
+      'au': tfds.features.Tensor(shape=(0,), dtype=np.float32),
+      'au_mask': tfds.features.Tensor(shape=(0,), dtype=np.float32),
+      'au_intensity': tfds.features.Tensor(shape=(0,), dtype=np.float32),
+  })
+
+
+class ExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base class: subclasses implement ``_static_metadata`` and ``_read_records``.
+
+  Subclass builder configs must have ``image_size: int`` and may have
+  ``validation_fraction: float``.
+  """
+
+  @abc.abstractmethod
+  def _static_metadata(self) -> dict[str, Any]:
+    """Metadata known before reading files: class_names, label_names, has_* flags."""
+
+  @abc.abstractmethod
+  def _read_records(
+      self, manual_dir: epath.Path, skips: SkipCounter) -> dict[str, list[ExpressionRecord]]:
+    """Parses the manual dir into {split name: records}; raises ValueError on bad input."""
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path | None:
+    """The file defining the builder.
+
+    tensorflow-datasets 4.9.x resolves this through ``importlib_resources`` (a backport
+    it only declares for Python < 3.9), which breaks ``download_and_prepare`` on 3.11
+    without it; the file of the class is all it needs.
+    """
+    try:
+      return epath.Path(inspect.getfile(cls))
+    except (TypeError, OSError):
+      return None
+
+  def _image_size(self) -> int:
+    return int(self.builder_config.image_size)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=(type(self).__doc__ or '').strip(),
+        features=expression_features(self._image_size()),
+        metadata=tfds.core.MetadataDict(self._static_metadata()),
+        homepage=self._homepage(),
+    )
+
+  def _homepage(self) -> str | None:
+    return None
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    manual_dir = epath.Path(dl_manager.manual_dir)
+    if not manual_dir.exists():
+      raise ValueError(
+          f'Manual dir {manual_dir} for {self.name} does not exist; see '
+          f'{type(self).__name__}.MANUAL_DOWNLOAD_INSTRUCTIONS.')
+    skips = SkipCounter()
+    splits = self._read_records(manual_dir, skips)
+    empty = [name for name, records in splits.items() if not records and name != 'validation']
+    if empty:
+      raise ValueError(
+          f'{self.name}: no usable examples for split(s) {empty} in {manual_dir}; expected the '
+          f'layout of {type(self).__name__}.MANUAL_DOWNLOAD_INSTRUCTIONS (skipped: {skips.counts}).')
+    skips.log(self.name)
+    self.info.metadata.update(self._dynamic_metadata(splits, skips))
+    # tensorflow-datasets cannot write an empty split: an empty validation carve
+    # (validation_fraction 0) is left out.
+    return {name: self._generate_examples(records)
+            for name, records in splits.items() if records}
+
+  def _train_split_name(self, splits: Mapping[str, Sequence[ExpressionRecord]]) -> str | None:
+    return 'train' if 'train' in splits else None
+
+  def _dynamic_metadata(
+      self, splits: Mapping[str, Sequence[ExpressionRecord]], skips: SkipCounter) -> dict[str, Any]:
+    """Split sizes, per-split class / label counts, training frequencies, skip counts."""
+    meta: dict[str, Any] = {
+        'skipped': skips.counts,
+        'num_examples': {name: len(records) for name, records in splits.items()},
+    }
+    train = self._train_split_name(splits)
+    static = self._static_metadata()
+    if static.get('has_expression'):
+      n = len(static['class_names'])
+      meta['split_class_counts'] = {name: class_counts(r, n) for name, r in splits.items()}
+      if train is not None:
+        meta['class_counts'] = meta['split_class_counts'][train]
+    if static.get('has_expression_multi'):
+      meta['split_label_counts'] = {name: label_counts(r) for name, r in splits.items()}
+      if train is not None:
+        meta['label_counts'] = meta['split_label_counts'][train]
+    if static.get('has_va'):
+      meta['split_va_counts'] = {
+          name: int(sum(r.va_mask for r in records)) for name, records in splits.items()}
+    return meta
+
+  def _load_face(self, record: ExpressionRecord) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (image uint8 (S, S, 3), landmarks float32 (68, 2)); default: resize only."""
+    image = load_rgb(record.image_path)
+    size = self._image_size()
+    landmarks = np.zeros((NUM_LANDMARKS, 2), np.float32)
+    if record.landmarks is not None:
+      h, w = image.shape[:2]
+      scale = np.array([size / w, size / h])
+      landmarks = ((record.landmarks + 0.5) * scale - 0.5).astype(np.float32)
+    return resize_square(image, size), landmarks
+
+  def _generate_examples(self, records: Sequence[ExpressionRecord]) -> Iterator[tuple[str, dict]]:
+    zeros6 = np.zeros((NUM_BASIC,), np.float32)
+    for record in records:
+      image, landmarks = self._load_face(record)
+      multi = zeros6 if record.expression_multi is None else np.asarray(
+          record.expression_multi, np.float32)
+      scores = zeros6 if record.expression_scores is None else np.asarray(
+          record.expression_scores, np.float32)
+      yield record.key, {
+          'image': image,
+          'landmarks': landmarks,
+          'expression': record.expression,
+          'expression_multi': multi,
+          'expression_scores': scores,
+          'valence': np.float32(record.valence),
+          'arousal': np.float32(record.arousal),
+          'va_mask': np.float32(record.va_mask),
+          'subject': record.subject,
+          'file_name': record.file_name,
+          'au': _EMPTY,
+          'au_mask': _EMPTY,
+          'au_intensity': _EMPTY,
+      }
+
+
+def read_text_lines(path: epath.Path, what: str) -> list[str]:
+  """Lines of a text annotation file (BOM and trailing whitespace stripped).
+
+  Raises ValueError naming the file and what it should contain when it is missing.
+  """
+  if not path.exists():
+    raise ValueError(f'Expected {what} at {path}; the file does not exist.')
+  text = path.read_bytes().decode('utf-8-sig', errors='replace')
+  return [line.rstrip() for line in text.splitlines()]
+
+
+def parse_float(token: str, path: epath.Path | str, line_no: int, what: str) -> float:
+  """float(token) or a ValueError naming file, line and what was expected."""
+  try:
+    value = float(token)
+  except ValueError:
+    raise ValueError(f'{path}, line {line_no}: expected {what}, got {token!r}.') from None
+  if not np.isfinite(value):
+    raise ValueError(f'{path}, line {line_no}: expected a finite {what}, got {token!r}.')
+  return value
+
+
+def parse_int(token: str, path: epath.Path | str, line_no: int, what: str) -> int:
+  """int(token) or a ValueError naming file, line and what was expected."""
+  try:
+    return int(token.strip())
+  except ValueError:
+    raise ValueError(f'{path}, line {line_no}: expected {what}, got {token!r}.') from None

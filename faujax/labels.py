@@ -1,0 +1,69 @@
+"""Label spaces of the datasets faujax knows: AU sets and expression categories.
+
+These constants are the single source of truth for label order. A dataset's
+occurrence vector, a model's output and a metric table all use the order given
+here (see ``../shared/reference-facts.md``, "Dataset protocols").
+"""
+
+from __future__ import annotations
+
+# AU sets of the benchmark protocols, in the order the papers report them.
+BP4D_AUS: tuple[int, ...] = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
+DISFA_AUS: tuple[int, ...] = (1, 2, 4, 6, 9, 12, 25, 26)
+EMOTIONET_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 9, 12, 17, 20, 25, 26, 43)
+
+# Union of the three sets: every AU the synthetic renderer draws.
+ALL_AUS: tuple[int, ...] = tuple(sorted(set(BP4D_AUS) | set(DISFA_AUS) | set(EMOTIONET_AUS)))
+
+AU_SETS: dict[str, tuple[int, ...]] = {
+    'bp4d': BP4D_AUS,
+    'disfa': DISFA_AUS,
+    'emotionet': EMOTIONET_AUS,
+    'all': ALL_AUS,
+}
+
+# FACS names, for tables and plots.
+AU_NAMES: dict[int, str] = {
+    1: 'Inner brow raiser',
+    2: 'Outer brow raiser',
+    4: 'Brow lowerer',
+    5: 'Upper lid raiser',
+    6: 'Cheek raiser',
+    7: 'Lid tightener',
+    9: 'Nose wrinkler',
+    10: 'Upper lip raiser',
+    12: 'Lip corner puller',
+    14: 'Dimpler',
+    15: 'Lip corner depressor',
+    17: 'Chin raiser',
+    20: 'Lip stretcher',
+    23: 'Lip tightener',
+    24: 'Lip pressor',
+    25: 'Lips part',
+    26: 'Jaw drop',
+    43: 'Eyes closed',
+}
+
+# AU occurrence threshold on the 0-5 intensity scale (DISFA protocol; also synthetic).
+OCCURRENCE_THRESHOLD = 2.0
+
+# The 7 categorical expressions in AffectNet / Emotion-GCN node order (neutral first).
+EXPRESSIONS_7: tuple[str, ...] = ('neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger')
+# AffectNet's 8-class protocol adds contempt as code 7.
+EXPRESSIONS_8: tuple[str, ...] = EXPRESSIONS_7 + ('contempt',)
+# The 6 basic expressions of multi-label FER (RAF-ML, RAF-DB compound, JAFFE): SVML-RGCN order.
+BASIC_6: tuple[str, ...] = ('surprise', 'fear', 'disgust', 'happy', 'sad', 'anger')
+
+
+def au_set(name: str) -> tuple[int, ...]:
+  """Returns the AU numbers of a named label space ('bp4d', 'disfa', 'emotionet', 'all')."""
+  try:
+    return AU_SETS[name]
+  except KeyError:
+    raise ValueError(
+        f'Unknown AU label space {name!r}; expected one of {sorted(AU_SETS)}.') from None
+
+
+def au_label_names(aus: tuple[int, ...]) -> list[str]:
+  """['AU1', 'AU2', ...] for table headers."""
+  return [f'AU{a}' for a in aus]

@@ -1,0 +1,116 @@
+"""Data parallelism: a device mesh for ``jit`` and replication helpers for ``pmap``.
+
+faujax writes one training step (``faujax.train.train_step``) and runs it either
+
+* ``'jit'``: ``jax.jit`` over a 1-D mesh with axis ``'data'``; the global batch is a
+  ``NamedSharding(mesh, P('data'))`` array, parameters are replicated and XLA inserts the
+  gradient all-reduce. BatchNorm statistics are global automatically.
+* ``'pmap'``: ``jax.pmap`` with axis name ``'batch'``; the step all-gathers the model outputs so
+  the loss sees the global batch, averages gradients with ``lax.pmean`` and BatchNorm layers sync
+  their statistics through ``axis_name='batch'``.
+
+With more than one process (``jax.distributed``), each process feeds the shard of the global batch
+that its input pipeline produced (``jax.process_index()`` of ``jax.process_count()``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+PMAP_AXIS = 'batch'
+MESH_AXIS = 'data'
+MODES = ('jit', 'pmap')
+
+
+def check_mode(mode: str) -> str:
+  if mode not in MODES:
+    raise ValueError(f'Unknown config.parallelism {mode!r}; expected one of {MODES}.')
+  return mode
+
+
+def check_batch_size(global_batch: int, key: str = 'config.train.batch_size') -> int:
+  """The per-process batch; raises if the global batch does not split evenly over devices."""
+  n_dev, n_proc = jax.device_count(), jax.process_count()
+  if global_batch % n_dev:
+    raise ValueError(f'{key}={global_batch} is not divisible by the number of devices ({n_dev}); '
+                     f'use a multiple of {n_dev}.')
+  return global_batch // n_proc
+
+
+def make_mesh(devices: list[Any] | None = None) -> Mesh:
+  return Mesh(np.asarray(devices if devices is not None else jax.devices()), (MESH_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def data_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(MESH_AXIS))
+
+
+def put_replicated(tree: Any, mode: str, mesh: Mesh | None = None,
+                   devices: list[Any] | None = None) -> Any:
+  """Places a host pytree on the devices as the step of ``mode`` expects it."""
+  if mode == 'pmap':
+    return jax.device_put_replicated(tree, devices or jax.local_devices())
+  return jax.device_put(tree, replicated(mesh))
+
+
+def put_batch(batch: dict[str, np.ndarray], mode: str, mesh: Mesh | None = None,
+              devices: list[Any] | None = None) -> Any:
+  """Places this process's batch shard: (n_local, B/n_local, ...) for pmap, a global array for jit."""
+  if mode == 'pmap':
+    devices = devices or jax.local_devices()
+    n = len(devices)
+    def shard(x):
+      return x.reshape((n, x.shape[0] // n) + x.shape[1:])
+    return jax.device_put_sharded(
+        [jax.tree.map(lambda x, i=i: shard(x)[i], batch) for i in range(n)], devices)
+  sharding = data_sharding(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def unreplicate(tree: Any, mode: str) -> Any:
+  """A host copy of replicated device state."""
+  if mode == 'pmap':
+    tree = jax.tree.map(lambda x: x[0], tree)
+  return jax.device_get(tree)
+
+
+def gather_outputs(tree: Any, mode: str) -> Any:
+  """Per-example device outputs of every process, as host numpy arrays of the global batch."""
+  if mode == 'pmap':
+    tree = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+    if jax.process_count() > 1:
+      tree = multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
+  if jax.process_count() > 1:
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
+
+
+def all_gather(tree: Any, axis_name: str | None) -> Any:
+  """Inside a pmapped step: concatenates per-device arrays along the batch axis (identity if None)."""
+  if axis_name is None:
+    return tree
+  return jax.lax.all_gather(tree, axis_name, tiled=True)
+
+
+def pmean(tree: Any, axis_name: str | None) -> Any:
+  if axis_name is None:
+    return tree
+  return jax.lax.pmean(tree, axis_name)
+
+
+def device_offset(local_batch: int, axis_name: str | None) -> jnp.ndarray:
+  """Global index of this device's first example (0 outside pmap)."""
+  if axis_name is None:
+    return jnp.zeros((), jnp.int32)
+  return jax.lax.axis_index(axis_name) * local_batch

@@ -1,0 +1,89 @@
+"""What a run tells its user: metric writers, a progress line and the final results files."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+from clu import metric_writers
+
+
+def create_writer(workdir: str) -> metric_writers.MetricWriter:
+  """TensorBoard event files in ``workdir`` plus the console (process 0 only)."""
+  return metric_writers.create_default_writer(
+      workdir, just_logging=jax.process_index() > 0, asynchronous=False)
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
+
+
+class Progress:
+  """Prints ``step 120/1000  loss 0.4120  3.21 steps/s  ETA 4m35s`` lines."""
+
+  def __init__(self, total_steps: int, start_step: int = 0):
+    self.total = total_steps
+    self._last_step = start_step
+    self._last_time = time.perf_counter()
+
+  def report(self, step: int, loss: float) -> str:
+    now = time.perf_counter()
+    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    line = (f'step {step}/{self.total}  loss {loss:.4f}  {rate:.2f} steps/s  '
+            f'ETA {_duration((self.total - step) / max(rate, 1e-9))}')
+    if jax.process_index() == 0:
+      logging.info('%s', line)
+      print(line, flush=True)
+    return line
+
+
+def _jsonable(x: Any) -> Any:
+  if isinstance(x, dict):
+    return {k: _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, np.ndarray):
+    return _jsonable(x.tolist())
+  if isinstance(x, (np.floating, float)):
+    return None if not np.isfinite(x) else float(x)
+  if isinstance(x, np.integer):
+    return int(x)
+  return x
+
+
+def write_results(workdir: str, *, config: ml_collections.ConfigDict, task: Any, info: Any,
+                  metrics: dict[str, Any], split: str, selected: str,
+                  history: list[dict[str, float]], trivial: dict[str, float]) -> dict[str, Any]:
+  """Writes ``results.json`` and ``results.md`` (a paper-style table) and prints the table."""
+  table = task.table(metrics)
+  key = task.selection_metric
+  lines = [
+      f'# Results: {config.model.name} on {config.data.name}/{config.data.builder_config} '
+      f'(fold {config.data.get("fold", 1)}, {split} split)', '',
+      f'Checkpoint: {selected}.', '', table, '',
+      f'Trivial baseline ({trivial["name"]}): {key} = {100 * trivial[key]:.1f}; '
+      f'this model: {100 * metrics[key]:.1f}.', '']
+  markdown = '\n'.join(lines)
+  results = {
+      'model': config.model.name, 'dataset': f'{config.data.name}/{config.data.builder_config}',
+      'fold': config.data.get('fold', 1), 'split': split, 'checkpoint': selected,
+      'label_names': list(info.label_names), 'metrics': metrics, 'trivial_baseline': trivial,
+      'validation_history': history,
+  }
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'results.json'), 'w') as f:
+      json.dump(_jsonable(results), f, indent=2)
+    with open(os.path.join(workdir, 'results.md'), 'w') as f:
+      f.write(markdown)
+    print(markdown, flush=True)
+  return results

@@ -1,0 +1,219 @@
+"""Tests of the AffectNet builder on fake data written in the official layout."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow_datasets as tfds
+
+from faujax import labels
+from faujax.data import affectnet
+
+HEADER = ('subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,'
+          'expression,valence,arousal')
+SKIP_STATS = tfds.download.DownloadConfig
+
+
+def _landmarks(tilt_deg: float, cx: float = 20.0, cy: float = 20.0) -> np.ndarray:
+  """68 points; eye points 36-41 / 42-47 around two eye centres tilted by tilt_deg."""
+  rng = np.random.default_rng(0)
+  pts = rng.uniform(8, 32, size=(68, 2))
+  t = math.radians(tilt_deg)
+  half = np.array([math.cos(t), math.sin(t)]) * 7.0
+  left, right = np.array([cx, cy]) - half, np.array([cx, cy]) + half
+  ring = np.array([[-2, 0], [-1, -1], [1, -1], [2, 0], [1, 1], [-1, 1]], float)
+  pts[36:42] = left + ring
+  pts[42:48] = right + ring
+  return pts
+
+
+def _lm_field(pts: np.ndarray) -> str:
+  return ';'.join(f'{v:.2f}' for v in pts.reshape(-1))
+
+
+def _write_image(path, seed: int, size: int = 40):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path, 'JPEG')
+
+
+def _write_manual(root, train_rows, val_rows):
+  """rows: (rel, code, valence, arousal, tilt)."""
+  for name, rows in (('training.csv', train_rows), ('validation.csv', val_rows)):
+    lines = [HEADER]
+    for i, (rel, code, v, a, tilt) in enumerate(rows):
+      _write_image(root / 'Manually_Annotated_Images' / rel, seed=i)
+      lines.append(f'{rel},4,5,30,30,{_lm_field(_landmarks(tilt))},{code},{v},{a}')
+    (root / name).write_text('\n'.join(lines) + '\n')
+
+
+TRAIN_ROWS = [(f'{10 + i}/img{i}.jpg', code, 0.5 - 0.1 * i, 0.1 * i, 5.0 * i)
+              for i, code in enumerate([0, 1, 2, 3, 4, 5, 6, 7, 1, 2, 8, 9, 10])]
+TRAIN_ROWS.append(('30/nova.jpg', 3, -2, -2, 0.0))
+VAL_ROWS = [(f'val/v{i}.jpg', code, 0.2, -0.3, -10.0) for i, code in enumerate([0, 6, 7, 9])]
+
+
+@pytest.fixture(scope='module')
+def manual_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('affectnet_manual')
+  _write_manual(root, TRAIN_ROWS, VAL_ROWS)
+  return root
+
+
+def _build(manual_dir, data_dir, config):
+  builder = affectnet.Affectnet(config=config, data_dir=str(data_dir))
+  builder.download_and_prepare(download_config=SKIP_STATS(
+      manual_dir=str(manual_dir), compute_stats=tfds.download.ComputeStatsMode.SKIP))
+  return builder
+
+
+def _examples(builder, split):
+  return {ex['file_name'].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split=split))}
+
+
+def _in_validation(file_name: str, fraction: float) -> bool:
+  digest = hashlib.sha256(file_name.encode()).digest()
+  return int.from_bytes(digest[:8], 'big') / 2.0**64 < fraction
+
+
+def _apply(m, pts):
+  return pts @ m[:, :2].T + m[:, 2]
+
+
+def test_alignment_matrix_levels_eyes():
+  pts = _landmarks(25.0)
+  m = affectnet.alignment_matrix(pts, (4, 5, 30, 30), 60)
+  out = _apply(m, pts)
+  left, right = out[36:42].mean(0), out[42:48].mean(0)
+  np.testing.assert_allclose(left[1], right[1], atol=1e-4)
+  assert right[0] > left[0]
+  # Inter-ocular distance scales by size / box width (square box).
+  np.testing.assert_allclose(np.linalg.norm(right - left), 14.0 * 60 / 30, rtol=1e-5)
+  with pytest.raises(ValueError, match='Cannot align'):
+    same = pts.copy()
+    same[42:48] = same[36:42]
+    affectnet.alignment_matrix(same, (4, 5, 30, 30), 60)
+
+
+def test_align_face_moves_pixels_with_landmarks():
+  pts = _landmarks(-30.0, cx=50, cy=50) * 1.0
+  pts[30] = (57.0, 62.0)  # a 3x3 marker centred on pixel (57, 62)
+  image = np.zeros((100, 100, 3), np.uint8)
+  image[61:64, 56:59] = 255
+  aligned, out = affectnet.align_face(image, pts, (20, 20, 60, 60), 120)
+  assert aligned.shape == (120, 120, 3) and aligned.dtype == np.uint8
+  gray = aligned[..., 0].astype(float)
+  ys, xs = np.nonzero(gray > 0.5 * gray.max())
+  w = gray[ys, xs]
+  centroid = np.array([xs @ w, ys @ w]) / w.sum()
+  np.testing.assert_allclose(centroid, out[30], atol=0.5)
+
+
+def test_affectnet_7class(manual_dir, tmp_path):
+  config = affectnet.AffectNetConfig(name='7class_v50', validation_fraction=0.5)
+  builder = _build(manual_dir, tmp_path, config)
+  train, val, test = (_examples(builder, s) for s in ('train', 'validation', 'test'))
+  kept = {f'Manually_Annotated_Images/{r[0]}': r for r in TRAIN_ROWS if r[1] <= 6}
+  assert set(train) | set(val) == set(kept) and not set(train) & set(val)
+  assert set(val) == {k for k in kept if _in_validation(k, 0.5)}
+  assert 0 < len(val) < len(kept)
+  for name, ex in {**train, **val}.items():
+    rel, code, v, a, tilt = kept[name]
+    assert ex['expression'] == code
+    assert ex['image'].shape == (227, 227, 3)
+    if v == -2:
+      assert ex['va_mask'] == 0 and ex['valence'] == 0 and ex['arousal'] == 0
+    else:
+      assert ex['va_mask'] == 1
+      np.testing.assert_allclose([ex['valence'], ex['arousal']], [v, a], atol=1e-6)
+    # Stored landmarks are the source landmarks through the alignment map.
+    src = np.array([float(t) for t in _lm_field(_landmarks(tilt)).split(';')]).reshape(68, 2)
+    expected = _apply(affectnet.alignment_matrix(src, (4, 5, 30, 30), 227), src)
+    np.testing.assert_allclose(ex['landmarks'], expected, atol=1e-3)
+    eyes = ex['landmarks'][36:42].mean(0), ex['landmarks'][42:48].mean(0)
+    np.testing.assert_allclose(eyes[0][1], eyes[1][1], atol=1e-3)
+    assert ex['subject'] == -1
+    np.testing.assert_array_equal(ex['expression_multi'], np.zeros(6))
+    del rel
+  assert sorted(ex['expression'] for ex in test.values()) == [0, 6]
+  # Stored image matches aligning the source image (up to JPEG loss).
+  name = next(iter(train))
+  src_img = np.asarray(Image.open(manual_dir / name).convert('RGB'))
+  rel, code, v, a, tilt = kept[name]
+  ref, _ = affectnet.align_face(src_img, np.array(
+      [float(t) for t in _lm_field(_landmarks(tilt)).split(';')]).reshape(68, 2),
+                                (4, 5, 30, 30), 227)
+  assert np.abs(train[name]['image'].astype(float) - ref).mean() < 12.0
+
+  # Metadata survives a reload from disk.
+  meta = affectnet.Affectnet(config=config, data_dir=str(tmp_path)).info.metadata
+  counts = [0] * 7
+  for ex in train.values():
+    counts[ex['expression']] += 1
+  assert meta['class_counts'] == counts
+  assert meta['class_names'] == list(labels.EXPRESSIONS_7)
+  assert meta['skipped'] == {
+      'expression code 7 (contempt) outside the 7-class protocol': 2,
+      'expression code >= 8 (none / uncertain / non-face)': 4,
+  }
+  assert meta['num_examples'] == {'train': len(train), 'validation': len(val), 'test': 2}
+  assert meta['has_landmarks'] is True
+
+
+def test_affectnet_8class_keeps_contempt(manual_dir, tmp_path):
+  config = affectnet.AffectNetConfig(
+      name='8class_v0', num_classes=8, validation_fraction=0.0)
+  builder = _build(manual_dir, tmp_path, config)
+  train = _examples(builder, 'train')
+  test = _examples(builder, 'test')
+  assert sorted(ex['expression'] for ex in train.values()) == sorted(
+      r[1] for r in TRAIN_ROWS if r[1] <= 7)
+  assert sorted(ex['expression'] for ex in test.values()) == [0, 6, 7]
+  meta = builder.info.metadata
+  assert meta['class_counts'][7] == 1 and len(meta['class_counts']) == 8
+  assert meta['skipped'] == {'expression code >= 8 (none / uncertain / non-face)': 4}
+  assert set(builder.info.splits) == {'train', 'test'}  # empty validation carve left out
+
+
+def _csv_with(tmp_path, row_override: str | None = None, header: str = HEADER, image=True):
+  root = tmp_path / 'bad'
+  root.mkdir(exist_ok=True)
+  if image:
+    _write_image(root / 'Manually_Annotated_Images' / 'a' / 'x.jpg', 1)
+  good = f'a/x.jpg,4,5,30,30,{_lm_field(_landmarks(0))},1,0.1,0.2'
+  lines = [header, good, row_override or good]
+  (root / 'training.csv').write_text('\n'.join(lines) + '\n')
+  return root
+
+
+@pytest.mark.parametrize('row, message', [
+    (f'a/x.jpg,4,5,30,30,{_lm_field(_landmarks(0)[:67])},1,0.1,0.2', '68 points'),
+    (f'a/x.jpg,4,5,30,30,{_lm_field(_landmarks(0))},11,0.1,0.2', 'unknown AffectNet expression'),
+    (f'a/x.jpg,4,5,30,30,{_lm_field(_landmarks(0))},happy,0.1,0.2', 'integer expression code'),
+    (f'a/x.jpg,4,5,30,30,{_lm_field(_landmarks(0))},1,1.5,0.2', 'valence/arousal must be'),
+    (f'a/x.jpg,4,5,0,30,{_lm_field(_landmarks(0))},1,0.1,0.2', 'positive face_width'),
+    ('a/x.jpg,4,5,30,30', 'expected 9 comma-separated fields'),
+    (f'a/missing.jpg,4,5,30,30,{_lm_field(_landmarks(0))},1,0.1,0.2', 'does not exist'),
+])
+def test_bad_rows_name_file_and_line(tmp_path, row, message):
+  root = _csv_with(tmp_path, row)
+  with pytest.raises(ValueError, match=message) as err:
+    affectnet.read_affectnet_csv(root, 'training.csv', 7, affectnet.base.SkipCounter())
+  assert 'training.csv, line 3' in str(err.value)
+
+
+def test_bad_header_and_missing_files(tmp_path):
+  root = _csv_with(tmp_path, header=HEADER.replace('facial_landmarks', 'landmarks'))
+  with pytest.raises(ValueError, match=r'training.csv, line 1: header lacks.*facial_landmarks'):
+    affectnet.read_affectnet_csv(root, 'training.csv', 7, affectnet.base.SkipCounter())
+  with pytest.raises(ValueError, match=r'validation.csv.*does not exist'):
+    affectnet.read_affectnet_csv(root, 'validation.csv', 7, affectnet.base.SkipCounter())
+  # Through the builder: the manual dir lacks validation.csv.
+  root = _csv_with(tmp_path)
+  builder = affectnet.Affectnet(data_dir=str(tmp_path / 'data'))
+  with pytest.raises(ValueError, match='validation.csv'):
+    builder.download_and_prepare(download_config=SKIP_STATS(manual_dir=str(root)))

@@ -1,0 +1,339 @@
+"""Tests of the Emotion-GCN model (faujax.models.emotion_gcn), its loss, variants and figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import types
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from faujax import labels
+from faujax import relations
+from faujax import tasks
+from faujax.models import emotion_gcn
+from faujax.models import emotion_gcn_figures
+
+SIZE = 32
+WIDTHS = (8, 16)  # small_cnn: 32 px -> 8 x 8 x 16
+
+
+def _info(expr, val, aro, **extra):
+  train = {'expression': np.asarray(expr), 'valence': np.asarray(val, np.float32),
+           'arousal': np.asarray(aro, np.float32), **extra}
+  counts = np.bincount(np.asarray(expr)[np.asarray(expr) >= 0], minlength=7)
+  return types.SimpleNamespace(task='expression', num_labels=7,
+                               label_names=list(labels.EXPRESSIONS_7), class_counts=counts,
+                               train_labels=train)
+
+
+def _random_info(n=120, seed=0, **extra):
+  rng = np.random.default_rng(seed)
+  expr = np.concatenate([np.arange(7), rng.integers(0, 7, n - 7)])
+  centre_v = np.array([0.0, 0.8, -0.7, 0.2, -0.6, -0.6, -0.5])
+  centre_a = np.array([0.0, 0.3, -0.4, 0.8, 0.7, 0.3, 0.7])
+  val = np.clip(centre_v[expr] + 0.2 * rng.normal(size=n), -1, 1)
+  aro = np.clip(centre_a[expr] + 0.2 * rng.normal(size=n), -1, 1)
+  return _info(expr, val, aro, **extra)
+
+
+def _model_cfg(**overrides):
+  cfg = ml_collections.ConfigDict(dict(
+      name='emotion_gcn', backbone=dict(name='small_cnn', kwargs={'widths': WIDTHS}),
+      adjacency='spearman', tau=0.1, p=0.7, gcn_layers=2, hidden_dim=512, leaky_slope=0.2,
+      embeddings='default', cooccurrence_labels='train_multi'))
+  cfg.update(overrides)
+  return cfg
+
+
+@pytest.fixture(scope='module')
+def built():
+  info = _random_info()
+  model = emotion_gcn.from_config(_model_cfg(), info, jnp.float32, None)
+  images = jax.random.normal(jax.random.key(1), (3, SIZE, SIZE, 3))
+  variables = jax.jit(lambda r, b: model.init(r, b, train=False))(jax.random.key(0),
+                                                                  {'image': images})
+  return info, model, variables, images
+
+
+# ------------------------------------------------------------------------------ adjacency
+
+
+def test_adjacency_matches_hand_computed_example():
+  # Happy = [1, 1, 0, 0] (centred ranks [1, 1, -1, -1]); valence ranks [4, 3, 2, 1] (centred
+  # [1.5, .5, -.5, -1.5]): rho = 4 / sqrt(4 * 5) = 0.894 for happy and (negated) neutral.
+  # Arousal ranks [1, 4, 3, 2]: rho(happy, arousal) = 0. Absent classes are constant: rho = 0.
+  # The 5th example has no expression and the 6th no VA (-2, AffectNet): both are dropped.
+  info = _info([1, 1, 0, 0, -1, 3], [0.9, 0.8, 0.1, 0.0, 0.5, -2.0],
+               [0.1, 0.5, 0.3, 0.2, 0.5, -2.0])
+  a = emotion_gcn.build_adjacency(_model_cfg(), info)
+  # eq. 5 (tau 0.1): edges neutral-valence and happy-valence; eq. 6 (p 0.7).
+  expected = np.diag([0.3] * 9)
+  v = 7
+  expected[0, v] = expected[1, v] = 0.7
+  expected[v, 0] = expected[v, 1] = 0.35
+  np.testing.assert_allclose(a, expected, atol=1e-12)
+  np.testing.assert_allclose(relations.emotion_gcn_correlation(
+      np.array([1, 1, 0, 0]), np.array([[0.9, .1], [.8, .5], [.1, .3], [0., .2]]))[1, 7],
+      4 / np.sqrt(20), atol=1e-12)
+  # tau above the correlation: no edges, only the self weights 1 - p.
+  np.testing.assert_allclose(emotion_gcn.build_adjacency(_model_cfg(tau=0.95), info),
+                             np.diag([0.3] * 9), atol=1e-12)
+
+
+def test_adjacency_is_fixed_constant_not_parameter(built):
+  _, model, variables, _ = built
+  flat = jax.tree_util.tree_leaves_with_path(variables['params']['label_gcn'])
+  assert sorted(jax.tree_util.keystr(p) for p, _ in flat) == ["['gcn0']['kernel']",
+                                                              "['gcn1']['kernel']"]
+  assert emotion_gcn.model_adjacency(model).shape == (9, 9)
+
+
+def test_conditional_variant_uses_multilabel_cooccurrence():
+  rng = np.random.default_rng(3)
+  multi = (rng.random((120, 6)) < 0.3).astype(np.float32)
+  info = _random_info(expression_multi=multi)
+  a = emotion_gcn.build_adjacency(_model_cfg(adjacency='conditional', p=0.5), info)
+  # BASIC_6 order -> EXPRESSIONS_7 order, neutral = no basic expression.
+  seven = np.zeros((120, 7))
+  for k, name in enumerate(labels.EXPRESSIONS_7[1:], start=1):
+    seven[:, k] = multi[:, labels.BASIC_6.index(name)]
+  seven[:, 0] = multi.sum(1) == 0
+  tr = info.train_labels
+  expected = relations.emotion_gcn_adjacency(
+      tr['expression'], np.stack([tr['valence'], tr['arousal']], 1), tau=0.1, p=0.5,
+      expression_labels=seven, normalize=False)
+  np.testing.assert_allclose(a, expected, atol=1e-12)
+  assert np.count_nonzero(a[1:7, 1:7] - np.diag(np.diag(a[1:7, 1:7]))) > 0
+  with pytest.raises(ValueError, match='expression_multi'):
+    emotion_gcn.build_adjacency(_model_cfg(adjacency='conditional'), _random_info())
+
+
+def test_conditional_variant_from_file(tmp_path):
+  y = np.zeros((4, 7))
+  y[0, [1, 3]] = 1
+  y[1, [1]] = 1
+  y[2, [4, 2]] = 1
+  y[3, 0] = 1
+  path = tmp_path / 'emotic7.txt'
+  np.savetxt(path, y, fmt='%d', delimiter=',')
+  info = _random_info()
+  got = emotion_gcn.cooccurrence_labels(str(path), info)
+  np.testing.assert_array_equal(got, y)
+  np.save(tmp_path / 'e.npy', y)
+  np.testing.assert_array_equal(emotion_gcn.cooccurrence_labels(str(tmp_path / 'e.npy'), info), y)
+  np.save(tmp_path / 'bad.npy', y[:, :6])
+  with pytest.raises(ValueError, match='bad.npy'):
+    emotion_gcn.cooccurrence_labels(str(tmp_path / 'bad.npy'), info)
+
+
+def test_config_errors():
+  info = _random_info()
+  with pytest.raises(ValueError, match='config.model.adjacency'):
+    emotion_gcn.build_adjacency(_model_cfg(adjacency='pearson'), info)
+  with pytest.raises(ValueError, match='gcn_layers'):
+    emotion_gcn.from_config(_model_cfg(gcn_layers=0), info, jnp.float32, None)
+  no_labels = types.SimpleNamespace(**{**vars(info), 'train_labels': None})
+  with pytest.raises(ValueError, match='train_labels'):
+    emotion_gcn.from_config(_model_cfg(), no_labels, jnp.float32, None)
+
+
+# ------------------------------------------------------------------------------ GCN generator
+
+
+def _leaky(x, slope=0.2):
+  return np.where(x >= 0, x, slope * x)
+
+
+def _mlgcn_norm(a):
+  d = a.sum(1) ** -0.5
+  return d[:, None] * a.T * d[None, :]
+
+
+def test_outputs_equal_numpy_reference(built):
+  info, model, variables, images = built
+  out = model.apply(variables, {'image': images}, train=False)
+  assert out['expression_logits'].shape == (3, 7) and out['va'].shape == (3, 2)
+  assert out['expression_logits'].dtype == jnp.float32 and out['va'].dtype == jnp.float32
+  x = np.asarray(model.apply(variables, images, train=False,
+                             method=emotion_gcn.EmotionGCN.features), np.float64)
+  assert x.shape == (3, WIDTHS[-1])
+  # x is the global MAX pool of the trunk map (eq. 1).
+  fmap = model.apply(variables, images, method=lambda m, im: m.backbone(im, train=False))
+  np.testing.assert_allclose(x, np.asarray(fmap).max(axis=(1, 2)), rtol=1e-6)
+  z = np.asarray(model.embeddings, np.float64)
+  a_hat = _mlgcn_norm(np.asarray(model.adjacency, np.float64))
+  p = variables['params']['label_gcn']
+  w0 = np.asarray(p['gcn0']['kernel'], np.float64)
+  w1 = np.asarray(p['gcn1']['kernel'], np.float64)
+  assert w0.shape == (384, 512) and w1.shape == (512, WIDTHS[-1])
+  w = a_hat @ _leaky(a_hat @ z @ w0) @ w1  # eq. 2, no activation after the last layer
+  np.testing.assert_allclose(model.apply(variables,
+                                         method=emotion_gcn.EmotionGCN.classifier_weights),
+                             w, rtol=1e-4, atol=1e-6)
+  scores = x @ w.T
+  np.testing.assert_allclose(out['expression_logits'], scores[:, :7], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(out['va'], scores[:, 7:], rtol=1e-4, atol=1e-5)
+
+
+def test_gcn_init_bounds_and_layer_counts():
+  info = _random_info()
+  for layers, shapes in [(1, [(9, 16)]), (3, [(9, 512), (512, 512), (512, 16)])]:
+    model = emotion_gcn.from_config(_model_cfg(gcn_layers=layers, embeddings='onehot'), info,
+                                    jnp.float32, None)
+    params = jax.eval_shape(lambda: model.init(
+        jax.random.key(0), {'image': jnp.zeros((1, SIZE, SIZE, 3))}, train=False))['params']
+    got = [params['label_gcn'][f'gcn{i}']['kernel'].shape for i in range(layers)]
+    assert got == shapes
+  model = emotion_gcn.from_config(_model_cfg(embeddings='onehot'), info, jnp.float32, None)
+  gcn = emotion_gcn.LabelGCN(embeddings=model.embeddings, adjacency=model.adjacency,
+                             out_features=1024)
+  p = gcn.init(jax.random.key(2))['params']
+  for name, out in (('gcn0', 512), ('gcn1', 1024)):
+    k = np.asarray(p[name]['kernel'])
+    assert np.abs(k).max() <= 1 / np.sqrt(out) and np.abs(k).max() > 0.9 / np.sqrt(out)
+  assert gcn.apply({'params': p}).shape == (9, 1024)
+
+
+def test_gradients_reach_gcn_and_trunk(built):
+  _, model, variables, images = built
+
+  def loss(params):
+    out, _ = model.apply({**variables, 'params': params}, {'image': images}, train=True,
+                         mutable=['batch_stats'])
+    return jnp.sum(out['expression_logits'] ** 2) + jnp.sum(out['va'] ** 2)
+
+  grads = jax.jit(jax.grad(loss))(variables['params'])
+  for path in (('label_gcn', 'gcn0', 'kernel'), ('label_gcn', 'gcn1', 'kernel')):
+    g = grads
+    for k in path:
+      g = g[k]
+    assert np.all(np.isfinite(g)) and np.abs(g).max() > 0
+  assert max(np.abs(g).max() for g in jax.tree.leaves(grads['backbone'])) > 0
+
+
+def test_bfloat16_trunk_gives_float32_outputs():
+  info = _random_info()
+  model = emotion_gcn.from_config(_model_cfg(embeddings='onehot'), info, jnp.bfloat16, None)
+  batch = {'image': jnp.ones((2, SIZE, SIZE, 3))}
+  out, _ = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), batch, train=False))
+  assert out['expression_logits'].dtype == jnp.float32 and out['va'].shape == (2, 2)
+
+
+# ------------------------------------------------------------------------------ loss
+
+
+def _numpy_ccc(x, y):
+  mx, my = x.mean(), y.mean()
+  return 2 * np.mean((x - mx) * (y - my)) / (x.var() + y.var() + (mx - my) ** 2)
+
+
+def test_expression_task_loss_is_weighted_ce_plus_ccc():
+  """L = L^c + L^r: eq. 8-9 (w_i = f_min / f_i, torch weighted-mean normalisation) + eq. 11-12."""
+  info = _random_info()
+  info.class_counts = np.array([50, 200, 30, 25, 10, 5, 40])
+  config = ml_collections.ConfigDict({'loss': {'class_weighted': True, 'va': 'ccc',
+                                               'va_weight': 1.0}, 'eval': {}})
+  task = tasks.build(config, info)
+  rng = np.random.default_rng(7)
+  b = 6
+  logits = rng.normal(size=(b, 7)).astype(np.float32)
+  va_pred = rng.normal(size=(b, 2)).astype(np.float32)
+  batch = {'expression': np.array([0, 1, 5, 5, 3, 6], np.int32),
+           'valence': rng.uniform(-1, 1, b).astype(np.float32),
+           'arousal': rng.uniform(-1, 1, b).astype(np.float32),
+           'valid': np.ones(b, np.float32)}
+  total, aux = task.loss({'expression_logits': jnp.asarray(logits), 'va': jnp.asarray(va_pred)},
+                         task.targets({k: jnp.asarray(v) for k, v in batch.items()}))
+  w = 5.0 / info.class_counts  # the rarest class (disgust, 5) weighs 1
+  y = batch['expression']
+  logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  ce = -np.sum(w[y] * logp[np.arange(b), y]) / np.sum(w[y])
+  va_true = np.stack([batch['valence'], batch['arousal']], 1)
+  l_r = 1 - (_numpy_ccc(va_pred[:, 0].astype(np.float64), va_true[:, 0])
+             + _numpy_ccc(va_pred[:, 1].astype(np.float64), va_true[:, 1])) / 2
+  np.testing.assert_allclose(aux['ce'], ce, rtol=1e-5)
+  np.testing.assert_allclose(aux['va_loss'], l_r, rtol=1e-5)
+  np.testing.assert_allclose(total, ce + l_r, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------ variants
+
+
+def _load_config(name):
+  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'emotion_gcn', f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'egcn_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize('name', ['synthetic', 'affectnet', 'aff_wild2'])
+def test_configs_and_variants(name):
+  module = _load_config(name)
+  expected = {'single_task': ('baseline', 'none'), 'mtl_mse': ('baseline', 'mse'),
+              'mtl_ccc': ('baseline', 'ccc'), 'emotion_gcn': ('emotion_gcn', 'ccc'),
+              'conditional': ('emotion_gcn', 'ccc')}
+  for variant, (model_name, va) in expected.items():
+    c = module.get_config(variant)
+    assert (c.model.name, c.loss.va, c.model.pooling) == (model_name, va, 'max')
+    assert c.optim.name == 'sgd' and c.optim.momentum == 0.9 and c.schedule.name == 'step'
+  assert module.get_config().model.name == 'emotion_gcn'
+  assert module.get_config('conditional').model.adjacency == 'conditional'
+  assert module.get_config('conditional').model.p == 0.5
+  if name != 'synthetic':
+    c = module.get_config()
+    assert (c.train.batch_size, c.train.num_epochs, c.optim.learning_rate,
+            c.optim.weight_decay, c.augment.image_size, c.model.backbone.name,
+            c.augment.rotation_deg) == (35, 10, 1e-3, 1e-3, 227, 'densenet121', 30.0)
+  with pytest.raises(ValueError, match='variant'):
+    module.get_config('multi_gcn')
+
+
+def test_synthetic_config_builds_a_model():
+  c = _load_config('synthetic').get_config()
+  model = emotion_gcn.from_config(c.model, _random_info(), jnp.float32, None)
+  assert model.arch == 'small_cnn' and model.gcn_layers == 2
+  assert np.asarray(model.embeddings).shape == (9, 384)
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def _is_png(path):
+  with open(path, 'rb') as f:
+    return f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_figures_written_as_png(built, tmp_path):
+  info, model, variables, _ = built
+  confusion = np.arange(49).reshape(7, 7)
+  paths = emotion_gcn_figures.write_figures(str(tmp_path), model, variables, None, confusion,
+                                            info.label_names)
+  assert set(paths) == {'adjacency', 'confusion', 'cosine'}
+  for p in paths.values():
+    assert os.path.dirname(p) == str(tmp_path) and _is_png(p)
+  sim = emotion_gcn_figures.cosine_similarity(emotion_gcn_figures.classifier_vectors(
+      model, variables))
+  np.testing.assert_allclose(np.diag(sim), 1.0, atol=1e-6)
+  np.testing.assert_allclose(emotion_gcn_figures.normalized_confusion(confusion).sum(1), 1.0)
+
+
+def test_figures_for_baseline(tmp_path):
+  """Baselines have free linear heads ('head' (C, 7), 'va_head' (C, 2), ``models.baseline``)."""
+  rng = np.random.default_rng(0)
+  v = {'params': {'backbone': {}, 'head': {'kernel': rng.normal(size=(16, 7)), 'bias': np.zeros(7)},
+                  'va_head': {'kernel': rng.normal(size=(16, 2)), 'bias': np.zeros(2)}}}
+  model = object()  # only the variables are read for a non-Emotion-GCN model
+  paths = emotion_gcn_figures.write_figures(str(tmp_path), model, v, None, None,
+                                            labels.EXPRESSIONS_7)
+  assert set(paths) == {'cosine'} and _is_png(paths['cosine'])
+  vec = emotion_gcn_figures.classifier_vectors(model, v)
+  np.testing.assert_allclose(vec[:7], v['params']['head']['kernel'].T)
+  np.testing.assert_allclose(vec[7:], v['params']['va_head']['kernel'].T)
+  with pytest.raises(ValueError, match='va_head'):
+    emotion_gcn_figures.classifier_vectors(model, {'params': {'head': {}}})

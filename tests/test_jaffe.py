@@ -1,0 +1,123 @@
+"""Tests of the JAFFE builder on fake data written in the distributed layout."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow_datasets as tfds
+
+from faujax import labels
+from faujax.data import jaffe
+
+COLS = ('HAP', 'SAD', 'SUR', 'ANG', 'DIS', 'FEA')
+COL_TO_BASIC = {'SUR': 'surprise', 'FEA': 'fear', 'DIS': 'disgust', 'HAP': 'happy',
+                'SAD': 'sad', 'ANG': 'anger'}
+
+
+def _ratings(pic_index: int) -> list[float]:
+  rng = np.random.default_rng(pic_index)
+  r = np.round(rng.uniform(1, 5, size=6), 2)
+  r[0] = 3.00 if pic_index == 0 else r[0]  # exactly the threshold: positive
+  return list(r)
+
+
+def _pics():
+  pics = []
+  for s in jaffe.SUBJECTS:
+    pics += [(s, 'HA1'), (s, 'SA2')]
+  return pics
+
+
+@pytest.fixture(scope='module')
+def manual_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('jaffe')
+  folder = root / 'jaffe'
+  folder.mkdir()
+  lines = ['#  HAP  SAD  SUR  ANG  DIS  FEA  PIC']
+  for i, (s, e) in enumerate(_pics()):
+    lines.append(f'{i + 1} ' + ' '.join(f'{v:.2f}' for v in _ratings(i)) + f' {s}-{e}')
+    if (s, e) != ('YM', 'SA2'):  # rated but no image: counted skip
+      Image.fromarray(np.full((32, 32), 7 * i, np.uint8)).save(folder / f'{s}.{e}.{100 + i}.tiff')
+  Image.fromarray(np.zeros((32, 32), np.uint8)).save(folder / 'KA.NE1.26.tiff')  # no rating
+  (folder / 'A_Semantic_Ratings.txt').write_text('\n'.join(lines) + '\n')
+  (folder / 'README').write_text('JAFFE readme\n')
+  return root
+
+
+def _build(manual_dir, data_dir, threshold):
+  config = jaffe.JaffeConfig(name=f't{threshold}', threshold=threshold, image_size=32)
+  builder = jaffe.Jaffe(config=config, data_dir=str(data_dir))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(manual_dir), compute_stats=tfds.download.ComputeStatsMode.SKIP))
+  return builder
+
+
+def test_parts_folds_and_labels(manual_dir, tmp_path):
+  builder = _build(manual_dir, tmp_path, 3.0)
+  assert set(builder.info.splits) == {f'part{k}' for k in range(1, 6)}
+  rated = {f'{s}-{e}': i for i, (s, e) in enumerate(_pics())}
+  seen = set()
+  for part, subjects in jaffe.PARTS.items():
+    for ex in tfds.as_numpy(builder.as_dataset(split=part)):
+      name = ex['file_name'].decode()
+      subject = name.split('/')[1][:2]
+      assert subject in subjects and jaffe.SUBJECTS[ex['subject']] == subject
+      pic = subject + '-' + name.split('.')[1]
+      raw = dict(zip(COLS, _ratings(rated[pic])))
+      scores = [raw[c] for c in ('SUR', 'FEA', 'DIS', 'HAP', 'SAD', 'ANG')]
+      assert [COL_TO_BASIC[c] for c in ('SUR', 'FEA', 'DIS', 'HAP', 'SAD', 'ANG')] == list(
+          labels.BASIC_6)
+      np.testing.assert_allclose(ex['expression_scores'], scores, atol=1e-5)
+      np.testing.assert_array_equal(ex['expression_multi'], [float(v >= 3.0) for v in scores])
+      assert ex['image'].shape == (32, 32, 3)
+      seen.add(pic)
+  assert seen == set(rated) - {'YM-SA2'}
+  meta = builder.info.metadata
+  assert meta['skipped'] == {'image without a rating': 1, 'rated picture without an image': 1}
+  assert meta['num_examples']['part5'] == 3
+  # Fold k tests on part k, trains on the rest; its label counts sum the training parts.
+  for k in range(1, 6):
+    split = jaffe.fold_splits(k)
+    assert split['test'] == f'part{k}' and f'part{k}' not in split['train'].split('+')
+    assert len(split['train'].split('+')) == 4
+    train = list(tfds.as_numpy(builder.as_dataset(split=split['train'])))
+    expected = np.sum([ex['expression_multi'] for ex in train], axis=0)
+    assert jaffe.fold_label_counts(meta, k) == [int(c) for c in expected]
+  with pytest.raises(ValueError, match='fold must be 1-5'):
+    jaffe.fold_splits(6)
+
+
+def test_threshold_is_configurable(manual_dir, tmp_path):
+  builder = _build(manual_dir, tmp_path, 4.0)
+  for ex in tfds.as_numpy(builder.as_dataset(split='part1')):
+    np.testing.assert_array_equal(ex['expression_multi'], ex['expression_scores'] >= 4.0)
+  assert builder.info.metadata['threshold'] == 4.0
+
+
+@pytest.mark.parametrize('row, message', [
+    ('1 2.0 2.0 2.0 2.0 2.0 KA-HA1', 'line 2: expected 8 fields'),
+    ('1 2.0 2.0 2.0 2.0 2.0 9.0 KA-HA1', r'FEA rating must be in \[1, 5\]'),
+    ('1 2.0 2.0 2.0 2.0 2.0 x KA-HA1', 'line 2: expected a FEA rating'),
+    ('1 2.0 2.0 2.0 2.0 2.0 2.0 KA_HA1', 'picture id like KA-AN1'),
+])
+def test_bad_ratings_rows(tmp_path, row, message):
+  path = tmp_path / 'ratings.txt'
+  path.write_text('N HAP SAD SUR ANG DIS FEA PIC\n' + row + '\n')
+  with pytest.raises(ValueError, match=message) as err:
+    jaffe.read_ratings(jaffe.epath.Path(path))
+  assert 'ratings.txt' in str(err.value)
+
+
+def test_layout_errors(tmp_path):
+  folder = tmp_path / 'm' / 'jaffe'
+  folder.mkdir(parents=True)
+  Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / 'KA.HA1.1.tiff')
+  builder = jaffe.Jaffe(data_dir=str(tmp_path / 'd'))
+  with pytest.raises(ValueError, match='exactly one ratings table'):
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(tmp_path / 'm')))
+  Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / 'oops.tiff')
+  with pytest.raises(ValueError, match='oops.tiff: expected a JAFFE image name'):
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(tmp_path / 'm')))

@@ -1,0 +1,174 @@
+"""Tests of the RAF-ML and RAF-DB (basic, compound) builders on fake data in the real layout."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow_datasets as tfds
+
+from faujax import labels
+from faujax.data import raf
+
+
+def _img(path, value):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(np.full((100, 100, 3), value, np.uint8)).save(path, 'JPEG')
+
+
+def _build(cls, config, manual_dir, data_dir):
+  builder = cls(config=config, data_dir=str(data_dir))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(manual_dir), compute_stats=tfds.download.ComputeStatsMode.SKIP))
+  return builder
+
+
+def _load(builder, split):
+  if split not in builder.info.splits:
+    return {}
+  return {ex['file_name'].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split=split))}
+
+
+BASIC = [('train_00001.jpg', 1), ('train_00002.jpg', 4), ('train_00003.jpg', 7),
+         ('train_00004.jpg', 5), ('train_00005.jpg', 6), ('test_0001.jpg', 2),
+         ('test_0002.jpg', 3)]
+COMPOUND = [(f'train_{i:04d}.jpg', i) for i in range(1, 12)] + [('test_0001.jpg', 4)]
+
+
+@pytest.fixture(scope='module')
+def raf_db_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('rafdb')
+  for subset, rows in (('basic', BASIC), ('compound', COMPOUND)):
+    (root / subset / 'EmoLabel').mkdir(parents=True)
+    (root / subset / 'EmoLabel' / 'list_patition_label.txt').write_text(
+        ''.join(f'{n} {c}\n' for n, c in rows))
+    for i, (n, _) in enumerate(rows):
+      _img(root / subset / 'Image' / 'aligned' / n.replace('.jpg', '_aligned.jpg'), 20 * i)
+  return root
+
+
+def test_raf_db_basic(raf_db_dir, tmp_path):
+  config = raf.RafDbConfig(name='basic_v0', subset='basic', validation_fraction=0.0)
+  builder = _build(raf.RafDb, config, raf_db_dir, tmp_path)
+  train, test = _load(builder, 'train'), _load(builder, 'test')
+  raf_names = ('surprise', 'fear', 'disgust', 'happy', 'sad', 'anger', 'neutral')
+  for split, rows in ((train, BASIC[:5]), (test, BASIC[5:])):
+    assert len(split) == len(rows)
+    for name, code in rows:
+      ex = split['basic/Image/aligned/' + name.replace('.jpg', '_aligned.jpg')]
+      assert labels.EXPRESSIONS_7[ex['expression']] == raf_names[code - 1]
+      multi = np.zeros(6)
+      if code != 7:
+        multi[labels.BASIC_6.index(raf_names[code - 1])] = 1
+      np.testing.assert_array_equal(ex['expression_multi'], multi)
+      assert ex['image'].shape == (100, 100, 3)
+      assert ex['au'].shape == (0,)
+  meta = builder.info.metadata
+  assert meta['class_counts'] == [1, 1, 1, 1, 0, 0, 1]  # neutral happy sad surprise ... anger
+  assert meta['label_counts'] == [1, 0, 0, 1, 1, 1]
+
+
+def test_raf_db_compound(raf_db_dir, tmp_path):
+  config = raf.RafDbConfig(name='compound_v50', subset='compound', validation_fraction=0.5)
+  builder = _build(raf.RafDb, config, raf_db_dir, tmp_path)
+  train, val, test = (_load(builder, s) for s in ('train', 'validation', 'test'))
+  assert len(train) + len(val) == 11 and len(test) == 1 and val and train
+  expected = {  # the 11 compound classes by hand
+      1: {'happy', 'surprise'}, 2: {'happy', 'disgust'}, 3: {'sad', 'fear'},
+      4: {'sad', 'anger'}, 5: {'sad', 'surprise'}, 6: {'sad', 'disgust'},
+      7: {'fear', 'anger'}, 8: {'fear', 'surprise'}, 9: {'anger', 'surprise'},
+      10: {'anger', 'disgust'}, 11: {'disgust', 'surprise'}}
+  for name, code in COMPOUND[:11]:
+    ex = {**train, **val}['compound/Image/aligned/' + name.replace('.jpg', '_aligned.jpg')]
+    got = {labels.BASIC_6[i] for i in np.flatnonzero(ex['expression_multi'])}
+    assert got == expected[code]
+    assert ex['expression'] == -1
+  meta = builder.info.metadata
+  counts = np.sum([ex['expression_multi'] for ex in train.values()], axis=0)
+  assert meta['label_counts'] == [int(c) for c in counts]
+  assert meta['task'] == 'expression_multi' and len(meta['compound_classes']) == 11
+
+
+@pytest.mark.parametrize('line, message', [
+    ('train_00001.jpg 8\n', 'line 1: unknown RAF-DB basic code 8'),
+    ('val_00001.jpg 1\n', 'must start with train_ or test_'),
+    ('train_00001.jpg\n', r'line 1: expected "<image name>" and 1 value'),
+    ('train_00009.jpg 1\n', 'train_00009_aligned.jpg does not exist'),
+])
+def test_raf_db_bad_input(raf_db_dir, tmp_path, line, message):
+  import shutil
+  root = tmp_path / 'manual'
+  shutil.copytree(raf_db_dir, root)
+  (root / 'basic' / 'EmoLabel' / 'list_patition_label.txt').write_text(line)
+  builder = raf.RafDb(config='basic', data_dir=str(tmp_path / 'data'))
+  with pytest.raises(ValueError, match=message) as err:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(root)))
+  assert 'list_patition_label.txt' in str(err.value)
+
+
+RAF_ML = {  # name: (scores, partition)
+    '0001.jpg': ([10, 0, 0, 30, 0, 0], '0'),     # happy + surprise
+    '0002.jpg': ([0, 5, 5, 0, 0, 40], '0'),      # anger only (0.1 < 1/6)
+    '0003.jpg': ([1, 1, 1, 1, 1, 1], '0'),       # uniform: 1/6 is not > 1/6
+    '0004.jpg': ([0, 0, 20, 0, 20, 0], 'train'),
+    '0005.jpg': ([0, 0, 0, 0, 0, 7], '1'),
+    '0006.jpg': ([3, 3, 0, 0, 0, 0], 'test'),
+}
+
+
+@pytest.fixture(scope='module')
+def raf_ml_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('rafml')
+  (root / 'distribution.txt').write_text(''.join(
+      f'{n} ' + ' '.join(str(v) for v in s) + '\n' for n, (s, _) in RAF_ML.items()))
+  (root / 'partition_label.txt').write_text(''.join(f'{n} {p}\n' for n, (_, p) in RAF_ML.items()))
+  for i, n in enumerate(RAF_ML):
+    _img(root / 'Image' / 'aligned' / n.replace('.jpg', '_aligned.jpg'), 30 * i)
+  return root
+
+
+def test_raf_ml_thresholds_distribution(raf_ml_dir, tmp_path):
+  config = raf.RafMlConfig(name='v0', validation_fraction=0.0)
+  builder = _build(raf.RafMl, config, raf_ml_dir, tmp_path)
+  train, test = _load(builder, 'train'), _load(builder, 'test')
+  assert len(train) == 4 and len(test) == 2
+  for name, (scores, part) in RAF_ML.items():
+    ex = (train if part in ('0', 'train') else test)[
+        'Image/aligned/' + name.replace('.jpg', '_aligned.jpg')]
+    s = np.array(scores, float) / sum(scores)
+    np.testing.assert_allclose(ex['expression_scores'], s, rtol=1e-6)
+    expected = [1.0 if v > 1 / 6 else 0.0 for v in s]
+    np.testing.assert_array_equal(ex['expression_multi'], expected)
+  meta = builder.info.metadata
+  assert meta['label_counts'] == [1, 0, 1, 1, 1, 1]
+  assert meta['label_source'].startswith('distribution.txt')
+
+
+def test_raf_ml_multilabel_file_and_errors(raf_ml_dir, tmp_path):
+  import shutil
+  root = tmp_path / 'manual'
+  shutil.copytree(raf_ml_dir, root)
+  (root / 'multilabel.txt').write_text(''.join(
+      f'{n} ' + ' '.join('1' if j == i % 6 else '0' for j in range(6)) + '\n'
+      for i, n in enumerate(RAF_ML)))
+  builder = _build(raf.RafMl, raf.RafMlConfig(name='ml', validation_fraction=0.0), root,
+                   tmp_path / 'd1')
+  train = _load(builder, 'train')
+  ex = train['Image/aligned/0002_aligned.jpg']
+  np.testing.assert_array_equal(ex['expression_multi'], [0, 1, 0, 0, 0, 0])
+  assert builder.info.metadata['label_source'] == 'multilabel.txt'
+  (root / 'partition_label.txt').write_text('0001.jpg 2\n')
+  with pytest.raises(ValueError, match=r'partition_label.txt, line 1: expected partition'):
+    _build(raf.RafMl, raf.RafMlConfig(name='bad1'), root, tmp_path / 'd2')
+  (root / 'partition_label.txt').write_text('0001.jpg 0\n0009.jpg 1\n')
+  with pytest.raises(ValueError, match=r"line 2: image '0009.jpg' has no row"):
+    _build(raf.RafMl, raf.RafMlConfig(name='bad2'), root, tmp_path / 'd3')
+  (root / 'distribution.txt').write_text('0001.jpg 1 2 3\n')
+  with pytest.raises(ValueError, match=r'distribution.txt, line 1: expected'):
+    _build(raf.RafMl, raf.RafMlConfig(name='bad3'), root, tmp_path / 'd4')
+
+
+def test_compound_multi_label_rejects_unknown_code():
+  with pytest.raises(ValueError, match='1-11'):
+    raf.compound_multi_label(12)
