@@ -33,9 +33,12 @@ def get_config() -> ml_collections.ConfigDict:
   # On-device augmentation (faujax.data.augment).
   config.augment = ml_collections.ConfigDict()
   config.augment.image_size = 96       # model input size
-  config.augment.crop_scale = (0.85, 1.0)
+  config.augment.align = 'five_point'  # align faces by their landmarks on the device
+  config.augment.align_zoom = 0.85
+  config.augment.crop_scale = (0.9, 1.0)
+  config.augment.eval_crop_scale = 0.95
   config.augment.flip = True
-  config.augment.rotation_deg = 8.0
+  config.augment.rotation_deg = 5.0
   config.augment.brightness = 0.2
   config.augment.contrast = 0.2
   config.augment.saturation = 0.2
@@ -48,6 +51,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.backbone = ml_collections.ConfigDict()
   config.model.backbone.name = 'small_cnn'
   config.model.backbone.init_from = ''  # orbax dir written by faujax.tools.import_weights
+  config.model.backbone.kwargs = ml_collections.ConfigDict(  # trunk attributes
+      {'widths': (32, 64, 128, 128), 'extra_convs': 1})
   config.model.pooling = 'avg'
   config.model.dropout = 0.0
 
@@ -67,17 +72,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.schedule.warmup_epochs = 0.5
 
   config.train = ml_collections.ConfigDict()
-  config.train.batch_size = 64
-  config.train.num_epochs = 12
+  config.train.batch_size = 32
+  config.train.num_epochs = 25
   config.train.num_steps = 0           # > 0 overrides num_epochs
   config.train.log_every = 50
-  config.train.eval_every = 400
+  config.train.eval_every = 250
 
   config.eval = ml_collections.ConfigDict()
-  config.eval.batch_size = 128
+  config.eval.batch_size = 64
   config.eval.threshold = 0.5
 
   config.checkpoint = ml_collections.ConfigDict()
-  config.checkpoint.every = 400
+  config.checkpoint.every = 250
   config.checkpoint.keep = 2
   return config

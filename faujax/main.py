@@ -31,6 +31,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not FLAGS['verbosity'].present:  # orbax and tfds log every file at INFO
+    logging.set_verbosity(logging.WARNING)
   if FLAGS.coordinator_address:
     jax.config.update('jax_cpu_collectives_implementation', FLAGS.cpu_collectives)
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,

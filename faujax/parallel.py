@@ -59,8 +59,16 @@ def put_replicated(tree: Any, mode: str, mesh: Mesh | None = None,
                    devices: list[Any] | None = None) -> Any:
   """Places a host pytree on the devices as the step of ``mode`` expects it."""
   if mode == 'pmap':
-    return jax.device_put_replicated(tree, devices or jax.local_devices())
+    devices = devices or jax.local_devices()
+    n = len(devices)
+    stacked = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), tree)
+    return jax.device_put(stacked, _stacked_sharding(devices))
   return jax.device_put(tree, replicated(mesh))
+
+
+def _stacked_sharding(devices: list[Any]) -> NamedSharding:
+  """Leading axis split over ``devices``: the layout ``jax.pmap`` takes its inputs in."""
+  return NamedSharding(Mesh(np.asarray(devices), (PMAP_AXIS,)), P(PMAP_AXIS))
 
 
 def put_batch(batch: dict[str, np.ndarray], mode: str, mesh: Mesh | None = None,
@@ -69,10 +77,9 @@ def put_batch(batch: dict[str, np.ndarray], mode: str, mesh: Mesh | None = None,
   if mode == 'pmap':
     devices = devices or jax.local_devices()
     n = len(devices)
-    def shard(x):
-      return x.reshape((n, x.shape[0] // n) + x.shape[1:])
-    return jax.device_put_sharded(
-        [jax.tree.map(lambda x, i=i: shard(x)[i], batch) for i in range(n)], devices)
+    return jax.device_put(
+        jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]), batch),
+        _stacked_sharding(devices))
   sharding = data_sharding(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 

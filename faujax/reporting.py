@@ -20,6 +20,13 @@ def create_writer(workdir: str) -> metric_writers.MetricWriter:
       workdir, just_logging=jax.process_index() > 0, asynchronous=False)
 
 
+def say(line: str) -> None:
+  """A line for the user: printed by process 0 and logged."""
+  logging.info('%s', line)
+  if jax.process_index() == 0:
+    print(line, flush=True)
+
+
 def _duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   h, rem = divmod(seconds, 3600)
@@ -41,19 +48,18 @@ class Progress:
     self._last_step, self._last_time = step, now
     line = (f'step {step}/{self.total}  loss {loss:.4f}  {rate:.2f} steps/s  '
             f'ETA {_duration((self.total - step) / max(rate, 1e-9))}')
-    if jax.process_index() == 0:
-      logging.info('%s', line)
-      print(line, flush=True)
+    say(line)
     return line
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+  """x with numpy values as plain Python (NaN and Inf as None), for json.dump."""
   if isinstance(x, dict):
-    return {k: _jsonable(v) for k, v in x.items()}
+    return {k: jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
+    return [jsonable(v) for v in x]
   if isinstance(x, np.ndarray):
-    return _jsonable(x.tolist())
+    return jsonable(x.tolist())
   if isinstance(x, (np.floating, float)):
     return None if not np.isfinite(x) else float(x)
   if isinstance(x, np.integer):
@@ -82,7 +88,7 @@ def write_results(workdir: str, *, config: ml_collections.ConfigDict, task: Any,
   }
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'results.json'), 'w') as f:
-      json.dump(_jsonable(results), f, indent=2)
+      json.dump(jsonable(results), f, indent=2)
     with open(os.path.join(workdir, 'results.md'), 'w') as f:
       f.write(markdown)
     print(markdown, flush=True)

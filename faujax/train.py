@@ -281,7 +281,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   restored = checkpointer.restore_latest(jax.device_get(state.to_host()))
   if restored is not None:
     state = state.replace_from_host(restored)
-    logging.info('Resumed from step %d in %s.', int(restored['step']), workdir)
+    reporting.say(f'Resumed from step {int(restored["step"])} in {workdir}.')
   start_step = int(jax.device_get(state.step))
   _check_finite(jax.device_get(state.to_host()), workdir)
 
@@ -294,9 +294,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       process_index=jax.process_index(), process_count=jax.process_count(),
       start_batch=start_step)
 
-  logging.info('Training %s on %s for %d steps (%d per epoch), %s over %d devices.',
-               config.model.name, info.label_names, total_steps, steps_per_epoch, mode,
-               jax.device_count())
+  reporting.say(f'Training {config.model.name} on {info.name}/{info.builder_config} '
+                f'({info.num_examples["train"]} training examples, labels {info.label_names}) for '
+                f'{total_steps} steps ({steps_per_epoch} per epoch), {mode} over '
+                f'{jax.device_count()} devices, starting at step {start_step}.')
   history = []
   with _Preemption() as preemption:
     for step in range(start_step + 1, total_steps + 1):
@@ -315,8 +316,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                if isinstance(v, (float, int, np.number)) and not k.startswith('trivial/')}
         writer.write_scalars(step, {f'validation/{k}': v for k, v in val.items()})
         history.append({'step': step, **val})
-        logging.info('step %d validation %s = %.4f', step, task.selection_metric,
-                     val[task.selection_metric])
+        reporting.say(f'step {step} validation {task.selection_metric} '
+                      f'{val[task.selection_metric]:.4f}')
         checkpointer.save_best(step, steps.host_state(state), val)
       if step % config.checkpoint.every == 0 or last or preemption.requested:
         host_state = steps.host_state(state)
@@ -324,7 +325,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         checkpointer.save(step, host_state, force=True)
       if preemption.requested:
         checkpointer.wait()
-        logging.warning('Stopped at step %d after SIGTERM; run the same command to resume.', step)
+        reporting.say(f'Stopped at step {step} after SIGTERM; run the same command to resume.')
         writer.flush()
         return {'preempted_at_step': step}
 

@@ -1,4 +1,4 @@
-"""Tests of faujax.backbones: torchvision equivalence (via the import tool), counts, JAA-Net stem."""
+"""Tests of faujax.backbones: torchvision equivalence (via import tool), counts, JAA-Net stem."""
 
 from __future__ import annotations
 
@@ -89,7 +89,8 @@ def randomise_bn(net, seed: int, gamma=(0.5, 1.5)):
 def round_trip(net, arch: str, tmp_path) -> dict:
   src = tmp_path / f'{arch}.pth'
   torch.save(net.state_dict(), src)
-  assert import_weights.main(['--arch', arch, '--src', str(src), '--out', str(tmp_path / 'ck')]) == 0
+  out = str(tmp_path / 'ck')
+  assert import_weights.main(['--arch', arch, '--src', str(src), '--out', out]) == 0
   return load_pretrained(str(tmp_path / 'ck'), arch)
 
 
@@ -217,8 +218,8 @@ def test_bf16_output_close_to_fp32():
   m32 = backbones.build('small_cnn', widths=(8, 16))
   m16 = backbones.build('small_cnn', widths=(8, 16), dtype=jnp.bfloat16)
   v = jax.jit(lambda x: m32.init(jax.random.key(0), x, train=False))(x)
-  o32 = jax.jit(lambda v, x: m32.apply(v, x, train=False))(v, x)
-  o16 = jax.jit(lambda v, x: m16.apply(v, x, train=False))(v, x)
+  o32, o16 = jax.jit(lambda v, x: (m32.apply(v, x, train=False), m16.apply(v, x, train=False)))(
+      v, x)
   assert o16.dtype == jnp.bfloat16
   np.testing.assert_allclose(np.asarray(o16, np.float32), o32, atol=5e-2, rtol=5e-2)
 
@@ -257,17 +258,21 @@ def _random_local_conv(grid, cin, cout, h, seed):
 def test_local_conv_matches_loop_over_patches():
   grid, cin, cout, h = 3, 3, 5, 12
   layer, v, x = _random_local_conv(grid, cin, cout, h, 0)
-  for train in (False, True):
-    out = jax.jit(lambda v, x: layer.apply(v, x, train=train, mutable=['batch_stats'])[0])(v, x)
-    p = h // grid
-    single = jaanet.PatchBNReLUConv(cout, train)
-    apply_single = jax.jit(lambda v, x: single.apply(v, x, mutable=['batch_stats'])[0])
-    for i in range(grid):
-      for j in range(grid):
-        k = i * grid + j
-        pv = jax.tree.map(lambda a: a[k], {c: v[c]['patches'] for c in v})
-        ref = apply_single(pv, x[:, i * p:(i + 1) * p, j * p:(j + 1) * p])
-        np.testing.assert_allclose(out[:, i * p:(i + 1) * p, j * p:(j + 1) * p], ref, atol=1e-5)
+  # Train mode: per-patch batch statistics, and per-patch running-average updates of the (random)
+  # stacked running statistics.
+  out, upd = jax.jit(lambda v, x: layer.apply(v, x, train=True, mutable=['batch_stats']))(v, x)
+  p = h // grid
+  single = jaanet.PatchBNReLUConv(cout, True)
+  apply_single = jax.jit(lambda v, x: single.apply(v, x, mutable=['batch_stats']))
+  for i in range(grid):
+    for j in range(grid):
+      k = i * grid + j
+      pv = jax.tree.map(lambda a: a[k], {c: v[c]['patches'] for c in v})
+      ref, ref_upd = apply_single(pv, x[:, i * p:(i + 1) * p, j * p:(j + 1) * p])
+      np.testing.assert_allclose(out[:, i * p:(i + 1) * p, j * p:(j + 1) * p], ref, atol=1e-5)
+      for name in ('mean', 'var'):
+        np.testing.assert_allclose(upd['batch_stats']['patches']['bn'][name][k],
+                                   ref_upd['batch_stats']['bn'][name], atol=1e-6)
 
 
 def test_local_conv_patches_are_independent():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -49,7 +48,8 @@ def n_params(tree) -> int:
 def round_trip(net, arch: str, tmp_path) -> dict:
   src = tmp_path / f'{arch}.pth'
   torch.save(net.state_dict(), src)
-  assert import_weights.main(['--arch', arch, '--src', str(src), '--out', str(tmp_path / 'ck')]) == 0
+  out = str(tmp_path / 'ck')
+  assert import_weights.main(['--arch', arch, '--src', str(src), '--out', out]) == 0
   return pretrained.load_pretrained(str(tmp_path / 'ck'), arch)
 
 
@@ -196,7 +196,8 @@ def test_missing_unexpected_and_wrong_shapes_are_listed():
   msg = str(err.value)
   assert 'missing keys (1)' in msg and 'layer2.0.bn1.running_var (128,)' in msg
   assert 'unexpected keys (1)' in msg and 'layer9.0.conv1.weight (3, 3)' in msg
-  assert 'wrong shapes (1)' in msg and 'conv1.weight: expected (64, 3, 7, 7), got (64, 3, 3, 3)' in msg
+  assert 'wrong shapes (1)' in msg
+  assert 'conv1.weight: expected (64, 3, 7, 7), got (64, 3, 3, 3)' in msg
 
 
 def test_conversion_layout_and_skips():
@@ -206,8 +207,8 @@ def test_conversion_layout_and_skips():
   variables, report = import_weights.convert_state_dict('resnet18', sd)
   np.testing.assert_array_equal(variables['params']['conv1']['kernel'],
                                 sd['module.conv1.weight'].transpose(2, 3, 1, 0))
-  np.testing.assert_array_equal(variables['params']['layer2']['0']['downsample']['0']['kernel'][0, 0],
-                                sd['module.layer2.0.downsample.0.weight'][:, :, 0, 0].T)
+  down = variables['params']['layer2']['0']['downsample']['0']['kernel']
+  np.testing.assert_array_equal(down[0, 0], sd['module.layer2.0.downsample.0.weight'][:, :, 0, 0].T)
   np.testing.assert_array_equal(variables['params']['layer1']['1']['bn2']['scale'],
                                 sd['module.layer1.1.bn2.weight'])
   np.testing.assert_array_equal(variables['batch_stats']['layer4']['1']['bn2']['var'],

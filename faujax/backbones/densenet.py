@@ -8,9 +8,9 @@ dense blocks of (6, 12, 24, 16) layers with growth rate 32 and bottleneck width 
 = 128; each dense layer is ``norm1``-ReLU-``conv1`` (1x1) - ``norm2``-ReLU-``conv2`` (3x3 pad 1) and
 its output is concatenated after its input channels; transitions are ``norm``-ReLU-``conv`` (1x1,
 halving channels)-avg-pool 2x2/2; the trunk ends with ``norm5``. The parameter tree mirrors
-torchvision's names with the ``features.`` prefix removed (``features.denseblock1.denselayer1.norm1``
-<-> ``params/denseblock1/denselayer1/norm1``). No classifier (torchvision's ``classifier`` is 1024 ->
-1000).
+torchvision's names with the ``features.`` prefix removed
+(``features.denseblock1.denselayer1.norm1`` <-> ``params/denseblock1/denselayer1/norm1``).
+No classifier (torchvision's ``classifier`` is 1024 -> 1000).
 
 Shapes: ``(B, H, W, 3)`` -> ``(B, h, w, 1024)``, h = 7 at 224 and 227 px.
 """
@@ -49,7 +49,7 @@ def _conv(features: int, kernel: int, stride: int = 1, padding: int = 0, *, name
 
 
 class DenseLayer(nn.Module):
-  """One ``denselayerK``: BN-ReLU-conv1x1(bn_size*growth)-BN-ReLU-conv3x3(growth); returns new maps."""
+  """``denselayerK``: BN-ReLU-conv1x1(bn_size*growth)-BN-ReLU-conv3x3(growth) -> new maps."""
 
   growth_rate: int
   bn_size: int
@@ -66,7 +66,7 @@ class DenseLayer(nn.Module):
 
 
 class DenseBlock(nn.Module):
-  """``denseblockN``: layers ``denselayer1..L``; output = concat(input, all new maps) on channels."""
+  """``denseblockN``: ``denselayer1..L``; output = concat(input, all new maps) on channels."""
 
   num_layers: int
   growth_rate: int
@@ -170,6 +170,6 @@ class DenseNet(nn.Module):
 
 
 def densenet121(**kwargs: Any) -> DenseNet:
-  """DenseNet-121 trunk (6,953,856 params + torchvision's 1,025,000-param classifier = 7,978,856)."""
+  """DenseNet-121 trunk (6,953,856 params + torchvision's classifier 1,025,000 = 7,978,856)."""
   return DenseNet(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64, bn_size=4,
                   **kwargs)

@@ -153,7 +153,7 @@ class HMRLayer(nn.Module):
 
 
 class LandmarkBranch(nn.Module):
-  """JAA-Net face-alignment branch: ``(B, 44, 44, 64) -> (B, 2 * num_landmarks)`` (x, y interleaved)."""
+  """JAA-Net face-alignment branch: ``(B, 44, 44, 64) -> (B, 2 * num_landmarks)``, (x, y) pairs."""
 
   num_landmarks: int = 49
   widths: Sequence[int] = (96, 128, 160)

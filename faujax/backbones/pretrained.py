@@ -41,7 +41,7 @@ class PretrainedMismatchError(ValueError):
 
 @functools.lru_cache(maxsize=None)
 def variable_shapes(arch: str) -> dict[str, dict[str, Any]]:
-  """Abstract ``{'params', 'batch_stats'}`` tree (``jax.ShapeDtypeStruct`` leaves) of ``build(arch)``."""
+  """Abstract ``{'params', 'batch_stats'}`` tree (ShapeDtypeStruct leaves) of ``build(arch)``."""
   module = build(arch)
   size = _TRACE_SIZE.get(arch, 64)
   x = jnp.zeros((1, size, size, 3), jnp.float32)
@@ -49,7 +49,8 @@ def variable_shapes(arch: str) -> dict[str, dict[str, Any]]:
   return {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})}
 
 
-def flatten_tree(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+def flatten_tree(tree: Mapping[str, Any],
+                 prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
   """Nested dict -> ``{path tuple: leaf}``."""
   flat: dict[tuple[str, ...], Any] = {}
   for key, value in tree.items():
@@ -72,13 +73,14 @@ def unflatten_tree(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
 
 
 def _check_against(arch: str, variables: Mapping[str, Any], where: str) -> None:
-  """Raises :class:`PretrainedMismatchError` listing missing / unexpected / wrongly shaped leaves."""
+  """Raises :class:`PretrainedMismatchError` listing missing, unexpected, mis-shaped leaves."""
   expected = flatten_tree(variable_shapes(arch))
   got = flatten_tree(variables)
   missing = sorted('/'.join(p) for p in expected if p not in got)
   unexpected = sorted('/'.join(p) for p in got if p not in expected)
   wrong = sorted(f'{"/".join(p)}: expected {tuple(expected[p].shape)}, got {tuple(np.shape(v))}'
-                 for p, v in got.items() if p in expected and tuple(np.shape(v)) != expected[p].shape)
+                 for p, v in got.items()
+                 if p in expected and tuple(np.shape(v)) != expected[p].shape)
   if missing or unexpected or wrong:
     raise PretrainedMismatchError(
         f'{where}: variables do not match backbone {arch!r}:\n' + _listing(
@@ -138,10 +140,11 @@ def read_meta(path: str) -> dict[str, Any]:
   """Reads and validates the JSON record of a pretrained-backbone directory."""
   meta_path = os.path.join(path, META_FILE)
   if not os.path.isdir(path):
-    raise ValueError(f'pretrained backbone path {path!r} (config.model.backbone.init_from) is not a '
-                     'directory; write one with `python -m faujax.tools.import_weights`')
+    raise ValueError(f'pretrained backbone path {path!r} (config.model.backbone.init_from) is '
+                     'not a directory; write one with `python -m faujax.tools.import_weights`')
   if not os.path.isfile(meta_path):
-    raise ValueError(f'{path!r} has no {META_FILE}; it was not written by faujax.tools.import_weights')
+    raise ValueError(
+        f'{path!r} has no {META_FILE}; it was not written by faujax.tools.import_weights')
   try:
     with open(meta_path) as f:
       meta = json.load(f)

@@ -90,12 +90,12 @@ def conv(
 def torch_max_pool(x: jax.Array, window: int = 3, stride: int = 2, padding: int = 1) -> jax.Array:
   """torch ``MaxPool2d(window, stride, padding)``: padding cells are -inf, floor output size."""
   return nn.max_pool(
-      x, (window, window), strides=(stride, stride), padding=((padding, padding), (padding, padding))
-  )
+      x, (window, window), strides=(stride, stride),
+      padding=((padding, padding), (padding, padding)))
 
 
 class Downsample(nn.Module):
-  """Projection shortcut ``downsample = Sequential(conv1x1(stride), BN)`` (children ``0``, ``1``)."""
+  """Projection shortcut ``downsample = Sequential(conv1x1(stride), BN)``, children ``0``, ``1``."""
 
   features: int
   stride: int
@@ -132,7 +132,7 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-  """ResNet-50/101 block (v1.5): conv1x1-BN-ReLU, conv3x3(stride)-BN-ReLU, conv1x1(4p)-BN, add, ReLU."""
+  """ResNet-50/101 block (v1.5): 1x1-BN-ReLU, 3x3(stride)-BN-ReLU, 1x1(4p)-BN, add, ReLU."""
 
   planes: int
   stride: int = 1

@@ -24,11 +24,14 @@ class SmallCNN(nn.Module):
 
   Attributes:
     widths: channels per stage.
+    extra_convs: stride-1 conv-BN-ReLU layers added to every stage (depth at the same cost of
+      resolution).
     dtype: compute dtype; params float32.
     bn_axis_name: mapped axis name for cross-device BatchNorm statistics under ``jax.pmap``.
   """
 
   widths: Sequence[int] = (32, 64, 96, 128)
+  extra_convs: int = 0  # stride-1 conv-BN-ReLU layers after each stage's stride-2 one
   dtype: Dtype = jnp.float32
   bn_axis_name: str | None = None
 
@@ -52,6 +55,11 @@ class SmallCNN(nn.Module):
       x = conv(width, 3, 2, 1, name=f'conv{i + 1}', dtype=self.dtype)(x)
       x = batch_norm(train, name=f'bn{i + 1}', dtype=self.dtype, axis_name=self.bn_axis_name)(x)
       x = nn.relu(x)
+      for j in range(self.extra_convs):
+        x = conv(width, 3, 1, 1, name=f'conv{i + 1}_{j + 1}', dtype=self.dtype)(x)
+        x = batch_norm(train, name=f'bn{i + 1}_{j + 1}', dtype=self.dtype,
+                       axis_name=self.bn_axis_name)(x)
+        x = nn.relu(x)
       intermediates[f'stage{i + 1}'] = x
     if return_intermediates:
       return x, intermediates

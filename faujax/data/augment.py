@@ -13,8 +13,15 @@ through the inverse map of the same matrix, and a flip re-indexes them with
 saturation) and normalisation by mean / std. Evaluation is the deterministic centre crop
 (`eval_crop_scale`, default 1 = the whole image) resized to `image_size`.
 
+With ``align='five_point'`` the crop is taken from the face aligned by its landmarks instead of
+from the image: the least-squares similarity that puts the eye centres, nose tip and mouth corners
+on the 5-point template (``faujax.geometry.alignment``, scaled by ``align_zoom`` about the centre;
+< 1 shows more forehead and chin) is composed with the random crop, rotation and flip, so the
+image is still resampled once. This is the alignment step of the AU pipelines (JAA-Net,
+EAC-Net) done on the device; a face whose landmarks cannot be aligned keeps the plain crop.
+
 Config keys (``default_augment_config``): image_size, crop_scale (min, max), flip, rotation_deg,
-brightness, contrast, saturation, mean, std; optional eval_crop_scale.
+brightness, contrast, saturation, mean, std; optional eval_crop_scale, align, align_zoom.
 Pixel convention: pixel (row i, column j) has centre (x, y) = (j, i); landmarks are (x, y).
 """
 
@@ -30,6 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from faujax.geometry import alignment
 from faujax.geometry import schemes
 
 
@@ -46,6 +54,8 @@ def default_augment_config() -> ml_collections.ConfigDict:
   c.mean = (0.5, 0.5, 0.5)
   c.std = (0.5, 0.5, 0.5)
   c.eval_crop_scale = 1.0
+  c.align = 'none'
+  c.align_zoom = 1.0
   return c
 
 
@@ -61,6 +71,11 @@ class _Params:
   mean: tuple[float, float, float]
   std: tuple[float, float, float]
   eval_crop_scale: float
+  align: str
+  align_zoom: float
+
+
+ALIGN_MODES = ('none', 'five_point')
 
 
 def _params(cfg: Any) -> _Params:
@@ -89,9 +104,15 @@ def _params(cfg: Any) -> _Params:
   for k, v in jitter.items():
     if not 0 <= v < 1:
       raise ValueError(f'aug_config.{k} must be in [0, 1); got {v}.')
+  align = str(get('align', 'none'))
+  if align not in ALIGN_MODES:
+    raise ValueError(f'aug_config.align must be one of {ALIGN_MODES}; got {align!r}.')
+  zoom = float(get('align_zoom', 1.0))
+  if not 0.2 <= zoom <= 2.0:
+    raise ValueError(f'aug_config.align_zoom must be in [0.2, 2]; got {zoom}.')
   return _Params(image_size=size, crop_scale=(lo, hi), flip=bool(get('flip')),
                  rotation_deg=float(get('rotation_deg')), mean=mean, std=std,
-                 eval_crop_scale=eval_scale, **jitter)
+                 eval_crop_scale=eval_scale, align=align, align_zoom=zoom, **jitter)
 
 
 def hflip(images: jax.Array, landmarks: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -102,26 +123,47 @@ def hflip(images: jax.Array, landmarks: jax.Array) -> tuple[jax.Array, jax.Array
   return images[..., ::-1, :], flipped[..., perm, :]
 
 
-def _affine(key, shape, out_size: int, q: dict[str, jax.Array], train: bool):
-  """Matrix M (2, 2), offset c_in (2,) and flip flag of the output -> input map of one image."""
+def _alignment(landmarks: jax.Array, out_size: int, zoom: jax.Array):
+  """(2, 3) similarity input -> output pixels putting the 5 points on the template, and ok."""
+  template = jnp.asarray(alignment.FIVE_POINT_TEMPLATE_224) * (out_size / 224.0)
+  centre = (out_size - 1) / 2.0
+  template = (template - centre) * zoom + centre
+  return alignment.umeyama(alignment.five_points(landmarks), template)
+
+
+def _affine(key, shape, out_size: int, q: dict[str, jax.Array], train: bool,
+            align: jax.Array | None = None):
+  """Matrix M (2, 2), offset c_in (2,) and flip flag of the output -> input map of one image.
+
+  Without alignment the crop is taken from the image; with an input -> output similarity
+  ``align`` (2, 3) from the landmarks, the same crop / rotation / flip act on the aligned frame.
+  """
   h, w = shape
-  side = min(h, w)
   if not train:
     scale, theta, flip = q['eval_crop_scale'], 0.0, jnp.asarray(False)
-    shift = jnp.zeros(2)
+    unit_shift = jnp.zeros(2)
   else:
     k_scale, k_rot, k_flip, k_shift = jax.random.split(key, 4)
     scale = jax.random.uniform(k_scale, (), minval=q['crop_lo'], maxval=q['crop_hi'])
     theta = jnp.deg2rad(q['rotation_deg'] * jax.random.uniform(k_rot, (), minval=-1.0, maxval=1.0))
     flip = jax.random.bernoulli(k_flip) & q['flip']
-    room = (1.0 - scale) * jnp.array([w, h]) / 2.0
-    shift = jax.random.uniform(k_shift, (2,), minval=-1.0, maxval=1.0) * room
-  k = scale * side / out_size
+    unit_shift = jax.random.uniform(k_shift, (2,), minval=-1.0, maxval=1.0)
   cos, sin = jnp.cos(theta), jnp.sin(theta)
   rot = jnp.array([[cos, -sin], [sin, cos]])
   f = jnp.diag(jnp.array([jnp.where(flip, -1.0, 1.0), 1.0]))
-  m = k * rot @ f
-  c_in = jnp.array([(w - 1) / 2.0, (h - 1) / 2.0]) + shift
+  side = min(h, w)
+  m = (scale * side / out_size) * rot @ f
+  c_in = jnp.array([(w - 1) / 2.0, (h - 1) / 2.0]) + unit_shift * (1.0 - scale) * jnp.array(
+      [w, h]) / 2.0
+  if align is not None:
+    lin_inv = jnp.linalg.inv(align[:, :2])
+    c_out = jnp.full(2, (out_size - 1) / 2.0)
+    shift_out = unit_shift * (1.0 - scale) * out_size / 2.0
+    m_al = lin_inv @ (scale * rot @ f)
+    c_al = lin_inv @ (c_out + shift_out - align[:, 2])
+    ok = jnp.all(jnp.isfinite(m_al)) & jnp.all(jnp.isfinite(c_al))
+    m = jnp.where(ok, m_al, m)  # a face that cannot be aligned falls back to the plain crop
+    c_in = jnp.where(ok, c_al, c_in)
   return m, c_in, flip
 
 
@@ -139,11 +181,15 @@ def _jitter(key, img, q: dict[str, jax.Array]):
   return jnp.clip(gray + (img - gray) * s, 0.0, 1.0)
 
 
-def _one(key, image, landmarks, out_size: int, q: dict[str, jax.Array], train: bool):
+def _one(key, image, landmarks, out_size: int, q: dict[str, jax.Array], train: bool,
+         align_faces: bool):
   """Augments one image (H, W, 3) in [0, 1] and its landmarks (P, 2)."""
   h, w = image.shape[:2]
   k_geo, k_col = jax.random.split(key)
-  m, c_in, flip = _affine(k_geo, (h, w), out_size, q, train)
+  align = None
+  if align_faces and landmarks.shape[0]:
+    align, _ = _alignment(landmarks, out_size, q['align_zoom'])
+  m, c_in, flip = _affine(k_geo, (h, w), out_size, q, train, align)
   c_out = (out_size - 1) / 2.0
   ys, xs = jnp.meshgrid(jnp.arange(out_size, dtype=jnp.float32),
                         jnp.arange(out_size, dtype=jnp.float32), indexing='ij')
@@ -174,11 +220,13 @@ def _example_keys(rng: jax.Array, batch_size: int) -> jax.Array:
   return jax.random.split(rng, batch_size)
 
 
-@functools.partial(jax.jit, static_argnames=('out_size', 'train'))
-def _preprocess(rng, images, landmarks, q: dict[str, jax.Array], out_size: int, train: bool):
+@functools.partial(jax.jit, static_argnames=('out_size', 'train', 'align_faces'))
+def _preprocess(rng, images, landmarks, q: dict[str, jax.Array], out_size: int, train: bool,
+                align_faces: bool):
   keys = _example_keys(rng, images.shape[0])
   imgs = images.astype(jnp.float32) / 255.0
-  out, lm = jax.vmap(lambda k, i, l: _one(k, i, l, out_size, q, train))(keys, imgs, landmarks)
+  out, lm = jax.vmap(lambda k, i, l: _one(k, i, l, out_size, q, train, align_faces))(
+      keys, imgs, landmarks)
   out = (out - q['mean']) / q['std']
   return out, lm
 
@@ -190,7 +238,7 @@ def _traced(p: _Params) -> dict[str, jax.Array]:
           'rotation_deg': f32(p.rotation_deg), 'flip': jnp.asarray(p.flip),
           'brightness': f32(p.brightness), 'contrast': f32(p.contrast),
           'saturation': f32(p.saturation), 'mean': f32(p.mean), 'std': f32(p.std),
-          'eval_crop_scale': f32(p.eval_crop_scale)}
+          'eval_crop_scale': f32(p.eval_crop_scale), 'align_zoom': f32(p.align_zoom)}
 
 
 def preprocess(rng: jax.Array, batch: dict[str, Any], aug_config: Any, *,
@@ -226,5 +274,6 @@ def preprocess(rng: jax.Array, batch: dict[str, Any], aug_config: Any, *,
       raise ValueError('rng: a PRNG key is required when train=True.')
     rng = jax.random.key(0)
   out, lm = _preprocess(rng, jnp.asarray(images), jnp.asarray(landmarks, jnp.float32), _traced(p),
-                        out_size=p.image_size, train=bool(train))
+                        out_size=p.image_size, train=bool(train),
+                        align_faces=p.align == 'five_point')
   return {**batch, 'image': out, 'landmarks': lm}

@@ -19,6 +19,7 @@ import ml_collections
 
 from faujax import backbones
 from faujax.models import emotion_gcn
+from faujax.models import macg
 from faujax.models.baseline import Baseline
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -34,6 +35,7 @@ def _baseline(cfg: ml_collections.ConfigDict, info: Any, dtype: Any, bn_axis_nam
 _BUILDERS: dict[str, Callable[..., Any]] = {
     'baseline': _baseline,
     'emotion_gcn': emotion_gcn.from_config,
+    'macg': macg.from_config,
 }
 MODELS: tuple[str, ...] = tuple(_BUILDERS)
 

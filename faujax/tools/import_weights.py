@@ -13,8 +13,8 @@ batch_stats ``mean``/``var``; torchvision's classifier (``fc.*`` / ``classifier.
 or wrongly shaped tensor is an error that lists them. The result (orbax checkpoint + JSON, see
 :mod:`faujax.backbones.pretrained`) is what ``config.model.backbone.init_from`` points to.
 
-torch (optional extra ``faujax[torch]``) is imported only inside :func:`load_state_dict`, and only for
-``.pth`` input.
+torch (optional extra ``faujax[torch]``) is imported only inside :func:`load_state_dict`, and only
+for ``.pth`` input.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from faujax.backbones.pretrained import flatten_tree, save_pretrained, unflatten_tree, variable_shapes
+from faujax.backbones.pretrained import (flatten_tree, save_pretrained, unflatten_tree,
+                                         variable_shapes)
 from faujax.backbones.registry import TORCHVISION_ARCHS
 
 # torchvision head tensors that a backbone has no place for (skipped on purpose).
@@ -39,7 +40,8 @@ _HEAD_KEYS = {
 }
 # Pre-0.4 torchvision DenseNet checkpoints name e.g. 'denselayer1.norm.1.weight'.
 _LEGACY_DENSENET = re.compile(
-    r'^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$')
+    r'^(.*denselayer\d+\.(?:norm|relu|conv))\.'
+    r'((?:[12])\.(?:weight|bias|running_mean|running_var))$')
 
 
 class StateDictMismatchError(ValueError):
@@ -74,7 +76,7 @@ def torch_key_map(arch: str) -> dict[str, tuple[str, tuple[str, ...], tuple[int,
       module, name = '.'.join(path[:-1]), path[-1]
       if collection == 'params' and name == 'kernel' and len(shape) == 4:  # HWIO -> OIHW
         torch_name, torch_shape = 'weight', (shape[3], shape[2], shape[0], shape[1])
-      elif collection == 'params' and name == 'kernel' and len(shape) == 2:  # (in, out) -> (out, in)
+      elif collection == 'params' and name == 'kernel' and len(shape) == 2:  # (in,out)->(out,in)
         torch_name, torch_shape = 'weight', (shape[1], shape[0])
       elif collection == 'params' and name == 'scale':
         torch_name, torch_shape = 'weight', shape
@@ -174,12 +176,12 @@ def convert_state_dict(arch: str, state_dict: Mapping[str, Any]
                  for k, (_, _, s) in mapping.items() if k in sd and shapes[k] != s)
   if missing or unexpected or wrong:
     guess = _guess_arch(set(sd), shapes)
-    hint = (f'\n  the file looks like a {guess!r} state dict: pass --arch {guess}'
+    hint = (f'  the file looks like a {guess!r} state dict: pass --arch {guess}\n'
             if guess and guess != arch else '')
     raise StateDictMismatchError(
-        f'state dict does not match --arch {arch!r} (torchvision layout):\n' + _listing(
+        f'state dict does not match --arch {arch!r} (torchvision layout):\n' + hint + _listing(
             [('missing keys', missing), ('unexpected keys', unexpected),
-             ('wrong shapes', wrong)]) + hint)
+             ('wrong shapes', wrong)]))
   flat: dict[tuple[str, ...], np.ndarray] = {}
   for key, (collection, path, _) in mapping.items():
     flat[(collection,) + path] = _to_flax(sd[key], collection, path)
@@ -263,7 +265,7 @@ def _sha256(path: str) -> str:
 
 
 def import_weights(arch: str, src: str, out: str, *, overwrite: bool = False) -> dict[str, Any]:
-  """Reads ``src``, converts it for ``arch`` and writes the checkpoint to ``out``; returns the report."""
+  """Reads ``src``, converts it for ``arch``, writes the checkpoint to ``out``; returns a report."""
   state_dict = load_state_dict(src)
   variables, report = convert_state_dict(arch, state_dict)
   meta = {'source': os.path.abspath(src), 'source_sha256': _sha256(src), **report}

@@ -64,8 +64,8 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
   au_set: str = 'bp4d'
   task: str = 'au'
   image_size: int = 112
-  num_subjects: int = 30
-  frames_per_subject: int = 60
+  num_subjects: int = 90
+  frames_per_subject: int = 20
   seed: int = 0
   num_workers: int = 0
 

@@ -277,7 +277,7 @@ def sample_nuisance(seed: int, subject: int, frame: int) -> Nuisance:
   occ = r.choice(['none', 'eyes', 'mouth', 'patch'], p=[0.72, 0.1, 0.1, 0.08])
   return Nuisance(
       rotation=float(np.deg2rad(np.clip(r.normal(0, 7.0), -20, 20))),
-      scale=r.uniform(0.26, 0.33),
+      scale=r.uniform(0.32, 0.38),
       shift=np.clip(r.normal(0, 0.035, 2), -0.08, 0.08) + np.array([0.0, 0.05]),
       yaw=r.uniform(-0.35, 0.35),
       light_dir=r.uniform(0, 2 * np.pi),

@@ -30,10 +30,15 @@ _T_INNER = np.array([-0.88, -0.4, 0.0, 0.4, 0.88, 0.4, 0.0, -0.4])
 _UPPER_INNER = np.array([True, True, True, True, True, False, False, False])
 
 
+# Overall movement gain: makes intensity 5 of a fully visible AU move its landmarks by a few
+# pixels at 64-112 px, so that a small CNN can learn the AUs across subjects.
+AU_GAIN = 1.5
+
+
 def effective_units(identity: face_model.Identity, au_strength: np.ndarray) -> dict[int, float]:
-  """Visible movement per AU in [0, ~1.2]: intensity / 5 * AU visibility * subject expressivity."""
+  """Visible movement per AU in [0, ~1.8]: gain * intensity / 5 * visibility * expressivity."""
   s = np.clip(np.asarray(au_strength, np.float64), 0.0, 5.0) / 5.0
-  return {au: float(s[i]) * face_model.AU_VISIBILITY[au] * identity.expressivity
+  return {au: AU_GAIN * float(s[i]) * face_model.AU_VISIBILITY[au] * identity.expressivity
           for au, i in AU_INDEX.items()}
 
 

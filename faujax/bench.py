@@ -1,0 +1,163 @@
+"""Benchmark of the compiled train and eval steps: ``python -m faujax.bench --config CONFIG``.
+
+For each parallel mode ('jit', 'pmap') and batch size it compiles the real ``train_step`` and
+``eval_step`` of the config's model (augmentation, loss and optimiser included) and times them on
+random uint8 batches of the config's shapes, so no dataset is needed. It prints a table and writes
+JSON: compile time, median step time, images/s, and peak device memory (the allocator's peak on
+GPUs; XLA's compiled-memory estimate where the device reports none, e.g. the CPU).
+
+  python -m faujax.bench --config configs/default.py --batch_sizes 16,64 --out bench.json
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Any
+
+from absl import app
+from absl import flags
+import jax
+import ml_collections
+import numpy as np
+from ml_collections import config_flags
+
+from faujax import labels as labels_lib
+from faujax import models
+from faujax import parallel
+from faujax import tasks
+from faujax import train
+from faujax.data import input_pipeline
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
+flags.DEFINE_list('modes', ['jit', 'pmap'], 'Parallel modes to time.')
+flags.DEFINE_list('batch_sizes', None, 'Global batch sizes (default: config.train.batch_size).')
+flags.DEFINE_integer('steps', 10, 'Timed steps per measurement (after one warm-up step).')
+flags.DEFINE_string('out', None, 'Write the results as JSON to this path.')
+flags.mark_flags_as_required(['config'])
+
+
+def stand_in_info(config: ml_collections.ConfigDict) -> input_pipeline.DatasetInfo:
+  """A DatasetInfo with the config's label space and image size, without reading any data."""
+  name, builder_config = config.data.name, config.data.get('builder_config', '')
+  expression = 'expression' in (builder_config or '') or name in (
+      'affectnet', 'aff_wild2', 'raf_db')
+  aus = () if expression else labels_lib.au_set(
+      builder_config if name == 'synthetic_faces' else name)
+  label_names = list(labels_lib.EXPRESSIONS_7) if expression else labels_lib.au_label_names(aus)
+  rng = np.random.default_rng(0)
+  info = input_pipeline.DatasetInfo(
+      name=name, builder_config=builder_config, task='expression' if expression else 'au',
+      label_names=label_names, num_labels=len(label_names), aus=aus,
+      num_examples={'train': 10_000, 'validation': 0, 'test': 0},
+      image_size=int(config.data.image_size), num_landmarks=68, fold=1,
+      train_occurrence_rates=np.full(len(aus), 0.2, np.float32),
+      class_counts=np.arange(1, 8, dtype=np.int64) * 100)
+  # Random labels for models whose graph is computed from the training labels (the cached
+  # property would otherwise read the dataset).
+  info.__dict__['train_labels'] = {
+      'expression': rng.integers(0, 7, 2000), 'valence': rng.uniform(-1, 1, 2000),
+      'arousal': rng.uniform(-1, 1, 2000),
+      'expression_multi': (rng.random((2000, 6)) < 0.2).astype(np.float32)}
+  return info
+
+
+def _peak_memory(compiled: Any) -> tuple[float | None, str]:
+  """Peak device memory in MiB and where the number comes from."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    return stats['peak_bytes_in_use'] / 2**20, 'device peak'
+  try:
+    m = compiled.memory_analysis()
+    total = (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+             - m.alias_size_in_bytes)
+    return total / 2**20, 'XLA estimate'
+  except Exception:  # pylint: disable=broad-except
+    return None, 'n/a'
+
+
+def _time(fn, *args, steps: int) -> tuple[float, list[float]]:
+  """(first-call seconds, per-step seconds of ``steps`` further calls)."""
+  t0 = time.perf_counter()
+  out = fn(*args)
+  jax.block_until_ready(out)
+  first = time.perf_counter() - t0
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    jax.block_until_ready(out)
+    times.append(time.perf_counter() - t0)
+  return first, times
+
+
+def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
+              steps: int) -> dict[str, Any]:
+  """Times one (mode, batch size) configuration; returns a row of the results table."""
+  parallel.check_batch_size(batch_size, '--batch_sizes')
+  info = stand_in_info(config)
+  model = models.build(config.model, info,
+                       bn_axis_name=parallel.PMAP_AXIS if mode == 'pmap' else None)
+  task = tasks.build(config, info)
+  state, schedule = train.create_train_state(jax.random.key(0), config, model, info,
+                                             steps_per_epoch=100, total_steps=10_000)
+  compiled = train.compile_steps(mode, task=task, config=config, schedule=schedule)
+  state = compiled.put_state(state)
+  host_batch = train.dummy_batch(info, batch_size // jax.process_count())
+  host_batch['image'] = np.random.default_rng(0).integers(
+      0, 256, host_batch['image'].shape, dtype=np.uint8)
+  batch = compiled.put_batch(host_batch)
+  rng = jax.random.key(1)
+
+  # The state is donated: thread it through the timed calls.
+  holder = {'state': state}
+
+  def step():
+    holder['state'], metrics = compiled.train(holder['state'], batch, rng)
+    return metrics
+
+  compile_train, train_times = _time(step, steps=steps)
+  compile_eval, eval_times = _time(lambda: compiled.eval(holder['state'], batch), steps=steps)
+  memory, memory_kind = _peak_memory(compiled.train.lower(holder['state'], batch, rng).compile())
+  train_s, eval_s = statistics.median(train_times), statistics.median(eval_times)
+  return {
+      'model': config.model.name, 'backbone': config.model.backbone.name,
+      'dtype': config.model.get('dtype', 'float32'), 'mode': mode, 'batch_size': batch_size,
+      'image_size': int(config.augment.image_size), 'devices': jax.device_count(),
+      'device_kind': jax.devices()[0].device_kind,
+      'first_train_call_s': compile_train, 'train_step_ms': 1e3 * train_s,
+      'train_images_per_s': batch_size / train_s, 'first_eval_call_s': compile_eval,
+      'eval_step_ms': 1e3 * eval_s, 'eval_images_per_s': batch_size / eval_s,
+      'peak_memory_mib': memory, 'memory_kind': memory_kind,
+  }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+  head = ('| model | dtype | mode | batch | px | train ms/step | train img/s | eval ms/step | '
+          'eval img/s | compile s | memory MiB |')
+  lines = [head, '|' + '---|' * 11]
+  for r in rows:
+    mem = 'n/a' if r['peak_memory_mib'] is None else f"{r['peak_memory_mib']:.0f} ({r['memory_kind']})"
+    lines.append(f"| {r['model']}/{r['backbone']} | {r['dtype']} | {r['mode']} | {r['batch_size']} "
+                 f"| {r['image_size']} | {r['train_step_ms']:.1f} | {r['train_images_per_s']:.1f} "
+                 f"| {r['eval_step_ms']:.1f} | {r['eval_images_per_s']:.1f} "
+                 f"| {r['first_train_call_s']:.1f} | {mem} |")
+  return '\n'.join(lines)
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  sizes = [int(b) for b in (FLAGS.batch_sizes or [config.train.batch_size])]
+  rows = [benchmark(config, mode, b, FLAGS.steps) for mode in FLAGS.modes for b in sizes]
+  print(f'{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()})')
+  print(format_table(rows))
+  if FLAGS.out:
+    with open(FLAGS.out, 'w') as f:
+      json.dump(rows, f, indent=2)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,256 @@
+"""The training core: one step for 'jit' and 'pmap', NaN handling, checkpoints, resume, errors."""
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from faujax import checkpoint as ckpt_lib
+from faujax import models
+from faujax import tasks
+from faujax import train
+from faujax.data import input_pipeline
+
+import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AUS = (1, 2, 4, 6, 12)
+
+
+def _fake_info():
+  return input_pipeline.DatasetInfo(
+      name='fake', builder_config='fake', task='au', label_names=[f'AU{a}' for a in AUS],
+      num_labels=len(AUS), aus=AUS, num_examples={'train': 64, 'validation': 0, 'test': 0},
+      image_size=40, num_landmarks=68, fold=1,
+      train_occurrence_rates=np.array([0.3, 0.2, 0.25, 0.1, 0.4], np.float32),
+      class_counts=np.ones(7, np.int64))
+
+
+def _config():
+  config = tiny_config.get_config()
+  config.augment.image_size = 32
+  config.model.backbone.kwargs = {'widths': (8, 16)}
+  config.optim.learning_rate = 0.05
+  config.schedule.warmup_epochs = 0.0
+  return config
+
+
+def _batches(info, n, batch_size, seed=0):
+  rng = np.random.default_rng(seed)
+  out = []
+  for _ in range(n):
+    b = train.dummy_batch(info, batch_size)
+    b['image'] = rng.integers(0, 256, b['image'].shape, dtype=np.uint8)
+    b['landmarks'] = b['landmarks'] + rng.normal(0, 1, b['landmarks'].shape).astype(np.float32)
+    b['au'] = (rng.random(b['au'].shape) < 0.3).astype(np.float32)
+    b['au_mask'] = (rng.random(b['au'].shape) < 0.9).astype(np.float32)  # some unknown labels
+    out.append(b)
+  return out
+
+
+def _run(mode, devices, batches, config, info):
+  bn_axis = 'batch' if mode == 'pmap' else None
+  model = models.build(config.model, info, bn_axis_name=bn_axis)
+  task = tasks.build(config, info)
+  state, schedule = train.create_train_state(jax.random.key(0), config, model, info,
+                                             steps_per_epoch=4, total_steps=len(batches))
+  steps = train.compile_steps(mode, task=task, config=config, schedule=schedule, devices=devices)
+  state = steps.put_state(state)
+  losses = []
+  for b in batches:
+    state, metrics = steps.train(state, steps.put_batch(b), jax.random.key(1))
+    losses.append(steps.host_metrics(metrics)['loss'])
+  return np.array(losses), steps.host_state(state)
+
+
+def test_jit_and_pmap_on_8_devices_equal_one_device():
+  assert jax.device_count() == 8, 'conftest.py sets 8 CPU devices'
+  info, config = _fake_info(), _config()
+  batches = _batches(info, 5, 16)
+  ref_loss, ref_state = _run('jit', jax.devices()[:1], batches, config, info)
+  assert np.all(np.diff(ref_loss[:3]) != 0)  # the parameters really change
+  for mode in ('jit', 'pmap'):
+    loss, state = _run(mode, jax.devices(), batches, config, info)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-6, err_msg=mode)
+    flat_ref = jax.tree_util.tree_leaves_with_path(ref_state['params'])
+    flat = jax.tree.leaves(state['params'])
+    for (path, a), b in zip(flat_ref, flat):
+      np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=f'{mode} {path}')
+    for a, b in zip(jax.tree.leaves(ref_state['batch_stats']), jax.tree.leaves(state['batch_stats'])):
+      np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=f'{mode} batch_stats')
+
+
+def test_nonfinite_loss_freezes_state_and_names_the_step(tmp_path):
+  info, config = _fake_info(), _config()
+  model = models.build(config.model, info)
+  task = tasks.build(config, info)
+  state, schedule = train.create_train_state(jax.random.key(0), config, model, info,
+                                             steps_per_epoch=4, total_steps=6)
+  step = jax.jit(functools.partial(train.train_step, task=task, aug_config=config.augment,
+                                   schedule=schedule))
+  batches = _batches(info, 4, 8)
+  batches[2]['landmarks'][0, 0, 0] = np.nan  # unused by the baseline: loss stays finite
+  batches[2]['au'][0, 0] = np.nan            # the loss becomes NaN at step 2
+  for i, b in enumerate(batches):
+    before = jax.device_get(state.params)
+    state, _ = step(state, b, jax.random.key(1))
+    if i == 2:
+      frozen = before
+  assert int(state.nonfinite_step) == 2
+  for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(jax.device_get(state.params))):
+    np.testing.assert_array_equal(a, b)  # nothing changed from step 2 on
+  with pytest.raises(train.NonFiniteError, match='step 2'):
+    train._check_finite(jax.device_get(state.to_host()), str(tmp_path))
+
+
+def test_checkpoint_round_trip_and_incompatible_config(tmp_path):
+  info, config = _fake_info(), _config()
+  model = models.build(config.model, info)
+  state, _ = train.create_train_state(jax.random.key(0), config, model, info, steps_per_epoch=4,
+                                      total_steps=4)
+  host = jax.device_get(state.to_host())
+  ckpt = ckpt_lib.Checkpointer(str(tmp_path), config, keep=2)
+  ckpt.save(3, host)
+  ckpt.wait()
+  restored = ckpt.restore_latest(jax.tree.map(np.zeros_like, host))
+  for a, b in zip(jax.tree.leaves(host), jax.tree.leaves(restored)):
+    np.testing.assert_array_equal(a, b)
+  assert ckpt.latest_step == 3
+  other = _config()
+  other.model.backbone.kwargs = {'widths': (8, 32)}
+  with pytest.raises(ckpt_lib.CheckpointError, match='config.model'):
+    ckpt_lib.Checkpointer(str(tmp_path), other)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+  info, config = _fake_info(), _config()
+  model = models.build(config.model, info)
+  state, _ = train.create_train_state(jax.random.key(0), config, model, info, steps_per_epoch=4,
+                                      total_steps=4)
+  host = jax.device_get(state.to_host())
+  ckpt = ckpt_lib.Checkpointer(str(tmp_path), config)
+  ckpt.save(1, host)
+  ckpt.wait()
+  for root, _, files in os.walk(tmp_path / 'checkpoints' / '1' / 'state'):
+    for f in files:
+      with open(os.path.join(root, f), 'wb') as fh:
+        fh.write(b'garbage')
+  with pytest.raises(ckpt_lib.CheckpointError, match=str(tmp_path / 'checkpoints' / '1')):
+    ckpt_lib.Checkpointer(str(tmp_path), config).restore_latest(host)
+
+
+@pytest.mark.parametrize('override,match', [
+    ({'model.name': 'resnet_gcn'}, 'config.model.name'),
+    ({'train.batch_size': 12}, 'config.train.batch_size=12 is not divisible'),
+    ({'parallelism': 'pjit'}, 'config.parallelism'),
+    ({'model.backbone.name': 'vgg16'}, 'config.model.backbone.name'),
+])
+def test_bad_config_errors_before_compiling(tmp_path, override, match):
+  config = _config()
+  config.update_from_flattened_dict(override)
+  with pytest.raises(ValueError, match=match):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def _main(workdir, data_dir, *extra, env=None):
+  return [sys.executable, '-m', 'faujax.main', f'--config={REPO}/tests/tiny_config.py',
+          f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', *extra]
+
+
+def _env(devices=1):
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  env['PYTHONPATH'] = os.path.join(REPO, 'tests') + os.pathsep + env.get('PYTHONPATH', '')
+  return env
+
+
+def test_unknown_config_key_on_the_command_line(tmp_path, tiny_data_dir):
+  proc = subprocess.run(_main(tmp_path, tiny_data_dir, '--config.train.bogus_key=3'),
+                        capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
+  assert proc.returncode != 0
+  assert 'bogus_key' in proc.stderr
+
+
+def _final_params(workdir, step):
+  import orbax.checkpoint as ocp
+  mgr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'), item_names=('state', 'config'))
+  return mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, tiny_data_dir):
+  steps = ['--config.train.num_steps=40', '--config.checkpoint.every=8',
+           '--config.train.eval_every=100']
+  straight = tmp_path / 'straight'
+  subprocess.run(_main(straight, tiny_data_dir, *steps), check=True, env=_env(), cwd=REPO,
+                 capture_output=True, timeout=600)
+  killed = tmp_path / 'killed'
+  proc = subprocess.Popen(_main(killed, tiny_data_dir, *steps), env=_env(), cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while not (killed / 'checkpoints' / '8').exists() and time.time() < deadline:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (killed / 'results.json').exists(), 'the run finished before it was killed'
+  subprocess.run(_main(killed, tiny_data_dir, *steps), check=True, env=_env(), cwd=REPO,
+                 capture_output=True, timeout=600)
+  a, b = _final_params(straight, 40), _final_params(killed, 40)
+  for x, y in zip(jax.tree.leaves(a['params']), jax.tree.leaves(b['params'])):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+  with open(killed / 'results.json') as f:
+    assert json.load(f)['metrics']['f1_mean'] >= 0
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path, tiny_data_dir):
+  workdir = tmp_path / 'run'
+  proc = subprocess.Popen(_main(workdir, tiny_data_dir, '--config.train.num_steps=100000',
+                                '--config.checkpoint.every=1000000'),
+                          env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+  deadline = time.time() + 300
+  while not (workdir / 'config.json').exists() and time.time() < deadline:
+    time.sleep(0.1)
+  time.sleep(3)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  saved = sorted(int(p) for p in os.listdir(workdir / 'checkpoints') if p.isdigit())
+  assert saved and saved[-1] > 0
+  assert 'SIGTERM' in out
+
+
+def test_two_processes_train_together(tmp_path, tiny_data_dir):
+  """Two processes on loopback (jax.distributed, gloo), one CPU device each, global batch 8."""
+  import socket
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  workdir = tmp_path / 'multi'
+  args = ['--config.train.num_steps=6', '--config.checkpoint.every=6',
+          '--config.train.eval_every=100', f'--coordinator_address=127.0.0.1:{port}',
+          '--num_processes=2']
+  procs = [subprocess.Popen(_main(workdir, tiny_data_dir, *args, f'--process_id={i}'),
+                            env=_env(), cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  outs = [p.communicate(timeout=600)[0] for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+  with open(workdir / 'results.json') as f:
+    results = json.load(f)
+  assert results['metrics']['f1_mean'] >= 0
+  # The same global batch on one process with two devices gives the same parameters.
+  single = tmp_path / 'single'
+  subprocess.run(_main(single, tiny_data_dir, *args[:3]), check=True, env=_env(devices=2),
+                 cwd=REPO, capture_output=True, timeout=600)
+  a, b = _final_params(workdir, 6), _final_params(single, 6)
+  for x, y in zip(jax.tree.leaves(a['params']), jax.tree.leaves(b['params'])):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
