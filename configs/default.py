@@ -35,10 +35,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.image_size = 96       # model input size
   config.augment.align = 'five_point'  # align faces by their landmarks on the device
   config.augment.align_zoom = 0.85
-  config.augment.crop_scale = (0.9, 1.0)
+  config.augment.crop_scale = (0.95, 1.0)
   config.augment.eval_crop_scale = 0.95
   config.augment.flip = True
-  config.augment.rotation_deg = 5.0
+  config.augment.rotation_deg = 3.0
   config.augment.brightness = 0.2
   config.augment.contrast = 0.2
   config.augment.saturation = 0.2
@@ -73,16 +73,16 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 32
-  config.train.num_epochs = 25
+  config.train.num_epochs = 40
   config.train.num_steps = 0           # > 0 overrides num_epochs
   config.train.log_every = 50
-  config.train.eval_every = 250
+  config.train.eval_every = 400
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 64
   config.eval.threshold = 0.5
 
   config.checkpoint = ml_collections.ConfigDict()
-  config.checkpoint.every = 250
+  config.checkpoint.every = 400
   config.checkpoint.keep = 2
   return config

@@ -217,3 +217,21 @@ def test_bad_header_and_missing_files(tmp_path):
   builder = affectnet.Affectnet(data_dir=str(tmp_path / 'data'))
   with pytest.raises(ValueError, match='validation.csv'):
     builder.download_and_prepare(download_config=SKIP_STATS(manual_dir=str(root)))
+
+
+def test_input_pipeline_reads_the_built_affectnet(manual_dir, tmp_path):
+  """faujax's input pipeline and task see the official splits, 7 classes and VA masks."""
+  import ml_collections
+  from faujax.data import input_pipeline
+  cfg = ml_collections.ConfigDict({'name': 'affectnet', 'builder_config': '7class',
+                                   'data_dir': str(tmp_path), 'fold': 1, 'image_size': None,
+                                   'manual_dir': str(manual_dir)})
+  info = input_pipeline.get_dataset_info(cfg)
+  assert info.task == 'expression' and info.num_labels == 7
+  assert info.num_examples['test'] == 2  # validation.csv codes 0 and 6; 7 and 9 are dropped
+  batches = list(input_pipeline.create_split(cfg, 'test', batch_size=4, train=False))
+  assert len(batches) == 1 and batches[0]['valid'].sum() == 2
+  assert set(batches[0]['expression'][:2]) == {0, 6}
+  assert 'va_mask' in batches[0]
+  labels = info.train_labels
+  assert labels['expression'].shape[0] == info.num_examples['train']

@@ -152,9 +152,6 @@ def get_builder(data_config: Any, *, prepare: bool = True) -> tfds.core.DatasetB
       raise ValueError(f'config.data.builder_config {config_name!r} is not a config of {name}; '
                        f'expected one of {configs}.')
     builder = tfds.builder(name, config=config_name if configs else None, data_dir=data_dir)
-  if not hasattr(builder, 'TEST_PART_OF_FOLD'):
-    raise ValueError(f'Builder {name!r} (config.data.name) has no TEST_PART_OF_FOLD attribute; '
-                     'faujax builders must follow the split convention of faujax.data.splits.')
   expected = _get(cfg, 'image_size')
   stored = builder.info.features['image'].shape[0]
   if expected is not None and stored != expected:
