@@ -31,12 +31,16 @@ from faujax import train
 from faujax.data import input_pipeline
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
-flags.DEFINE_list('modes', ['jit', 'pmap'], 'Parallel modes to time.')
-flags.DEFINE_list('batch_sizes', None, 'Global batch sizes (default: config.train.batch_size).')
-flags.DEFINE_integer('steps', 10, 'Timed steps per measurement (after one warm-up step).')
-flags.DEFINE_string('out', None, 'Write the results as JSON to this path.')
-flags.mark_flags_as_required(['config'])
+
+
+def _define_flags() -> None:
+  """Command-line flags (defined only when run as a program, so the module imports cleanly)."""
+  config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
+  flags.DEFINE_list('modes', ['jit', 'pmap'], 'Parallel modes to time.')
+  flags.DEFINE_list('batch_sizes', None, 'Global batch sizes (default: config.train.batch_size).')
+  flags.DEFINE_integer('steps', 10, 'Timed steps per measurement (after one warm-up step).')
+  flags.DEFINE_string('out', None, 'Write the results as JSON to this path.')
+  flags.mark_flags_as_required(['config'])
 
 
 def stand_in_info(config: ml_collections.ConfigDict) -> input_pipeline.DatasetInfo:
@@ -160,4 +164,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

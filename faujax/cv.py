@@ -22,10 +22,14 @@ from faujax import reporting
 from faujax import train
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
-flags.DEFINE_string('workdir', None, 'Directory for the folds\' runs and the table.')
-flags.DEFINE_list('folds', ['1', '2', '3'], 'Folds to run.')
-flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _define_flags() -> None:
+  """Command-line flags (defined only when run as a program, so the module imports cleanly)."""
+  config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Directory for the folds\' runs and the table.')
+  flags.DEFINE_list('folds', ['1', '2', '3'], 'Folds to run.')
+  flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def run_folds(config, workdir: str, folds: list[int]) -> dict[str, Any]:
@@ -66,4 +70,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

@@ -214,12 +214,18 @@ def jaanet_transform(landmarks: chex.Array, box_enlarge: float = 2.9,
   return jnp.where(ok[..., None, None], m, jnp.nan), ok
 
 
+@functools.cache
 def _jaanet_template(box_enlarge: float = 2.9, image_size: int = 200) -> np.ndarray:
   m, _ = jaanet_transform(jnp.asarray(mean_face.MEAN_FACE_68), box_enlarge, image_size)
   return np.asarray(apply_transform(m, five_points(jnp.asarray(mean_face.MEAN_FACE_68))))
 
 
-JAANET_TEMPLATE_200: np.ndarray = _jaanet_template()
+def __getattr__(name: str):
+  # JAANET_TEMPLATE_200 is computed with JAX on first use, not at import: importing faujax must
+  # not initialise the XLA backend (jax.distributed.initialize has to come first).
+  if name == 'JAANET_TEMPLATE_200':
+    return _jaanet_template()
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 FIVE_POINT_TEMPLATE_224: np.ndarray = 2.0 * np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -238,7 +244,7 @@ def align_jaanet(image: chex.Array, landmarks: chex.Array, method: str = 'rule',
   if method == 'rule':
     m, ok = jaanet_transform(landmarks, box_enlarge, image_size)
   elif method == 'template':
-    template = JAANET_TEMPLATE_200
+    template = _jaanet_template()
     if box_enlarge != 2.9 or image_size != 200:
       template = _jaanet_template(box_enlarge, image_size)
     m, ok = umeyama(five_points(landmarks), jnp.asarray(template))
