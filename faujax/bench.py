@@ -18,6 +18,7 @@ from typing import Any
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -153,6 +154,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv):
   del argv
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
   sizes = [int(b) for b in (FLAGS.batch_sizes or [config.train.batch_size])]
   rows = [benchmark(config, mode, b, FLAGS.steps) for mode in FLAGS.modes for b in sizes]
