@@ -245,7 +245,7 @@ def main() -> None:
                  f'{va[m, 0].mean() if m.any() else 0:+.2f} | {va[m, 1].mean() if m.any() else 0:+.2f} |')
   lines += [
       '',
-      'Nuisances per frame: in-plane rotation N(0, 7 deg) clipped to 20 deg, scale 0.26-0.33 of',
+      'Nuisances per frame: in-plane rotation N(0, 7 deg) clipped to 20 deg, scale 0.32-0.38 of',
       'the image per face unit, shift N(0, 3.5 %), yaw +-0.35 rad, illumination gradient up to',
       '50 %, ambient 0.75-1.12, Gaussian noise sigma 0.004-0.035, blur up to 0.8 % of the image,',
       'occlusions in 28 % of the frames (eyes 10 %, mouth 10 %, random patch 8 %); glasses on',
