@@ -43,9 +43,15 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.data.data_dir = config_dict.placeholder(str)
   config.data.manual_dir = config_dict.placeholder(str)
   config.data.shuffle_buffer = 4096
+  config.data.num_subjects = config_dict.placeholder(int)  # synthetic size overrides
+  config.data.frames_per_subject = config_dict.placeholder(int)
 
   config.augment = ml_collections.ConfigDict()
   config.augment.image_size = 112        # small_cnn: 112 / 16 = 7 x 7, as DenseNet-121 at 227
+  # The synthetic faces are not pre-aligned (the real builders store aligned faces): align them
+  # by their landmarks on the device, as configs/default.py does.
+  config.augment.align = 'five_point'
+  config.augment.align_zoom = 0.85
   config.augment.crop_scale = (0.9, 1.0)
   config.augment.eval_crop_scale = 1.0
   config.augment.flip = True

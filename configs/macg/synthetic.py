@@ -54,9 +54,15 @@ def get_config(label_space: str | None = None) -> ml_collections.ConfigDict:
   config.data.data_dir = config_dict.placeholder(str)
   config.data.manual_dir = config_dict.placeholder(str)
   config.data.shuffle_buffer = 4096
+  config.data.num_subjects = config_dict.placeholder(int)  # synthetic size overrides
+  config.data.frames_per_subject = config_dict.placeholder(int)
 
   config.augment = ml_collections.ConfigDict()
   config.augment.image_size = 112       # small_cnn: 112 / 16 = 7 x 7 tokens, as ResNet-50 at 224
+  # The synthetic faces are not pre-aligned (the real builders store aligned faces): align them
+  # by their landmarks on the device, as configs/default.py does.
+  config.augment.align = 'five_point'
+  config.augment.align_zoom = 0.85
   config.augment.crop_scale = (0.875, 0.875)   # resize 256 / random crop 224
   config.augment.eval_crop_scale = 0.875       # resize 256 / centre crop 224
   config.augment.flip = True
