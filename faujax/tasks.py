@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from faujax import labels as labels_lib
 from faujax import losses
 from faujax import metrics as metrics_lib
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import signal
-import time
 from typing import Any, Callable
 
 from absl import logging

@@ -9,8 +9,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 

@@ -35,7 +35,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from faujax.geometry import alignment
 from faujax.geometry import schemes
