@@ -4,6 +4,11 @@ Importing faujax registers its tensorflow-datasets builders (``synthetic_faces``
 datasets read from a manual directory), so ``tfds.builder('synthetic_faces/bp4d')`` works.
 """
 
-from faujax import data  # noqa: F401  registers the tfds builders
+import os
+
+# TensorFlow (the input pipeline only) prints C++ INFO lines at import; keep the console for faujax.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from faujax import data  # noqa: E402,F401  registers the tfds builders
 
 __version__ = '0.1.0'
