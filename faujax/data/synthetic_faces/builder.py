@@ -215,6 +215,10 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
     if workers <= 1 or len(jobs) < 64:
       yield from map(_render, jobs)
       return
-    # Rendering is pure numpy; fork keeps start-up cheap and the results are order-independent.
-    with multiprocessing.get_context('fork').Pool(workers) as pool:
+    # Rendering is pure numpy and order-independent. 'forkserver', not 'fork': the caller may
+    # already run JAX threads (e.g. a training run that builds its data), and forking a
+    # multithreaded process can deadlock; the server is started once and forks cheap workers.
+    ctx = multiprocessing.get_context('forkserver')
+    ctx.set_forkserver_preload([__name__])  # import faujax once in the server, not per worker
+    with ctx.Pool(workers) as pool:
       yield from pool.imap(_render, jobs, chunksize=16)

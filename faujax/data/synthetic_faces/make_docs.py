@@ -132,7 +132,9 @@ def relation_probe(seed: int, num_subjects: int, frames: int, size: int) -> list
   from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
   from sklearn.metrics import f1_score  # pylint: disable=g-import-not-at-top
   jobs = [(seed, s, f, size) for s in range(num_subjects) for f in range(frames)]
-  with multiprocessing.get_context('fork').Pool(min(4, os.cpu_count() or 1)) as pool:
+  ctx = multiprocessing.get_context('forkserver')
+  ctx.set_forkserver_preload([__name__])
+  with ctx.Pool(min(4, os.cpu_count() or 1)) as pool:
     rendered = pool.map(_render, jobs, chunksize=32)
   x = np.stack([r[0].ravel() for r in rendered])
   x = (x - x.mean(0)) / (x.std(0) + 1e-6)
