@@ -43,6 +43,8 @@ class Task:
   selection_metric: str
   accumulator: Callable[[], 'TaskAccumulator']
   table: Callable[[dict[str, float]], str]
+  # Optional: (workdir, model, variables, accumulated test arrays) -> {figure: path}.
+  write_figures: Callable[..., dict[str, str]] | None = None
 
 
 class TaskAccumulator(metrics_lib.Accumulator):
@@ -186,11 +188,22 @@ def _expression_task(config: ml_collections.ConfigDict, info: Any) -> Task:
                     f'| {key} | {m[key]:.3f} |')
     return '\n'.join(rows) + '\n'
 
+  def write_figures(workdir, model, variables, arrays):
+    """Emotion-GCN Fig. 3 (adjacency, GCN models), 4 (confusion) and 6 (classifier cosines)."""
+    from faujax.models import emotion_gcn_figures  # matplotlib; only at the end of a run
+    mask = np.asarray(arrays.get(metrics_lib.EXPR_MASK, np.ones(len(arrays[metrics_lib.EXPR_LABEL]))))
+    keep = mask > 0
+    confusion = metrics_lib.confusion_matrix(
+        np.asarray(arrays[metrics_lib.EXPR_LABEL])[keep],
+        np.argmax(np.asarray(arrays[metrics_lib.EXPR_SCORE])[keep], -1), len(names))
+    return emotion_gcn_figures.write_figures(workdir, model, variables, None, confusion, names)
+
   return Task(
       name='expression', label_names=names, targets=targets, loss=loss,
       eval_outputs=eval_outputs, selection_metric=config.eval.get('selection_metric',
                                                                   'mean_class_accuracy'),
-      accumulator=lambda: TaskAccumulator(trivial, class_names=names), table=table)
+      accumulator=lambda: TaskAccumulator(trivial, class_names=names), table=table,
+      write_figures=write_figures)
 
 
 def build(config: ml_collections.ConfigDict, info: Any) -> Task:

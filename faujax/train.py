@@ -204,8 +204,12 @@ def compile_steps(mode: str, *, task: tasks.Task, config: ml_collections.ConfigD
 
 
 def evaluate(steps: CompiledSteps, state: TrainState, config: ml_collections.ConfigDict,
-             task: tasks.Task, split: str, num_examples: int) -> dict[str, float]:
-  """Metrics of ``split``, accumulated over every example (each process feeds its own shard)."""
+             task: tasks.Task, split: str, num_examples: int,
+             return_arrays: bool = False) -> Any:
+  """Metrics of ``split``, accumulated over every example (each process feeds its own shard).
+
+  With ``return_arrays``, returns (metrics, the accumulated per-example arrays).
+  """
   local_batch = parallel.check_batch_size(config.eval.batch_size, 'config.eval.batch_size')
   del num_examples  # the iterator pads every process to the same number of batches
   it = input_pipeline.create_split(config.data, split, batch_size=local_batch, train=False,
@@ -214,6 +218,8 @@ def evaluate(steps: CompiledSteps, state: TrainState, config: ml_collections.Con
   accumulator = task.accumulator()
   for batch in it:
     accumulator.add(parallel.gather_outputs(steps.eval(state, steps.put_batch(batch)), steps.mode))
+  if return_arrays:
+    return accumulator.compute(), accumulator.arrays()
   return accumulator.compute()
 
 
@@ -336,7 +342,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     final_state = steps.put_state(TrainState(apply_fn=model.apply, tx=state.tx, **best_state))
     selected = f'best validation {task.selection_metric} at step {best_step}'
   test_split = 'test' if info.num_examples.get('test') else 'validation'
-  test = evaluate(steps, final_state, config, task, test_split, info.num_examples[test_split])
+  test, arrays = evaluate(steps, final_state, config, task, test_split,
+                          info.num_examples[test_split], return_arrays=True)
+  if task.write_figures is not None and jax.process_index() == 0:
+    host = steps.host_state(final_state)
+    written = task.write_figures(workdir, model, {'params': host['params'],
+                                                  'batch_stats': host['batch_stats']}, arrays)
+    reporting.say('Figures: ' + ', '.join(sorted(written.values())))
   trivial = {k.split('/', 1)[1]: v for k, v in test.items() if k.startswith('trivial/')}
   test = {k: v for k, v in test.items() if not k.startswith('trivial/')}
   results = reporting.write_results(
