@@ -35,5 +35,6 @@ def test_bench_times_both_modes():
   for row in rows:
     assert row['train_images_per_s'] > 0 and row['eval_images_per_s'] > 0
     assert row['devices'] == jax.device_count()
-  table = bench.format_table(rows)
-  assert '| jit |' in table.replace('  ', ' ') or 'jit' in table
+  lines = bench.format_table(rows).splitlines()
+  assert len(lines) == 4  # header, rule, one row per mode
+  assert [line.split('|')[3].strip() for line in lines[2:]] == ['jit', 'pmap']
