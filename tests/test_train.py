@@ -110,12 +110,17 @@ def test_nonfinite_loss_freezes_state_and_names_the_step(tmp_path):
     train._check_finite(jax.device_get(state.to_host()), str(tmp_path))
 
 
+def _initial_host_state(config):
+  """The checkpointed pytree of a freshly initialised run of ``config`` on the fake dataset."""
+  info = _fake_info()
+  state, _ = train.create_train_state(jax.random.key(0), config, models.build(config.model, info),
+                                      info, steps_per_epoch=4, total_steps=4)
+  return jax.device_get(state.to_host())
+
+
 def test_checkpoint_round_trip_and_incompatible_config(tmp_path):
-  info, config = _fake_info(), _config()
-  model = models.build(config.model, info)
-  state, _ = train.create_train_state(jax.random.key(0), config, model, info, steps_per_epoch=4,
-                                      total_steps=4)
-  host = jax.device_get(state.to_host())
+  config = _config()
+  host = _initial_host_state(config)
   ckpt = ckpt_lib.Checkpointer(str(tmp_path), config, keep=2)
   ckpt.save(3, host)
   ckpt.wait()
@@ -130,11 +135,8 @@ def test_checkpoint_round_trip_and_incompatible_config(tmp_path):
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
-  info, config = _fake_info(), _config()
-  model = models.build(config.model, info)
-  state, _ = train.create_train_state(jax.random.key(0), config, model, info, steps_per_epoch=4,
-                                      total_steps=4)
-  host = jax.device_get(state.to_host())
+  config = _config()
+  host = _initial_host_state(config)
   ckpt = ckpt_lib.Checkpointer(str(tmp_path), config)
   ckpt.save(1, host)
   ckpt.wait()
