@@ -9,7 +9,8 @@ BCE of AU-GCN eq. 7. Sized to train in a few minutes on a 2-core CPU.
 from __future__ import annotations
 
 import ml_collections
-from ml_collections import config_dict
+
+from faujax import config_blocks
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -18,32 +19,10 @@ def get_config() -> ml_collections.ConfigDict:
   # 'jit' (a device mesh) or 'pmap'; both run the same step (see README "Parallelism").
   config.parallelism = 'jit'
 
-  config.data = ml_collections.ConfigDict()
-  config.data.name = 'synthetic_faces'
-  config.data.builder_config = 'bp4d'  # label space: bp4d | disfa | emotionet | expression
-  config.data.image_size = 112         # stored image size (the synthetic default)
-  config.data.fold = 1
-  config.data.data_dir = config_dict.placeholder(str)    # tfds data_dir (default ~/tensorflow_datasets)
-  config.data.manual_dir = config_dict.placeholder(str)  # real datasets: where the user's copy lives
-  config.data.shuffle_buffer = 4096
-  # Synthetic data only: override the registered config's size (None keeps 30 subjects x 60 frames).
-  config.data.num_subjects = config_dict.placeholder(int)
-  config.data.frames_per_subject = config_dict.placeholder(int)
-
-  # On-device augmentation (faujax.data.augment).
-  config.augment = ml_collections.ConfigDict()
-  config.augment.image_size = 96       # model input size
-  config.augment.align = 'five_point'  # align faces by their landmarks on the device
-  config.augment.align_zoom = 0.85
-  config.augment.crop_scale = (0.95, 1.0)
-  config.augment.eval_crop_scale = 0.95
-  config.augment.flip = True
-  config.augment.rotation_deg = 3.0
-  config.augment.brightness = 0.2
-  config.augment.contrast = 0.2
-  config.augment.saturation = 0.2
-  config.augment.mean = (0.5, 0.5, 0.5)
-  config.augment.std = (0.5, 0.5, 0.5)
+  # synthetic_faces/bp4d; the label space is the builder config: bp4d | disfa | emotionet.
+  config.data = config_blocks.synthetic_data('bp4d')
+  # On-device augmentation (faujax.data.augment): faces aligned by their landmarks, 96 px input.
+  config.augment = config_blocks.synthetic_augment(96)
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'baseline'

@@ -141,7 +141,7 @@ def test_configs_build_the_model(name, arg, n_aus, k):
   assert config.model.name == 'macg' and config.model.top_k == k
   assert config.loss.name == 'asymmetric' and config.loss.weighted
   assert config.optim.name == 'adamw' and config.optim.weight_decay == 5e-4
-  assert config.schedule.name == 'cosine' and config.schedule.warmup_epochs == 0
+  assert config.schedule.name == 'cosine'
   model = macg.from_config(config.model, _info(n_aus), jnp.float32, None)
   assert model.top_k == k and model.num_labels == n_aus
   if name in ('bp4d', 'disfa', 'emotionet'):
@@ -149,6 +149,7 @@ def test_configs_build_the_model(name, arg, n_aus, k):
     assert config.augment.image_size == 224 and config.train.batch_size == 16
     assert config.optim.learning_rate == 1e-4 and config.train.num_epochs == 40
     assert config.augment.mean == (0.485, 0.456, 0.406)
+    assert config.schedule.warmup_epochs == 0
   else:
     assert config.data.name == 'synthetic_faces'
     assert config.model.backbone.name in ('small_cnn', 'resnet18')

@@ -27,10 +27,8 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from faujax import config_blocks
 from faujax.models import emotion_gcn
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
@@ -57,8 +55,8 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.augment.brightness = 0.4
   config.augment.contrast = 0.4
   config.augment.saturation = 0.4
-  config.augment.mean = IMAGENET_MEAN
-  config.augment.std = IMAGENET_STD
+  config.augment.mean = config_blocks.IMAGENET_MEAN
+  config.augment.std = config_blocks.IMAGENET_STD
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'emotion_gcn'

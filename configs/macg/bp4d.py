@@ -23,9 +23,9 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-TOP_K = {'bp4d': 4, 'disfa': 3, 'emotionet': 4}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from faujax import config_blocks
+
+TOP_K = {'bp4d': 4, 'disfa': 3, 'emotionet': 4}  # K of the paper per dataset
 
 
 def real_config(dataset: str) -> ml_collections.ConfigDict:
@@ -54,8 +54,8 @@ def real_config(dataset: str) -> ml_collections.ConfigDict:
   config.augment.brightness = 0.4
   config.augment.contrast = 0.4
   config.augment.saturation = 0.4
-  config.augment.mean = IMAGENET_MEAN
-  config.augment.std = IMAGENET_STD
+  config.augment.mean = config_blocks.IMAGENET_MEAN
+  config.augment.std = config_blocks.IMAGENET_STD
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'macg'

@@ -5,19 +5,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import ml_collections
 
-
-def _load_sibling(name: str):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f'{name}.py')
-  spec = importlib.util.spec_from_file_location(f'_macg_config_{name}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from faujax import config_blocks
 
 
 def get_config() -> ml_collections.ConfigDict:
-  return _load_sibling('synthetic').get_config('disfa')
+  return config_blocks.load_sibling(__file__, 'synthetic').get_config('disfa')
