@@ -233,7 +233,9 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, vary: Sequence[st
   metric_names = list(metric_names) or _default_metrics(next(iter(cells.values()))[0])
   summary = summarize(cells, metric_names)
   table = format_table(summary, metric_names, len(seeds))
-  title = (f'# {config.model.name} on {config.data.name}/{config.data.builder_config}: '
+  variant = config.model.get('variant', '')
+  model = f'{config.model.name} ({variant})' if variant else config.model.name
+  title = (f'# {model} on {config.data.name}/{config.data.builder_config}: '
            f'test metrics, mean ± sample std over seeds {", ".join(map(str, seeds))}\n\n')
   footer = ''
   if trivial:

@@ -44,13 +44,11 @@ import collections
 import dataclasses
 import functools
 import hashlib
-import inspect
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from absl import logging
-from etils import epath
 import chex
 import jax
 import numpy as np
@@ -241,19 +239,6 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   DESCRIPTION: ClassVar[str] = ''
   HOMEPAGE: ClassVar[str] = ''
   CITATION: ClassVar[str] = ''
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path | None:
-    """The file that defines the builder class.
-
-    tensorflow-datasets 4.9.x looks this up with the ``importlib_resources`` backport, which it only
-    requires on Python < 3.9, so ``download_and_prepare`` fails on 3.11 without the override.
-    """
-    try:
-      return epath.Path(inspect.getfile(cls))
-    except (TypeError, OSError):
-      return None
 
   # ----------------------------------------------------------------- info
   def _info(self) -> tfds.core.DatasetInfo:

@@ -36,7 +36,6 @@ import abc
 import collections
 import dataclasses
 import hashlib
-import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -220,20 +219,6 @@ class ExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
   def _read_records(
       self, manual_dir: epath.Path, skips: SkipCounter) -> dict[str, list[ExpressionRecord]]:
     """Parses the manual dir into {split name: records}; raises ValueError on bad input."""
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path | None:
-    """The file defining the builder.
-
-    tensorflow-datasets 4.9.x resolves this through ``importlib_resources`` (a backport
-    it only declares for Python < 3.9), which breaks ``download_and_prepare`` on 3.11
-    without it; the file of the class is all it needs.
-    """
-    try:
-      return epath.Path(inspect.getfile(cls))
-    except (TypeError, OSError):
-      return None
 
   def _image_size(self) -> int:
     return int(self.builder_config.image_size)
