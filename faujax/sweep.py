@@ -169,6 +169,11 @@ def _scale(metric: str) -> float:
   return 1.0 if metric.startswith(('ccc', 'loss')) else 100.0
 
 
+def _fmt(metric: str, value: float) -> str:
+  """A metric value as shown in the tables: rates in % with 1 decimal, others with 3."""
+  return f'{value * _scale(metric):.{1 if _scale(metric) == 100.0 else 3}f}'
+
+
 def format_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
                  metric_names: Sequence[str], num_seeds: int) -> str:
   """Markdown: one row per cell, 'mean ± std (n)' per metric (rates in %, CCC raw)."""
@@ -177,11 +182,8 @@ def format_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
   for name, row in summary.items():
     cells = []
     for m in metric_names:
-      s = _scale(m)
-      digits = 1 if s == 100.0 else 3
       n = sum(1 for v in row[m]['values'] if v is not None and math.isfinite(float(v)))
-      mean, std = row[m]['mean'] * s, row[m]['std'] * s
-      cells.append('–' if n == 0 else f'{mean:.{digits}f} ± {std:.{digits}f}'
+      cells.append('–' if n == 0 else f"{_fmt(m, row[m]['mean'])} ± {_fmt(m, row[m]['std'])}"
                    + ('' if n == num_seeds else f' (n={n})'))
     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
@@ -239,8 +241,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, vary: Sequence[st
            f'test metrics, mean ± sample std over seeds {", ".join(map(str, seeds))}\n\n')
   footer = ''
   if trivial:
-    shown = [f'{m} {trivial[m] * _scale(m):.{1 if _scale(m) == 100.0 else 3}f}'
-             for m in metric_names if isinstance(trivial.get(m), (int, float))]
+    shown = [f'{m} {_fmt(m, trivial[m])}' for m in metric_names if isinstance(trivial.get(m), (int, float))]
     if shown:
       footer = f'\nTrivial baseline ({trivial.get("name", "trivial")}): {", ".join(shown)}.\n'
   out = {'model': config.model.name,
