@@ -49,6 +49,9 @@ def _define_flags() -> None:
   flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds (config.seed) of every cell.')
   flags.DEFINE_list('metrics', [], 'Test metrics in the table (default: every metric without a '
                     "'/' in its name, e.g. f1_mean, auc_mean, mean_class_accuracy).")
+  flags.DEFINE_bool('train_missing', True, 'Train the runs that have no results yet; with '
+                    '--notrain_missing only the finished runs are tabulated (e.g. while other '
+                    'processes still fill the sweep).')
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -195,7 +198,8 @@ def _default_metrics(metrics: Mapping[str, Any]) -> list[str]:
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, vary: Sequence[str],
               seeds: Sequence[int], metric_names: Sequence[str] = (),
-              train_fn: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
+              train_fn: Callable[..., dict[str, Any]] | None = None,
+              train_missing: bool = True) -> dict[str, Any]:
   """Runs (or reads) every cell x seed and writes ``sweep_results.{md,json}``; returns the JSON.
 
   Args:
@@ -205,6 +209,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, vary: Sequence[st
     seeds: values of ``config.seed``.
     metric_names: test metrics to tabulate (default: the scalar metrics of the first run).
     train_fn: ``(config, workdir) -> results``; ``train.train_and_evaluate`` by default.
+    train_missing: if False, runs without results are left out of the table (which shows the
+      number of seeds behind each value where it is not all of them) instead of trained.
   """
   if not seeds:
     raise ValueError('--seeds: expected at least one seed.')
@@ -225,6 +231,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, vary: Sequence[st
         _check_finished_run(run_dir, cfg)
         with open(path, encoding='utf-8') as f:
           results = json.load(f)
+      elif not train_missing:
+        continue
       else:
         reporting.say(f'=== {name} seed {seed} ===')
         results = train_fn(cfg, run_dir)
@@ -232,7 +240,10 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, vary: Sequence[st
           return results
       cells[name].append(results['metrics'])
       trivial = trivial or results.get('trivial_baseline')
-  metric_names = list(metric_names) or _default_metrics(next(iter(cells.values()))[0])
+  finished = [runs[0] for runs in cells.values() if runs]
+  if not finished:
+    raise ValueError(f'{workdir}: no finished runs to tabulate (--notrain_missing).')
+  metric_names = list(metric_names) or _default_metrics(finished[0])
   summary = summarize(cells, metric_names)
   table = format_table(summary, metric_names, len(seeds))
   variant = config.model.get('variant', '')
@@ -262,7 +273,7 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   run_sweep(FLAGS.config, FLAGS.workdir, FLAGS.vary, [int(s) for s in FLAGS.seeds],
-            FLAGS.metrics)
+            FLAGS.metrics, train_missing=FLAGS.train_missing)
 
 
 if __name__ == '__main__':

@@ -104,3 +104,21 @@ def test_command_line_writes_the_table_of_finished_runs(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert '| train.num_steps=3 | 8.0 ± 7.1 |' in proc.stdout  # seeds 0, 1: 3 % and 13 %
   assert (tmp_path / 'sweep_results.md').is_file()
+
+
+def test_notrain_missing_tabulates_the_finished_runs_only(tmp_path):
+  calls = []
+  config = tiny_config.get_config()
+  sweep.run_sweep(config, str(tmp_path), ['train.num_steps=3'], [0, 1],
+                  train_fn=_fake_train(calls))
+  out = sweep.run_sweep(config, str(tmp_path), ['train.num_steps=3,5'], [0, 1, 2],
+                        train_fn=_fake_train(calls), train_missing=False)
+  assert len(calls) == 2
+  assert out['cells']['train.num_steps=3']['f1_mean']['values'] == pytest.approx([0.03, 0.13])
+  assert out['cells']['train.num_steps=5']['f1_mean']['values'] == []
+  table = (tmp_path / 'sweep_results.md').read_text()
+  assert '| train.num_steps=3 | 8.0 ± 7.1 (n=2) |' in table
+  assert '| train.num_steps=5 | – |' in table
+  with pytest.raises(ValueError, match='no finished runs'):
+    sweep.run_sweep(config, str(tmp_path / 'empty'), [], [0], train_fn=_fake_train(calls),
+                    train_missing=False)
