@@ -108,6 +108,7 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
   task = tasks.build(config, info)
   state, schedule = train.create_train_state(jax.random.key(0), config, model, info,
                                              steps_per_epoch=100, total_steps=10_000)
+  num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
   compiled = train.compile_steps(mode, task=task, config=config, schedule=schedule)
   state = compiled.put_state(state)
   host_batch = train.dummy_batch(info, batch_size // jax.process_count())
@@ -129,7 +130,8 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
   train_s, eval_s = statistics.median(train_times), statistics.median(eval_times)
   return {
       'model': config.model.name, 'backbone': config.model.backbone.name,
-      'dtype': config.model.get('dtype', 'float32'), 'mode': mode, 'batch_size': batch_size,
+      'dtype': config.model.get('dtype', 'float32'), 'params': num_params, 'mode': mode,
+      'batch_size': batch_size,
       'image_size': int(config.augment.image_size), 'devices': jax.device_count(),
       'device_kind': jax.devices()[0].device_kind,
       'first_train_call_s': compile_train, 'train_step_ms': 1e3 * train_s,
@@ -140,12 +142,13 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-  head = ('| model | dtype | mode | batch | px | train ms/step | train img/s | eval ms/step | '
-          'eval img/s | compile s | memory MiB |')
-  lines = [head, '|' + '---|' * 11]
+  head = ('| model | params | dtype | mode | batch | px | train ms/step | train img/s | '
+          'eval ms/step | eval img/s | compile s | memory MiB |')
+  lines = [head, '|' + '---|' * 12]
   for r in rows:
     mem = 'n/a' if r['peak_memory_mib'] is None else f"{r['peak_memory_mib']:.0f} ({r['memory_kind']})"
-    lines.append(f"| {r['model']}/{r['backbone']} | {r['dtype']} | {r['mode']} | {r['batch_size']} "
+    lines.append(f"| {r['model']}/{r['backbone']} | {r['params'] / 1e6:.2f}M | {r['dtype']} "
+                 f"| {r['mode']} | {r['batch_size']} "
                  f"| {r['image_size']} | {r['train_step_ms']:.1f} | {r['train_images_per_s']:.1f} "
                  f"| {r['eval_step_ms']:.1f} | {r['eval_images_per_s']:.1f} "
                  f"| {r['first_train_call_s']:.1f} | {mem} |")

@@ -35,6 +35,7 @@ def test_bench_times_both_modes():
   for row in rows:
     assert row['train_images_per_s'] > 0 and row['eval_images_per_s'] > 0
     assert row['devices'] == jax.device_count()
+    assert row['params'] == rows[0]['params'] > 0
   lines = bench.format_table(rows).splitlines()
   assert len(lines) == 4  # header, rule, one row per mode
-  assert [line.split('|')[3].strip() for line in lines[2:]] == ['jit', 'pmap']
+  assert [line.split('|')[4].strip() for line in lines[2:]] == ['jit', 'pmap']
