@@ -24,11 +24,12 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
+from faujax import config_schema
 from faujax import labels as labels_lib
-from faujax import models
 from faujax import parallel
 from faujax import tasks
 from faujax import train
+from faujax.data import augment
 from faujax.data import input_pipeline
 
 FLAGS = flags.FLAGS
@@ -45,25 +46,40 @@ def _define_flags() -> None:
 
 
 def stand_in_info(config: ml_collections.ConfigDict) -> input_pipeline.DatasetInfo:
-  """A DatasetInfo with the config's label space and image size, without reading any data."""
-  name, builder_config = config.data.name, config.data.get('builder_config', '')
-  expression = 'expression' in (builder_config or '') or name in (
-      'affectnet', 'aff_wild2', 'raf_db')
-  aus = () if expression else labels_lib.au_set(
-      builder_config if name == 'synthetic_faces' else name)
-  label_names = list(labels_lib.EXPRESSIONS_7) if expression else labels_lib.au_label_names(aus)
+  """A DatasetInfo with the label space of the config's dataset and its input size, without
+  reading any data: random labels stand in for the training statistics."""
+  name, builder_config = config.data.name, config.data.builder_config or ''
+  if name == 'synthetic_faces':
+    task = {'expression': 'expression', 'expression_multi': 'expression_multi'}.get(
+        builder_config, 'au')
+  else:
+    task = {'affectnet': 'expression', 'aff_wild2': 'expression', 'raf_ml': 'expression_multi',
+            'jaffe': 'expression_multi'}.get(name, 'au')
+    if name == 'raf_db':
+      task = 'expression_multi' if builder_config == 'compound' else 'expression'
+  aus = ()
+  if task == 'au':
+    aus = labels_lib.au_set((builder_config or 'bp4d') if name == 'synthetic_faces' else name)
+  if task == 'au':
+    names = labels_lib.au_label_names(aus)
+  elif task == 'expression':
+    names = list(labels_lib.EXPRESSIONS_8 if builder_config == '8class'
+                 else labels_lib.EXPRESSIONS_7)
+  else:
+    names = list(labels_lib.BASIC_6)
   rng = np.random.default_rng(0)
+  k = len(names)
   info = input_pipeline.DatasetInfo(
-      name=name, builder_config=builder_config, task='expression' if expression else 'au',
-      label_names=label_names, num_labels=len(label_names), aus=aus,
-      num_examples={'train': 10_000, 'validation': 0, 'test': 0},
-      image_size=int(config.data.image_size), num_landmarks=68, fold=1,
-      train_occurrence_rates=np.full(len(aus), 0.2, np.float32),
-      class_counts=np.arange(1, 8, dtype=np.int64) * 100)
+      name=name, builder_config=builder_config, task=task, label_names=names, num_labels=k,
+      aus=aus, num_examples={'train': 10_000, 'validation': 0, 'test': 0},
+      image_size=int(config.data.image_size or config.augment.image_size), num_landmarks=68,
+      fold=1, train_occurrence_rates=np.full(k, 0.2, np.float32),
+      class_counts=np.arange(1, k + 1, dtype=np.int64) * 100,
+      multi_label_names=list(labels_lib.BASIC_6) if task != 'au' else [])
   # Random labels for models whose graph is computed from the training labels (the cached
   # property would otherwise read the dataset).
   info.__dict__['train_labels'] = {
-      'expression': rng.integers(0, 7, 2000), 'valence': rng.uniform(-1, 1, 2000),
+      'expression': rng.integers(0, k, 2000), 'valence': rng.uniform(-1, 1, 2000),
       'arousal': rng.uniform(-1, 1, 2000),
       'expression_multi': (rng.random((2000, 6)) < 0.2).astype(np.float32)}
   return info
@@ -102,14 +118,18 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
               steps: int) -> dict[str, Any]:
   """Times one (mode, batch size) configuration; returns a row of the results table."""
   parallel.check_batch_size(batch_size, '--batch_sizes')
+  config = train.resolve_config(config)
+  config.parallelism = mode
   info = stand_in_info(config)
-  model = models.build(config.model, info,
-                       bn_axis_name=parallel.PMAP_AXIS if mode == 'pmap' else None)
-  task = tasks.build(config, info)
-  state, schedule = train.create_train_state(jax.random.key(0), config, model, info,
+  loss = config_schema.read(tasks.LossConfig, config.loss, 'loss')
+  task = tasks.build(info, loss, threshold=config.eval.threshold)
+  t0 = time.perf_counter()
+  state, schedule = train.create_train_state(jax.random.key(0), config, info,
                                              steps_per_epoch=100, total_steps=10_000)
+  build_s = time.perf_counter() - t0
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
-  compiled = train.compile_steps(mode, task=task, config=config, schedule=schedule)
+  aug = config_schema.read(augment.AugmentConfig, config.augment, 'augment')
+  compiled = train.compile_steps(mode, task=task, aug_config=aug, schedule=schedule)
   state = compiled.put_state(state)
   host_batch = train.dummy_batch(info, batch_size // jax.process_count())
   host_batch['image'] = np.random.default_rng(0).integers(
@@ -133,7 +153,7 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
       'dtype': config.model.get('dtype', 'float32'), 'params': num_params, 'mode': mode,
       'batch_size': batch_size,
       'image_size': int(config.augment.image_size), 'devices': jax.device_count(),
-      'device_kind': jax.devices()[0].device_kind,
+      'device_kind': jax.devices()[0].device_kind, 'model_build_s': build_s,
       'first_train_call_s': compile_train, 'train_step_ms': 1e3 * train_s,
       'train_images_per_s': batch_size / train_s, 'first_eval_call_s': compile_eval,
       'eval_step_ms': 1e3 * eval_s, 'eval_images_per_s': batch_size / eval_s,
@@ -143,15 +163,15 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
 
 def format_table(rows: list[dict[str, Any]]) -> str:
   head = ('| model | params | dtype | mode | batch | px | train ms/step | train img/s | '
-          'eval ms/step | eval img/s | compile s | memory MiB |')
-  lines = [head, '|' + '---|' * 12]
+          'eval ms/step | eval img/s | build s | compile s | memory MiB |')
+  lines = [head, '|' + '---|' * 13]
   for r in rows:
     mem = 'n/a' if r['peak_memory_mib'] is None else f"{r['peak_memory_mib']:.0f} ({r['memory_kind']})"
     lines.append(f"| {r['model']}/{r['backbone']} | {r['params'] / 1e6:.2f}M | {r['dtype']} "
                  f"| {r['mode']} | {r['batch_size']} "
                  f"| {r['image_size']} | {r['train_step_ms']:.1f} | {r['train_images_per_s']:.1f} "
                  f"| {r['eval_step_ms']:.1f} | {r['eval_images_per_s']:.1f} "
-                 f"| {r['first_train_call_s']:.1f} | {mem} |")
+                 f"| {r['model_build_s']:.1f} | {r['first_train_call_s']:.1f} | {mem} |")
   return '\n'.join(lines)
 
 

@@ -12,6 +12,7 @@ while saving (even with SIGKILL) leaves the previous checkpoints intact.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -21,9 +22,23 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from faujax import config_schema
+
 # Config sections that change the shapes or meaning of the parameters: a checkpoint written under
 # one value cannot be restored under another.
 _STRUCTURAL_KEYS = ('model', 'data.name', 'data.builder_config', 'augment.image_size')
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+  """``config.checkpoint``: a periodic checkpoint every ``every`` steps (and at the end or on
+  SIGTERM), of which the newest ``keep`` are kept; the best-by-validation one is kept beside."""
+  every: int = 500
+  keep: int = 2
+
+  def __post_init__(self):
+    config_schema.check(self.every >= 1, 'every', self.every, 'an int >= 1 (steps)')
+    config_schema.check(self.keep >= 1, 'keep', self.keep, 'an int >= 1')
 
 
 class CheckpointError(ValueError):

@@ -35,7 +35,7 @@ def _define_flags() -> None:
 def run_folds(config, workdir: str, folds: list[int]) -> dict[str, Any]:
   """Runs each fold in ``workdir/fold<k>`` and writes the fold table; returns its JSON."""
   per_fold = []
-  label_names = None
+  label_names = dataset = None
   for fold in folds:
     fold_config = config.copy_and_resolve_references()
     fold_config.unlock()
@@ -45,12 +45,11 @@ def run_folds(config, workdir: str, folds: list[int]) -> dict[str, Any]:
     if 'metrics' not in results:  # stopped by SIGTERM: run again to resume
       return results
     per_fold.append(results['metrics'])
-    label_names = results['label_names']
+    label_names, dataset = results['label_names'], results['dataset']
   table = metrics.format_fold_table(per_fold, label_names)
-  title = (f'# {config.model.name} on {config.data.name}/{config.data.builder_config}: '
+  title = (f'# {config.model.name} on {dataset}: '
            f'{len(folds)}-fold cross-validation (test split of each fold)\n\n')
-  out = {'model': config.model.name,
-         'dataset': f'{config.data.name}/{config.data.builder_config}', 'folds': folds,
+  out = {'model': config.model.name, 'dataset': dataset, 'folds': folds,
          'label_names': label_names, 'per_fold': per_fold,
          'f1_mean': sum(m['f1_mean'] for m in per_fold) / len(per_fold),
          'auc_mean': sum(m['auc_mean'] for m in per_fold) / len(per_fold)}

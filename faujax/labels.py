@@ -2,7 +2,7 @@
 
 These constants are the single source of truth for label order. A dataset's
 occurrence vector, a model's output and a metric table all use the order given
-here (see ``../shared/reference-facts.md``, "Dataset protocols").
+here (see docs/reference/datasets.md, "AU label spaces").
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ EXPRESSIONS_7: tuple[str, ...] = ('neutral', 'happy', 'sad', 'surprise', 'fear',
 EXPRESSIONS_8: tuple[str, ...] = EXPRESSIONS_7 + ('contempt',)
 # The 6 basic expressions of multi-label FER (RAF-ML, RAF-DB compound, JAFFE): SVML-RGCN order.
 BASIC_6: tuple[str, ...] = ('surprise', 'fear', 'disgust', 'happy', 'sad', 'anger')
+
+
+# The tasks a dataset declares in its metadata (``faujax.data.input_pipeline.DatasetInfo.task``):
+# 'au' multi-label AU occurrence, 'expression' single-label classes (+ valence / arousal where
+# annotated), 'expression_multi' multi-label expressions.
+TASKS: tuple[str, ...] = ('au', 'expression', 'expression_multi')
 
 
 def au_set(name: str) -> tuple[int, ...]:

@@ -17,7 +17,13 @@ paper's equation averaged over the batch:
     examples.
 
 Weights helpers: ``occurrence_weights`` (AU-GCN eq. 7, MGRR-Net eq. 9, MACG eq. 16) and
-``class_balance_weights`` (Emotion-GCN eq. 9, in its text's f_min / f_i form).
+``class_balance_weights`` (Emotion-GCN eq. 9, in its text's f_min / f_i form), float32 wrappers of
+``faujax.statistics.inverse_rate_weights`` (the one home of label statistics and their edge
+cases).
+
+CCC (``ccc``, ``ccc_loss``): ``normalization='paper'`` (default, population moments in eq. 11)
+or ``'public_code'`` (the Emotion-GCN public code's covariance over n, variances over n - 1); the
+same option as ``faujax.metrics.ccc``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from faujax import statistics
+from faujax.metrics import CCC_NORMALIZATIONS
 
 Array = Any  # jax.Array or np.ndarray
 
@@ -98,68 +107,41 @@ def _check_multilabel(preds: Array, labels: Array, weights: Array | None, mask: 
 # ----------------------------------------------------------------------------- weights
 
 
-def occurrence_rates(labels: Array, mask: Array | None = None) -> np.ndarray:
-  """Per-label occurrence rates r_i of a training set, counting only known labels.
-
-  Args:
-    labels: (N, C) 0/1 training labels.
-    mask: optional (N, C) 0/1 mask; unknown labels (mask 0) are excluded from both the count of
-      positives and the count of labelled examples of that label.
-
-  Returns:
-    (C,) float32 array: positives / labelled examples per label (0 for a label never labelled).
-  """
-  labels = np.asarray(labels, np.float64)
-  if labels.ndim != 2:
-    raise ValueError(f'labels: expected shape (N, C), got {labels.shape}.')
-  m = np.ones_like(labels) if mask is None else np.asarray(mask, np.float64)
-  if m.shape != labels.shape:
-    raise ValueError(f'mask: expected shape {labels.shape}, got {m.shape}.')
-  pos = (labels * m).sum(0)
-  cnt = m.sum(0)
-  return np.where(cnt > 0, pos / np.maximum(cnt, 1.0), 0.0).astype(np.float32)
-
-
-def occurrence_weights(rates: Array, eps: float = 1e-4) -> jax.Array:
-  """Data-balance weights from occurrence rates: w_i = (1/r_i) N / sum_j (1/r_j).
+def occurrence_weights(rates: Array) -> jax.Array:
+  """Data-balance weights from occurrence rates: w_i = (1/r_i) N / sum_j (1/r_j), float32.
 
   AU-GCN eq. 7 (w_i = (1/r_i) C / sum_i (1/r_i)), MGRR-Net eq. 9 (the JAA weights it cites) and
   MACG eq. 16 are the same formula: inverse occurrence rates normalised to sum to N (the number
-  of labels). Rates are clipped to at least ``eps`` so a label that never occurs in training gets
-  a large but finite weight instead of inf/NaN.
+  of labels). Computed by ``faujax.statistics.inverse_rate_weights`` (the rates themselves by
+  ``statistics.occurrence_rates``), whose rule for a label that never occurs in training
+  (r_i = 0) applies: it weighs 0 and the other weights still sum to N.
 
   Args:
-    rates: (N,) occurrence rates in [0, 1].
-    eps: lower clip of the rates.
+    rates: (N,) occurrence rates in [0, 1]. Concrete rates are checked (ValueError naming
+      ``rates``); traced rates (under jit) are not, and all-zero traced rates give zeros.
 
   Returns:
     (N,) float32 weights summing to N.
   """
   _expect_rank(rates, 1, 'rates')
-  if not np.shape(rates)[0]:
-    raise ValueError('rates: expected at least one label, got an empty array.')
-  if eps <= 0:
-    raise ValueError(f'eps: expected a positive number, got {eps}.')
   try:
-    rn = np.asarray(rates, np.float64)
-  except jax.errors.TracerArrayConversionError:
-    rn = None  # Traced under jit: values cannot be checked.
-  if rn is not None and (np.any(~np.isfinite(rn)) or np.any(rn < 0) or np.any(rn > 1)):
-    raise ValueError(f'rates: expected occurrence rates in [0, 1], got {rn.tolist()}.')
-  r = _f32(rates)
-  inv = 1.0 / jnp.maximum(r, eps)
-  return inv * r.shape[0] / jnp.sum(inv)
+    concrete = np.asarray(rates, np.float64)
+  except jax.errors.TracerArrayConversionError:  # Traced under jit: values cannot be checked.
+    return statistics.inverse_rate_weights(_f32(rates), xp=jnp)
+  return jnp.asarray(statistics.inverse_rate_weights(concrete), jnp.float32)
 
 
 def class_balance_weights(counts: Array) -> jax.Array:
-  """Emotion-GCN class weights w_i = f_min / f_i (eq. 9 as its text and code read it).
+  """Emotion-GCN class weights w_i = f_min / f_i (eq. 9 as its text and code read it), float32.
 
   The rarest class weighs 1 and frequent classes less (eq. 9 prints f_i / f_min, which its own
-  text contradicts; see reference-facts "Emotion-GCN"). A class with a count of 0 never appears
-  as a training target; it gets weight 0 and f_min is taken over the classes that occur.
+  text contradicts; see docs/reference/model_details.md, "Emotion-GCN"). Computed by
+  ``faujax.statistics.inverse_rate_weights(counts / sum(counts), normalize='max')``: a class
+  with a count of 0 never appears as a training target; it gets weight 0 and f_min is taken
+  over the classes that occur (the same zero rule as ``occurrence_weights``).
 
   Args:
-    counts: (K,) number of training examples per class.
+    counts: (K,) number of training examples per class (``statistics.class_counts``).
 
   Returns:
     (K,) float32 weights in [0, 1].
@@ -169,8 +151,7 @@ def class_balance_weights(counts: Array) -> jax.Array:
   if np.any(~np.isfinite(c)) or np.any(c < 0) or not np.any(c > 0):
     raise ValueError(
         f'counts: expected non-negative class counts with at least one positive, got {c.tolist()}.')
-  f_min = c[c > 0].min()
-  return jnp.asarray(np.where(c > 0, f_min / np.maximum(c, 1e-12), 0.0), jnp.float32)
+  return jnp.asarray(statistics.inverse_rate_weights(c / c.sum(), normalize='max'), jnp.float32)
 
 
 # ----------------------------------------------------------------------------- multi-label
@@ -273,7 +254,8 @@ def weighted_asymmetric_loss(probs: Array, labels: Array, weights: Array | None 
   L = -sum_{b,c} m_bc w_c [y log p + (1 - y) sg(p) log(1 - p)] / sum_{b,c} m_bc, where sg is
   ``stop_gradient``: the negative term is down-weighted by the (constant) predicted probability,
   so easy negatives (small p) cost little. Logs are taken of p and 1 - p clipped to >= eps. With
-  no mask this is -mean_b mean_c w_c [...] (reference-facts "Weighted asymmetric loss").
+  no mask this is -mean_b mean_c w_c [...] (docs/reference/model_details.md, "Weighted
+  asymmetric loss").
   MACG's cosine head outputs probabilities directly, hence no sigmoid here.
 
   Args:
@@ -336,21 +318,37 @@ def class_weighted_cross_entropy(logits: Array, labels: Array,
   return _safe_div(jnp.sum(wy * nll), jnp.sum(wy))
 
 
-def ccc(x: Array, y: Array, mask: Array | None = None, eps: float = 1e-8) -> jax.Array:
+def _ccc_ddof(normalization: str) -> float:
+  """Degrees of freedom of the CCC variances: 0 (paper) or 1 (public code)."""
+  if normalization not in CCC_NORMALIZATIONS:
+    raise ValueError(f'normalization: expected one of {CCC_NORMALIZATIONS}, got '
+                     f'{normalization!r}.')
+  return 1.0 if normalization == 'public_code' else 0.0
+
+
+def ccc(x: Array, y: Array, mask: Array | None = None, eps: float = 1e-8,
+        normalization: str = 'paper') -> jax.Array:
   """Concordance correlation coefficient with batch statistics (Emotion-GCN eq. 11).
 
-  rho_c = 2 s_xy / (s_x^2 + s_y^2 + (mean_x - mean_y)^2), with population (ddof 0) moments over
-  the valid examples only; ``eps`` is added to the denominator. No valid example gives 0.
+  rho_c = 2 s_xy / (s_x^2 + s_y^2 + (mean_x - mean_y)^2) over the valid examples only (n of
+  them); ``eps`` is added to the denominator. No valid example gives 0.
+
+  ``normalization='paper'`` (default): population moments, covariance and variances all over n.
+  ``normalization='public_code'``: the public code's behaviour, covariance over n but variances
+  over n - 1 (torch's default ``var``); it gives values slightly smaller in magnitude, e.g.
+  (n - 1) / n rather than 1 for perfect agreement; with n = 1 the variances are taken as 0.
 
   Args:
     x: (B,) predictions.
     y: (B,) targets.
     mask: optional (B,) example mask.
     eps: denominator guard.
+    normalization: 'paper' or 'public_code' (the same option as ``faujax.metrics.ccc``).
 
   Returns:
     float32 scalar in [-1, 1].
   """
+  ddof = _ccc_ddof(normalization)
   _expect_rank(x, 1, 'x')
   _expect_shape(y, np.shape(x), 'y')
   m = _mask_or_ones(mask, np.shape(x))
@@ -359,14 +357,14 @@ def ccc(x: Array, y: Array, mask: Array | None = None, eps: float = 1e-8) -> jax
   mx = _safe_div(jnp.sum(m * x), n)
   my = _safe_div(jnp.sum(m * y), n)
   dx, dy = (x - mx) * m, (y - my) * m
-  vx = _safe_div(jnp.sum(dx * dx), n)
-  vy = _safe_div(jnp.sum(dy * dy), n)
+  vx = _safe_div(jnp.sum(dx * dx), n - ddof)
+  vy = _safe_div(jnp.sum(dy * dy), n - ddof)
   cxy = _safe_div(jnp.sum(dx * dy), n)
   return 2.0 * cxy / (vx + vy + (mx - my) ** 2 + eps)
 
 
 def ccc_loss(preds: Array, targets: Array, mask: Array | None = None,
-             eps: float = 1e-8) -> jax.Array:
+             eps: float = 1e-8, normalization: str = 'paper') -> jax.Array:
   """CCC loss 1 - mean_d CCC_d (Emotion-GCN eq. 12: 1 - (CCC_V + CCC_A) / 2).
 
   Args:
@@ -375,10 +373,13 @@ def ccc_loss(preds: Array, targets: Array, mask: Array | None = None,
     mask: optional (B,) example mask, or (B, D) to mask each dimension separately; statistics
       use only valid examples.
     eps: denominator guard of each CCC.
+    normalization: 'paper' (default) or 'public_code' (covariance over n, variances over
+      n - 1: the public code's behaviour); see ``ccc``.
 
   Returns:
     float32 scalar in [0, 2]; 0 when no example is valid.
   """
+  _ccc_ddof(normalization)
   _expect_rank(preds, 2, 'preds')
   _expect_shape(targets, np.shape(preds), 'targets')
   batch, dims = np.shape(preds)
@@ -390,7 +391,8 @@ def ccc_loss(preds: Array, targets: Array, mask: Array | None = None,
   else:
     _expect_shape(mask, (batch, dims), 'mask')
     m = _f32(mask)
-  rhos = jnp.stack([ccc(preds[:, d], targets[:, d], m[:, d], eps) for d in range(dims)])
+  rhos = jnp.stack([ccc(preds[:, d], targets[:, d], m[:, d], eps, normalization)
+                    for d in range(dims)])
   present = (jnp.sum(m, axis=0) > 0).astype(jnp.float32)
   return _safe_div(jnp.sum(present * (1.0 - rhos)), jnp.sum(present))
 

@@ -11,6 +11,8 @@ shard of every batch.
 
 from __future__ import annotations
 
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -39,8 +41,12 @@ def main(argv):
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
+  from faujax import config_schema  # pylint: disable=g-import-not-at-top
   from faujax import train  # after jax.distributed.initialize, which must precede device use
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except config_schema.ConfigError as e:  # a config mistake: one line, no traceback
+    sys.exit(f'faujax: {e}')
 
 
 if __name__ == '__main__':

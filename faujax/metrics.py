@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from faujax import statistics
+
 # Keys ``Accumulator.add`` understands (other keys are kept and returned by ``arrays`` only).
 AU_PROB = 'au_prob'        # (B, N) AU probabilities.
 AU_LABEL = 'au_label'      # (B, N) 0/1 AU labels.
@@ -38,6 +40,11 @@ VA_MASK = 'va_mask'        # optional (B,) or (B, 2) 1 = known.
 ML_PROB = 'ml_prob'        # (B, C) multi-label confidence scores (probabilities).
 ML_LABEL = 'ml_label'      # (B, C) 0/1 multi-labels.
 LOSS = 'loss'              # optional (B,) per-example loss; its mean is reported as 'loss'.
+
+# CCC conventions (``ccc``, ``va_metrics``; the same option of ``faujax.losses.ccc``): 'paper'
+# (Emotion-GCN eq. 11 with population moments) or 'public_code' (covariance over n, variances
+# over n - 1, as the Emotion-GCN public code computes it).
+CCC_NORMALIZATIONS: tuple[str, ...] = ('paper', 'public_code')
 
 
 def _as2d(x: Any, name: str) -> np.ndarray:
@@ -74,25 +81,13 @@ def f1_binary(y_true: Any, y_pred: Any) -> float:
   return float(2 * tp / den) if den else 0.0
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-  """1-based ranks of ``x`` with ties given their average rank."""
-  order = np.argsort(x, kind='mergesort')
-  xs = x[order]
-  boundaries = np.flatnonzero(np.diff(xs)) + 1
-  starts = np.concatenate([[0], boundaries])
-  ends = np.concatenate([boundaries, [xs.size]])
-  avg = (starts + ends + 1) / 2.0  # Mean of the 1-based ranks starts+1 .. ends.
-  ranks = np.empty(x.size, np.float64)
-  ranks[order] = np.repeat(avg, ends - starts)
-  return ranks
-
-
 def roc_auc(y_true: Any, scores: Any) -> float:
   """Area under the ROC curve, NaN when only one class is present.
 
-  Computed as the Mann-Whitney statistic with tied scores at half weight, which equals
-  ``sklearn.metrics.roc_auc_score`` (trapezoidal ROC) exactly; scikit-learn raises where this
-  returns NaN.
+  Computed as the Mann-Whitney statistic with tied scores at half weight (from
+  ``faujax.statistics.average_ranks``), which equals ``sklearn.metrics.roc_auc_score``
+  (trapezoidal ROC) exactly; scikit-learn raises where this returns NaN. A NaN score (a diverged
+  model) also gives NaN.
   """
   t = np.asarray(y_true).astype(bool).ravel()
   s = np.asarray(scores, np.float64).ravel()
@@ -100,9 +95,9 @@ def roc_auc(y_true: Any, scores: Any) -> float:
     raise ValueError(f'scores: expected the shape of y_true {t.shape}, got {s.shape}.')
   n_pos = int(t.sum())
   n_neg = t.size - n_pos
-  if n_pos == 0 or n_neg == 0:
+  if n_pos == 0 or n_neg == 0 or np.any(np.isnan(s)):
     return float('nan')
-  ranks = _average_ranks(s)
+  ranks = statistics.average_ranks(s)
   return float((ranks[t].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
@@ -232,12 +227,20 @@ def expression_metrics(scores: Any, labels: Any, mask: Any | None = None,
   return out
 
 
-def ccc(x: Any, y: Any) -> float:
-  """Concordance correlation coefficient (Emotion-GCN eq. 11), population moments (ddof 0).
+def ccc(x: Any, y: Any, normalization: str = 'paper') -> float:
+  """Concordance correlation coefficient (Emotion-GCN eq. 11).
 
   rho_c = 2 s_xy / (s_x^2 + s_y^2 + (mean_x - mean_y)^2); NaN for empty inputs or a zero
   denominator (both constant and equal).
+
+  ``normalization='paper'`` (default): population moments (covariance and variances over n).
+  ``normalization='public_code'``: the public code's behaviour, covariance over n but variances
+  over n - 1; perfect agreement then scores (n - 1) / n, and with n = 1 the variances are 0.
+  The same option as ``faujax.losses.ccc``.
   """
+  if normalization not in CCC_NORMALIZATIONS:
+    raise ValueError(f'normalization: expected one of {CCC_NORMALIZATIONS}, got '
+                     f'{normalization!r}.')
   x = np.asarray(x, np.float64).ravel()
   y = np.asarray(y, np.float64).ravel()
   if x.shape != y.shape:
@@ -245,14 +248,16 @@ def ccc(x: Any, y: Any) -> float:
   if x.size == 0:
     return float('nan')
   mx, my = x.mean(), y.mean()
-  vx, vy = x.var(), y.var()
+  ddof = 1 if normalization == 'public_code' else 0
+  vx, vy = (x.var(ddof=ddof), y.var(ddof=ddof)) if x.size > ddof else (0.0, 0.0)
   cxy = np.mean((x - mx) * (y - my))
   den = vx + vy + (mx - my) ** 2
   return float(2 * cxy / den) if den > 0 else float('nan')
 
 
 def va_metrics(preds: Any, labels: Any, mask: Any | None = None,
-               names: Sequence[str] = ('valence', 'arousal')) -> dict[str, float]:
+               names: Sequence[str] = ('valence', 'arousal'),
+               normalization: str = 'paper') -> dict[str, float]:
   """CCC per dimension: {'ccc_valence', 'ccc_arousal', 'ccc_mean'} (names configurable).
 
   Args:
@@ -260,6 +265,7 @@ def va_metrics(preds: Any, labels: Any, mask: Any | None = None,
     labels: (N, D) targets.
     mask: optional (N,) or (N, D) mask.
     names: D dimension names.
+    normalization: 'paper' (default) or 'public_code'; see ``ccc``.
   """
   preds = _as2d(preds, 'preds')
   labels = _as2d(labels, 'labels')
@@ -274,7 +280,8 @@ def va_metrics(preds: Any, labels: Any, mask: Any | None = None,
     if m.shape == (n,):
       m = np.repeat(m[:, None], dims, axis=1)
     _same_shape(preds, m, 'preds', 'mask')
-  out = {f'ccc_{name}': ccc(preds[m[:, d], d], labels[m[:, d], d]) for d, name in enumerate(names)}
+  out = {f'ccc_{name}': ccc(preds[m[:, d], d], labels[m[:, d], d], normalization)
+         for d, name in enumerate(names)}
   out['ccc_mean'] = _nanmean(list(out.values()))
   return out
 
@@ -447,12 +454,17 @@ class Accumulator:
     * 'loss' (per-example)                   -> 'loss' (mean over valid rows)
 
   Other keys are stored and returned by ``arrays`` (e.g. for dumping predictions).
+  ``ccc_normalization`` ('paper' | 'public_code') is passed to ``va_metrics``.
   """
 
   def __init__(self, au_names: Sequence[str] | None = None,
                class_names: Sequence[str] | None = None,
                va_names: Sequence[str] = ('valence', 'arousal'),
-               threshold: float = 0.5):
+               threshold: float = 0.5, ccc_normalization: str = 'paper'):
+    if ccc_normalization not in CCC_NORMALIZATIONS:
+      raise ValueError(f'ccc_normalization: expected one of {CCC_NORMALIZATIONS}, got '
+                       f'{ccc_normalization!r}.')
+    self.ccc_normalization = ccc_normalization
     self.au_names = None if au_names is None else list(au_names)
     self.class_names = None if class_names is None else list(class_names)
     self.va_names = tuple(va_names)
@@ -519,7 +531,8 @@ class Accumulator:
       out.update(expression_metrics(a[EXPR_SCORE], a[EXPR_LABEL], a.get(EXPR_MASK),
                                     self.class_names))
     if VA_PRED in a and VA_LABEL in a:
-      out.update(va_metrics(a[VA_PRED], a[VA_LABEL], a.get(VA_MASK), self.va_names))
+      out.update(va_metrics(a[VA_PRED], a[VA_LABEL], a.get(VA_MASK), self.va_names,
+                            self.ccc_normalization))
     if ML_PROB in a and ML_LABEL in a:
       out.update(multilabel_metrics(a[ML_PROB], a[ML_LABEL], self.threshold))
     if LOSS in a:

@@ -1,11 +1,10 @@
-"""Optimisers and learning-rate schedules built from a config (optax).
+"""Optimisers and learning-rate schedules (optax), declared as ``config.optim`` / ``config.schedule``.
 
-Reads ``config.optim`` and ``config.schedule``:
-
-  optim.name            'sgd' (with ``momentum`` and ``nesterov``) or 'adamw' (``b1``, ``b2``, ``eps``).
+  optim.name            'sgd' (``momentum``, ``nesterov``; PyTorch semantics) or 'adamw' (``b1``,
+                        ``b2``, ``eps``).
   optim.learning_rate   base (peak) learning rate.
   optim.weight_decay    SGD: L2 added to the gradient (PyTorch semantics); AdamW: decoupled.
-  optim.grad_clip_norm  global-norm clipping before the update; 0 or None disables it.
+  optim.grad_clip_norm  global-norm clipping before the update; 0 disables it.
   optim.lr_multipliers  {path substring: factor}, e.g. {'backbone': 0.1}: parameters whose path
                         contains the substring train at factor x the base rate (first match wins).
   schedule.name         'constant', 'cosine' (per-step cosine decay to ``end_factor`` x lr),
@@ -17,87 +16,131 @@ The schedules are defined per step; ``steps_per_epoch`` converts the epoch-value
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import flax
-import ml_collections
 import optax
+
+from faujax import config_schema
+from faujax import model_state
 
 OPTIMIZERS = ('sgd', 'adamw')
 SCHEDULES = ('constant', 'cosine', 'step')
+_check = config_schema.check
 
 
-def create_schedule(config: ml_collections.ConfigDict, *, base_lr: float, steps_per_epoch: int,
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  """``config.optim`` (see the module docstring)."""
+  name: str = 'adamw'
+  learning_rate: float = 1e-3
+  weight_decay: float = 0.0
+  momentum: float = 0.9
+  nesterov: bool = False
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  grad_clip_norm: float = 0.0
+  lr_multipliers: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    _check(self.name in OPTIMIZERS, 'name', self.name, f'one of {OPTIMIZERS}')
+    _check(self.learning_rate > 0, 'learning_rate', self.learning_rate, 'a value > 0')
+    _check(self.weight_decay >= 0, 'weight_decay', self.weight_decay, 'a value >= 0')
+    _check(0 <= self.momentum < 1, 'momentum', self.momentum, 'a value in [0, 1)')
+    _check(0 <= self.b1 < 1 and 0 <= self.b2 < 1, 'b1/b2', (self.b1, self.b2),
+           'values in [0, 1)')
+    _check(self.eps > 0, 'eps', self.eps, 'a value > 0')
+    _check(self.grad_clip_norm >= 0, 'grad_clip_norm', self.grad_clip_norm, 'a value >= 0 (0: off)')
+    for key, factor in self.lr_multipliers.items():
+      _check(factor >= 0, f'lr_multipliers.{key}', factor, 'a factor >= 0')
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+  """``config.schedule`` (see the module docstring)."""
+  name: str = 'cosine'
+  warmup_epochs: float = 0.0
+  end_factor: float = 0.0
+  decay_every_epochs: float = 10.0
+  decay_factor: float = 0.1
+
+  def __post_init__(self):
+    _check(self.name in SCHEDULES, 'name', self.name, f'one of {SCHEDULES}')
+    _check(self.warmup_epochs >= 0, 'warmup_epochs', self.warmup_epochs, 'a value >= 0')
+    _check(0 <= self.end_factor <= 1, 'end_factor', self.end_factor, 'a value in [0, 1]')
+    _check(self.decay_every_epochs > 0, 'decay_every_epochs', self.decay_every_epochs,
+           'a value > 0')
+    _check(0 < self.decay_factor <= 1, 'decay_factor', self.decay_factor, 'a value in (0, 1]')
+
+
+def create_schedule(sched: ScheduleConfig, *, base_lr: float, steps_per_epoch: int,
                     total_steps: int) -> optax.Schedule:
   """The learning rate as a function of the step, including warm-up."""
-  sched = config.schedule
-  warmup = int(round(sched.get('warmup_epochs', 0.0) * steps_per_epoch))
+  warmup = int(round(sched.warmup_epochs * steps_per_epoch))
   decay_steps = max(total_steps - warmup, 1)
   if sched.name == 'constant':
     main = optax.constant_schedule(base_lr)
   elif sched.name == 'cosine':
-    main = optax.cosine_decay_schedule(base_lr, decay_steps, alpha=sched.get('end_factor', 0.0))
-  elif sched.name == 'step':
+    main = optax.cosine_decay_schedule(base_lr, decay_steps, alpha=sched.end_factor)
+  else:  # 'step'
     every = int(round(sched.decay_every_epochs * steps_per_epoch))
     if every <= 0:
-      raise ValueError(f'config.schedule.decay_every_epochs={sched.decay_every_epochs} gives '
-                       f'a decay interval of {every} steps; expected at least 1.')
+      raise config_schema.ConfigError(
+          f'config.schedule.decay_every_epochs={sched.decay_every_epochs} gives a decay interval '
+          f'of {every} steps at {steps_per_epoch} steps per epoch; expected at least 1.')
     boundaries = {k * every: sched.decay_factor for k in range(1, total_steps // every + 1)}
     main = optax.piecewise_constant_schedule(base_lr, boundaries)
-  else:
-    raise ValueError(f'Unknown config.schedule.name {sched.name!r}; expected one of {SCHEDULES}.')
   if warmup <= 0:
     return main
   return optax.join_schedules([optax.linear_schedule(0.0, base_lr, warmup), main], [warmup])
 
 
-def _base_optimizer(config: ml_collections.ConfigDict,
-                    lr: optax.Schedule) -> optax.GradientTransformation:
-  opt = config.optim
+def _base_optimizer(opt: OptimConfig, lr: optax.Schedule) -> optax.GradientTransformation:
   if opt.name == 'sgd':
     parts = []
-    if opt.get('weight_decay', 0.0):
+    if opt.weight_decay:
       parts.append(optax.add_decayed_weights(opt.weight_decay))
-    parts.append(optax.sgd(lr, momentum=opt.get('momentum', 0.9) or None,
-                           nesterov=opt.get('nesterov', False)))
+    parts.append(optax.sgd(lr, momentum=opt.momentum or None, nesterov=opt.nesterov))
     return optax.chain(*parts)
-  if opt.name == 'adamw':
-    return optax.adamw(lr, b1=opt.get('b1', 0.9), b2=opt.get('b2', 0.999), eps=opt.get('eps', 1e-8),
-                       weight_decay=opt.get('weight_decay', 0.0))
-  raise ValueError(f'Unknown config.optim.name {opt.name!r}; expected one of {OPTIMIZERS}.')
+  return optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
 
 
 def param_groups(params: Any, multipliers: Mapping[str, float]) -> Any:
   """Labels every parameter with the first ``multipliers`` key its path contains, else 'base'."""
-  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep='/')
-  labels = {}
-  for path in flat:
-    labels[path] = next((key for key in multipliers if key in path), 'base')
-  return flax.traverse_util.unflatten_dict(labels, sep='/')
+  def label(tree: Any, prefix: str) -> Any:
+    if isinstance(tree, Mapping):
+      return {k: label(v, f'{prefix}/{k}' if prefix else str(k)) for k, v in tree.items()}
+    return next((key for key in multipliers if key in prefix), 'base')
+  return label(params, '')
 
 
-def create_optimizer(config: ml_collections.ConfigDict, params: Any, *, steps_per_epoch: int,
+def create_optimizer(opt: OptimConfig, sched: ScheduleConfig, params: Any, *,
+                     steps_per_epoch: int,
                      total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Returns (optimizer, base learning-rate schedule) for ``params``.
+  """Returns (optimizer, base learning-rate schedule) for ``params`` (nested dicts).
 
   Parameter groups with a learning-rate multiplier get their own copy of the optimiser with the
   scaled schedule (``optax.multi_transform``); clipping is applied to the global gradient first.
   """
-  base_lr = config.optim.learning_rate
-  multipliers = dict(config.optim.get('lr_multipliers', None) or {})
-  schedule = create_schedule(config, base_lr=base_lr, steps_per_epoch=steps_per_epoch,
+  schedule = create_schedule(sched, base_lr=opt.learning_rate, steps_per_epoch=steps_per_epoch,
                              total_steps=total_steps)
+  multipliers = dict(opt.lr_multipliers)
   if multipliers:
-    transforms = {'base': _base_optimizer(config, schedule)}
+    paths = model_state.flatten(params)
+    for key in multipliers:
+      if not any(key in path for path in paths):
+        raise config_schema.ConfigError(
+            f'config.optim.lr_multipliers.{key}: no parameter path contains {key!r} (paths look '
+            f'like {sorted(paths)[:3]}).')
+    transforms = {'base': _base_optimizer(opt, schedule)}
     for key, factor in multipliers.items():
       scaled = (lambda f: (lambda step: f * schedule(step)))(float(factor))
-      transforms[key] = _base_optimizer(config, scaled)
+      transforms[key] = _base_optimizer(opt, scaled)
     tx = optax.multi_transform(transforms, param_groups(params, multipliers))
   else:
-    tx = _base_optimizer(config, schedule)
-  clip = config.optim.get('grad_clip_norm', None)
-  if clip:
-    tx = optax.chain(optax.clip_by_global_norm(clip), tx)
+    tx = _base_optimizer(opt, schedule)
+  if opt.grad_clip_norm:
+    tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
   return tx, schedule
-

@@ -6,8 +6,9 @@ faujax writes one training step (``faujax.train.train_step``) and runs it either
   ``NamedSharding(mesh, P('data'))`` array, parameters are replicated and XLA inserts the
   gradient all-reduce. BatchNorm statistics are global automatically.
 * ``'pmap'``: ``jax.pmap`` with axis name ``'batch'``; the step all-gathers the model outputs so
-  the loss sees the global batch, averages gradients with ``lax.pmean`` and BatchNorm layers sync
-  their statistics through ``axis_name='batch'``.
+  the loss sees the global batch and averages gradients with ``lax.pmean``; ``sync_batch_norm``
+  makes every BatchNorm of the model average its batch statistics over that axis, so they are the
+  global batch's statistics too. Models never see the parallel mode.
 
 With more than one process (``jax.distributed``), each process feeds the shard of the global batch
 that its input pipeline produced (``jax.process_index()`` of ``jax.process_count()``).
@@ -21,7 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
+from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from faujax import layers
 
 PMAP_AXIS = 'batch'
 MESH_AXIS = 'data'
@@ -41,6 +45,21 @@ def check_batch_size(global_batch: int, key: str = 'config.train.batch_size') ->
     raise ValueError(f'{key}={global_batch} is not divisible by the number of devices ({n_dev}); '
                      f'use a multiple of {n_dev}.')
   return global_batch // n_proc
+
+
+def sync_batch_norm(model: nnx.Module, axis_name: str | None) -> int:
+  """Sets ``axis_name`` on every ``faujax.layers.BatchNorm`` of ``model`` (in place).
+
+  Under ``jax.pmap`` over ``axis_name`` their batch statistics then average over the devices,
+  i.e. they are the statistics of the global batch, as under ``jax.jit`` over a sharded batch.
+  Returns the number of BatchNorms.
+  """
+  count = 0
+  for _, module in nnx.iter_modules(model):
+    if isinstance(module, layers.BatchNorm):
+      module.axis_name = axis_name
+      count += 1
+  return count
 
 
 def make_mesh(devices: list[Any] | None = None) -> Mesh:

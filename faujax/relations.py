@@ -1,21 +1,23 @@
-"""Label statistics -> relation graphs, all computed from training labels (numpy).
+"""Relation graphs of the papers, computed from training labels (numpy, float64).
 
-Input label matrices are ``(num_examples, num_labels)`` with 0/1 entries; an
-optional ``mask`` of the same shape marks known labels (``False`` = unknown,
-e.g. BP4D's code 9); unknown entries never count. Pair statistics use the
-examples where both labels are known. Undefined ratios (zero denominators)
-are documented per function and never NaN.
+The label statistics they start from (occurrence rates, inverse-rate weights,
+co-occurrence counts, conditional probabilities, Spearman correlations) come
+from ``faujax.statistics``, with its conventions: label matrices are
+``(num_examples, num_labels)`` 0/1; an optional ``mask`` of the same shape
+marks known labels (``False`` = unknown, e.g. BP4D's code 9) and unknown
+entries never count; pair statistics use the examples where both labels are
+known; undefined ratios are documented per function and never NaN.
 
 Builders:
 
-* ``occurrence_rates``, ``class_weights`` (AU-GCN eq. 7 weights,
-  ``w_i = (1/r_i) C / sum_j (1/r_j)``), ``cooccurrence_counts``,
-  ``conditional_cooccurrence`` (``P[i, j] = P(label j | label i)``, ML-GCN).
+* ``class_weights`` (AU-GCN eq. 7 weights from labels,
+  ``statistics.inverse_rate_weights`` of ``statistics.occurrence_rates``).
 * AU-GCN: ``au_gcn_relation_matrix`` (eq. 4-5) and ``roi_graph`` (Sec. 3.4).
 * MGRR-Net: ``mgrr_prior`` (eq. 1-2).
-* Emotion-GCN: ``spearman``, ``emotion_gcn_correlation`` (eq. 3-4),
+* Emotion-GCN: ``emotion_gcn_correlation`` (eq. 3-4),
   ``binarize`` (eq. 5), ``reweight`` (eq. 6), ``mlgcn_normalize`` and
-  ``emotion_gcn_adjacency`` (with the Sec. IV-E expression-expression variant).
+  ``emotion_gcn_adjacency`` (with the Sec. IV-E expression-expression variant
+  and the public code's valence-arousal edge, ``keep_va_edge``).
 * ML-GCN / SVML-GCN: ``mlgcn_adjacency`` (SVML-RGCN eq. 13-14).
 * SVML-RGCN: ``svml_relations`` (eq. 3-4), a ``(2, C, C)`` positive/negative stack.
 """
@@ -26,14 +28,16 @@ from typing import Sequence
 
 import numpy as np
 
+from faujax import statistics
+
 # A ROI: (aus, side). ``aus`` is an AU number, a tuple of AU numbers sharing the
 # ROI, or None for the whole-face node; ``side`` names the member of a
 # symmetric pair ('left'/'right', 'up'/'down') or is None.
 Roi = tuple[int | tuple[int, ...] | None, str | None]
 
-# BP4D-like 19 ROIs of AU-GCN (Sec. 3.2), from the EAC-Net centres in
-# reference-facts: two per AU group, AU12/14/15 and AU23/24 share ROIs, plus
-# the whole face.
+# BP4D-like 19 ROIs of AU-GCN (Sec. 3.2), from the EAC-Net centres
+# (docs/reference/face_geometry.md, "EAC-Net AU centres"): two per AU group,
+# AU12/14/15 and AU23/24 share ROIs, plus the whole face.
 BP4D_ROIS_19: tuple[Roi, ...] = (
     (1, 'left'), (1, 'right'), (2, 'left'), (2, 'right'), (4, 'left'), (4, 'right'),
     (6, 'left'), (6, 'right'), (7, 'left'), (7, 'right'), (10, 'left'), (10, 'right'),
@@ -42,70 +46,25 @@ BP4D_ROIS_19: tuple[Roi, ...] = (
 )
 
 
-def _labels(labels: np.ndarray, mask: np.ndarray | None, name: str = 'labels'
-            ) -> tuple[np.ndarray, np.ndarray]:
-  """Validated (float64 labels with unknowns zeroed, float64 mask)."""
-  y = np.asarray(labels)
-  if y.ndim != 2:
-    raise ValueError(f'{name} must be (num_examples, num_labels); got shape {y.shape}.')
-  if mask is None:
-    m = np.ones(y.shape, np.float64)
-  else:
-    m = np.asarray(mask)
-    if m.shape != y.shape:
-      raise ValueError(f'mask must have the shape of {name} {y.shape}; got {m.shape}.')
-    m = m.astype(bool).astype(np.float64)
-  known = y[m > 0]
-  if known.size and not np.all((known == 0) | (known == 1)):
-    bad = sorted(set(np.unique(known).tolist()) - {0, 1})[:5]
-    raise ValueError(f'{name} must hold 0/1 values where known; found {bad}.')
-  return np.where(m > 0, y, 0).astype(np.float64), m
-
-
 def _ratio(num: np.ndarray, den: np.ndarray, fill: float = 0.0) -> np.ndarray:
   return np.where(den > 0, num / np.where(den > 0, den, 1.0), fill)
 
 
-def occurrence_rates(labels: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-  """``(C,)`` positives / known examples per label (0 if a label is never known)."""
-  y, m = _labels(labels, mask)
-  return _ratio(y.sum(0), m.sum(0))
-
-
 def class_weights(labels: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-  """``(C,)`` AU-GCN / MGRR-Net weights ``w_i = (1/r_i) C / sum_j (1/r_j)`` (mean 1).
+  """``(C,)`` AU-GCN / MGRR-Net weights ``w_i = (1/r_i) C / sum_j (1/r_j)`` (sum C).
 
-  Raises ValueError if some label is never positive (its weight is undefined).
+  ``statistics.inverse_rate_weights(statistics.occurrence_rates(labels, mask))``:
+  a label that is never positive weighs 0 (the rule of ``inverse_rate_weights``,
+  docs/reference/model_details.md, "Inverse-rate weights"); ValueError if no
+  label is ever positive.
   """
-  r = occurrence_rates(labels, mask)
-  if np.any(r <= 0):
-    raise ValueError(f'labels: label columns {np.flatnonzero(r <= 0).tolist()} are never '
-                     'positive; class weights need every occurrence rate > 0.')
-  inv = 1.0 / r
-  return inv * len(r) / inv.sum()
-
-
-def cooccurrence_counts(labels: np.ndarray, mask: np.ndarray | None = None
-                        ) -> tuple[np.ndarray, np.ndarray]:
-  """``(M, N)``: ``M[i, j]`` = #examples with labels i and j both 1 (``M[i, i]`` = N_i
-  restricted to known pairs), ``N[i, j]`` = #examples with label i 1 and label j known."""
-  y, m = _labels(labels, mask)
-  return y.T @ y, y.T @ m
-
-
-def conditional_cooccurrence(labels: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-  """``(C, C)`` ``P[i, j] = P(y_j = 1 | y_i = 1)`` (ML-GCN; SVML-RGCN eq. 3; AU-GCN's M).
-
-  Rows of never-positive labels are 0; the diagonal is 1 for labels that occur.
-  """
-  counts, known = cooccurrence_counts(labels, mask)
-  return _ratio(counts, known)
+  return statistics.inverse_rate_weights(statistics.occurrence_rates(labels, mask))
 
 
 def au_gcn_relation_matrix(labels: np.ndarray, threshold: float,
                            mask: np.ndarray | None = None) -> np.ndarray:
   """AU-GCN eq. 4-5: ``M_bool = [M + M^T >= threshold]`` as ``(C, C)`` int, M = P(j | i)."""
-  p = conditional_cooccurrence(labels, mask)
+  p = statistics.conditional_probabilities(labels, mask)
   return ((p + p.T) >= threshold).astype(np.int64)
 
 
@@ -165,43 +124,12 @@ def mgrr_prior(labels: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray
   An undefined conditional (AU j never 1, or never 0) counts as 0.5, i.e. no
   information. The diagonal is 1 for labels that take both values.
   """
-  y, m = _labels(labels, mask)
-  neg = (1.0 - y) * m
-  # n11[i, j] = #(a_i=1, a_j=1); n_j1[i, j] = #(a_j=1, a_i known).
-  p_11 = _ratio(y.T @ y, m.T @ y, 0.5)
-  p_00 = _ratio(neg.T @ neg, m.T @ neg, 0.5)
+  # statistics.conditional_probabilities gives P[j, i] = P(a_i = 1 | a_j = 1);
+  # on the negated labels, P(a_i = 0 | a_j = 0). Unknown entries stay unknown.
+  negated = 1 - np.asarray(labels, np.float64)
+  p_11 = statistics.conditional_probabilities(labels, mask, undefined=0.5).T
+  p_00 = statistics.conditional_probabilities(negated, mask, undefined=0.5).T
   return np.abs(2.0 * ((p_11 + p_00) / 2.0 - 0.5))
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-  """Ranks 1..n of a 1-D array, ties given their average rank."""
-  order = np.argsort(x, kind='mergesort')
-  sorted_x = x[order]
-  ranks = np.empty(len(x), np.float64)
-  start = 0
-  while start < len(x):
-    stop = start
-    while stop + 1 < len(x) and sorted_x[stop + 1] == sorted_x[start]:
-      stop += 1
-    ranks[order[start:stop + 1]] = (start + stop) / 2.0 + 1.0
-    start = stop + 1
-  return ranks
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-  """Spearman's rank correlation of two 1-D samples (average ranks for ties).
-
-  Emotion-GCN eq. 4 on centred ranks (the standard coefficient; the printed
-  formula omits the centring). 0 if either sample is constant.
-  """
-  x = np.asarray(x, np.float64).ravel()
-  y = np.asarray(y, np.float64).ravel()
-  if x.shape != y.shape or x.size < 2:
-    raise ValueError(f'spearman needs two samples of equal length >= 2; got {x.size}, {y.size}.')
-  rx = _average_ranks(x) - (x.size + 1) / 2.0
-  ry = _average_ranks(y) - (y.size + 1) / 2.0
-  den = np.sqrt(np.sum(rx * rx) * np.sum(ry * ry))
-  return float(np.sum(rx * ry) / den) if den > 0 else 0.0
 
 
 def _one_hot(categorical: np.ndarray, num_classes: int) -> np.ndarray:
@@ -221,14 +149,20 @@ def _one_hot(categorical: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def emotion_gcn_correlation(categorical: np.ndarray, dimensional: np.ndarray, *,
-                            num_classes: int = 7) -> np.ndarray:
+                            num_classes: int = 7, keep_va_edge: bool = False) -> np.ndarray:
   """Emotion-GCN eq. 3: ``(K + D, K + D)`` with 1 on the diagonal, ``|spearman|``
-  between each one-hot class column and each dimension in the Cat/Dim blocks,
-  0 elsewhere.
+  (``statistics.spearman``, eq. 4) between each one-hot class column and each
+  dimension in the Cat/Dim blocks, 0 elsewhere.
 
   Args:
     categorical: ``(n,)`` class indices or ``(n, K)`` one-hot.
     dimensional: ``(n, D)`` continuous labels (valence, arousal).
+    num_classes: K.
+    keep_va_edge: False (default, the paper's eq. 3): the Dim-Dim off-diagonal
+      entries (the valence-arousal edge) are 0. True: the public code's
+      behaviour, which zeroes only the Cat-Cat off-diagonals and so keeps
+      ``|spearman(V, A)|`` there (docs/reference/model_details.md,
+      "Emotion-GCN").
   """
   cat = _one_hot(categorical, num_classes)
   dim = np.asarray(dimensional, np.float64)
@@ -238,7 +172,11 @@ def emotion_gcn_correlation(categorical: np.ndarray, dimensional: np.ndarray, *,
   a = np.eye(k + d)
   for i in range(k):
     for j in range(d):
-      a[i, k + j] = a[k + j, i] = abs(spearman(cat[:, i], dim[:, j]))
+      a[i, k + j] = a[k + j, i] = abs(statistics.spearman(cat[:, i], dim[:, j]))
+  if keep_va_edge:
+    for i in range(d):
+      for j in range(i + 1, d):
+        a[k + i, k + j] = a[k + j, k + i] = abs(statistics.spearman(dim[:, i], dim[:, j]))
   return a
 
 
@@ -280,18 +218,26 @@ def emotion_gcn_adjacency(categorical: np.ndarray, dimensional: np.ndarray, *,
                           num_classes: int = 7, tau: float = 0.1, p: float = 0.7,
                           expression_labels: np.ndarray | None = None,
                           expression_mask: np.ndarray | None = None,
+                          keep_va_edge: bool = False,
                           normalize: bool = True) -> np.ndarray:
   """Emotion-GCN adjacency ``(K + D, K + D)``: eq. 3 -> eq. 5 (tau) -> eq. 6 (p)
   -> ``mlgcn_normalize`` (if ``normalize``).
 
   With ``expression_labels`` (a multi-label ``(m, K)`` 0/1 matrix, e.g.
   EMOTIC), the expression-expression block holds the conditional probabilities
-  ``P(j | i)`` (Sec. IV-E and its appendix; use ``p=0.5`` there) instead of 0.
-  Paper default ``p = 0.7``; the public code uses 0.5.
+  ``P(j | i)`` (``statistics.conditional_probabilities``; Sec. IV-E and its
+  appendix; use ``p=0.5`` there) instead of 0. Paper default ``p = 0.7``; the
+  public code uses 0.5.
+
+  ``keep_va_edge=True`` is the public code's behaviour (see
+  ``emotion_gcn_correlation``): the valence-arousal entry of eq. 3 is
+  ``|spearman(V, A)|`` instead of 0, so eq. 5 keeps that edge when
+  ``|rho(V, A)| >= tau``. The default (False) is the paper's eq. 3.
   """
-  a = emotion_gcn_correlation(categorical, dimensional, num_classes=num_classes)
+  a = emotion_gcn_correlation(categorical, dimensional, num_classes=num_classes,
+                              keep_va_edge=keep_va_edge)
   if expression_labels is not None:
-    cond = conditional_cooccurrence(expression_labels, expression_mask)
+    cond = statistics.conditional_probabilities(expression_labels, expression_mask)
     if cond.shape != (num_classes, num_classes):
       raise ValueError(f'expression_labels must have {num_classes} columns; '
                        f'got {cond.shape[0]}.')
@@ -309,7 +255,7 @@ def mlgcn_adjacency(labels: np.ndarray, t: float, p: float, *,
   ``A_ij = [P(j | i) >= t]`` off the diagonal, re-weighted with ``p``
   (``reweight``); optionally followed by ``mlgcn_normalize``.
   """
-  a = binarize(conditional_cooccurrence(labels, mask), t)
+  a = binarize(statistics.conditional_probabilities(labels, mask), t)
   a = reweight(a, p, self_weight)
   return mlgcn_normalize(a) if normalize else a
 
@@ -318,15 +264,15 @@ def svml_relations(labels: np.ndarray, t1: float, t2: float, *,
                    mask: np.ndarray | None = None) -> np.ndarray:
   """SVML-RGCN eq. 3-4: ``(2, C, C)`` 0/1 stack ``[positive, negative]``.
 
-  ``P_ij = M_ij / N_i``; positive where ``P_ij > t2``, negative where
-  ``P_ij < t1``, off the diagonal only (self-connections are R-GCN's ``W_0``).
-  Pairs whose ``N_i`` is 0 get no relation. Requires ``t1 < t2``.
+  ``P_ij = M_ij / N_i`` (``statistics.conditional_probabilities``); positive
+  where ``P_ij > t2``, negative where ``P_ij < t1``, off the diagonal only
+  (self-connections are R-GCN's ``W_0``). Pairs whose ``N_i`` is 0 (P undefined)
+  get no relation. Requires ``t1 < t2``.
   """
   if not t1 < t2:
     raise ValueError(f'svml_relations needs t1 < t2; got t1={t1}, t2={t2}.')
-  counts, known = cooccurrence_counts(labels, mask)
-  p = _ratio(counts, known)
-  defined = (known > 0) & ~np.eye(len(p), dtype=bool)
+  p = statistics.conditional_probabilities(labels, mask, undefined=np.nan)
+  defined = ~np.isnan(p) & ~np.eye(len(p), dtype=bool)
   positive = defined & (p > t2)
   negative = defined & (p < t1)
   return np.stack([positive, negative]).astype(np.float64)

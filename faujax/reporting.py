@@ -14,10 +14,30 @@ import numpy as np
 from clu import metric_writers
 
 
-def create_writer(workdir: str) -> metric_writers.MetricWriter:
+class _LazyWriter:
+  """Creates the TensorBoard writer at the first write, so a run (or a resume) that writes no
+  scalar leaves no empty events file."""
+
+  def __init__(self, workdir: str):
+    self._workdir = workdir
+    self._writer: metric_writers.MetricWriter | None = None
+
+  def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+    if not scalars:
+      return
+    if self._writer is None:
+      self._writer = metric_writers.create_default_writer(
+          self._workdir, just_logging=jax.process_index() > 0, asynchronous=False)
+    self._writer.write_scalars(step, scalars)
+
+  def flush(self) -> None:
+    if self._writer is not None:
+      self._writer.flush()
+
+
+def create_writer(workdir: str) -> _LazyWriter:
   """TensorBoard event files in ``workdir`` plus the console (process 0 only)."""
-  return metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0, asynchronous=False)
+  return _LazyWriter(workdir)
 
 
 def say(line: str) -> None:
@@ -73,15 +93,18 @@ def write_results(workdir: str, *, config: ml_collections.ConfigDict, task: Any,
   """Writes ``results.json`` and ``results.md`` (a paper-style table) and prints the table."""
   table = task.table(metrics)
   key = task.selection_metric
+  ablation = config.get('ablation', '')
+  model = f'{config.model.name} ({ablation})' if ablation else config.model.name
   lines = [
-      f'# Results: {config.model.name} on {config.data.name}/{config.data.builder_config} '
+      f'# Results: {model} on {info.name}/{info.builder_config} '
       f'(fold {config.data.get("fold", 1)}, {split} split)', '',
       f'Checkpoint: {selected}.', '', table, '',
       f'Trivial baseline ({trivial["name"]}): {key} = {100 * trivial[key]:.1f}; '
       f'this model: {100 * metrics[key]:.1f}.', '']
   markdown = '\n'.join(lines)
   results = {
-      'model': config.model.name, 'dataset': f'{config.data.name}/{config.data.builder_config}',
+      'model': config.model.name, 'ablation': ablation,
+      'dataset': f'{info.name}/{info.builder_config}',
       'fold': config.data.get('fold', 1), 'split': split, 'checkpoint': selected,
       'label_names': list(info.label_names), 'metrics': metrics, 'trivial_baseline': trivial,
       'validation_history': history,

@@ -7,7 +7,7 @@ mean and spread over seeds of each cell's test metrics to ``DIR/sweep_results.md
 switches, e.g. MACG Tables 4-5 on the DISFA-like synthetic faces:
 
   python -m faujax.sweep --config configs/macg/synthetic.py:disfa --workdir /tmp/macg_ablation \\
-      --vary model.ablation=resnet50,baseline,full --seeds 0,1,2
+      --vary ablation=resnet50,baseline,full --seeds 0,1,2
 
 A run whose ``results.json`` exists is read, not trained again, so several processes can fill
 one sweep (each with its own ``--seeds`` or ``--vary`` subset) and a last call with the whole grid
@@ -67,7 +67,7 @@ def parse_vary(specs: Sequence[str], config: ml_collections.ConfigDict
   for spec in specs:
     key, sep, values = spec.partition('=')
     if not sep or not key or not values:
-      raise ValueError(f'--vary {spec!r}: expected KEY=V1,V2,... (e.g. model.ablation=full,baseline).')
+      raise ValueError(f'--vary {spec!r}: expected KEY=V1,V2,... (e.g. ablation=full,baseline).')
     *path, leaf = key.split('.')
     node = config
     for part in path:
@@ -96,7 +96,7 @@ def parse_vary(specs: Sequence[str], config: ml_collections.ConfigDict
 
 
 def cell_name(assignment: Sequence[tuple[str, Any]]) -> str:
-  """A directory name for one grid cell: ``model.ablation=full,model.top_k=3`` ('base' if none)."""
+  """A directory name for one grid cell: ``ablation=full,model.top_k=3`` ('base' if none)."""
   if not assignment:
     return 'base'
   return ','.join(f'{k}={v}' for k, v in assignment).replace('/', '_').replace(' ', '')
@@ -132,7 +132,7 @@ def _check_finished_run(run_dir: str, cfg: ml_collections.ConfigDict) -> None:
     return
   with open(path, encoding='utf-8') as f:
     saved = _flatten(json.load(f))
-  current = _flatten(checkpoint.config_to_json(cfg))
+  current = _flatten(checkpoint.config_to_json(train.resolve_config(cfg)))
   diffs = [k for k in sorted(set(saved) | set(current))
            if not k.startswith(_IGNORED_KEYS) and json.dumps(saved.get(k), default=str)
            != json.dumps(current.get(k), default=str)]
@@ -246,8 +246,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, vary: Sequence[st
   metric_names = list(metric_names) or _default_metrics(finished[0])
   summary = summarize(cells, metric_names)
   table = format_table(summary, metric_names, len(seeds))
-  variant = config.model.get('variant', '')
-  model = f'{config.model.name} ({variant})' if variant else config.model.name
+  model = (f'{config.model.name} ({config.ablation})' if config.get('ablation', '')
+           else config.model.name)
   title = (f'# {model} on {config.data.name}/{config.data.builder_config}: '
            f'test metrics, mean ± sample std over seeds {", ".join(map(str, seeds))}\n\n')
   footer = ''

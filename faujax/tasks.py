@@ -3,15 +3,16 @@
 A task sits between the model and the train loop: it picks the label arrays from a batch
 (``targets``), turns model outputs and targets into the scalar training loss (``loss``), into the
 per-example arrays that evaluation accumulates (``eval_outputs``), and names the validation metric
-that selects checkpoints. Losses see the *global* batch (see ``faujax.train``).
+that selects checkpoints. Losses see the *global* batch (see ``faujax.train``). The label space
+(names, counts, rates) is the dataset's (``faujax.data.input_pipeline.DatasetInfo``).
 
-Config keys (``config.loss``):
-  AU task:  ``name`` one of ``AU_LOSSES``; ``weighted`` (occurrence-rate weights, AU-GCN eq. 7);
-            ``dice_weight`` (AU-GCN eq. 8 term added to BCE in 'bce_dice');
-            ``landmark_weight`` (MGRR-Net eq. 10, used when the model outputs ``landmarks``);
-            ``reconstruction_weight`` (AU-GCN eq. 1, when it outputs ``reconstruction``).
-  expression task: ``class_weighted`` (Emotion-GCN eq. 9), ``va`` one of ``VA_LOSSES`` and
-            ``va_weight`` (Emotion-GCN eq. 8, 10-12).
+Tasks (``info.task``):
+  'au'               multi-label AU occurrence; outputs ``au_logits`` or ``au_probs`` (B, N).
+  'expression'       one of K classes (+ valence / arousal); outputs ``expression_logits`` (B, K)
+                     and optionally ``va`` (B, 2).
+  'expression_multi' multi-label expressions (RAF-ML, RAF-DB compound, JAFFE); outputs
+                     ``expression_multi_logits`` (B, C), loss SVML-RGCN eq. 2, the nine metrics of
+                     its sec. 4.1.
 """
 
 from __future__ import annotations
@@ -21,15 +22,53 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
+from faujax import config_schema
 from faujax import losses
 from faujax import metrics as metrics_lib
 
 AU_LOSSES = ('bce', 'bce_dice', 'asymmetric')
 VA_LOSSES = ('none', 'mse', 'ccc')
+TASKS = ('au', 'expression', 'expression_multi')
 Outputs = dict[str, jax.Array]
+_check = config_schema.check
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """``config.loss``: the training loss of every task (keys a task does not use are ignored).
+
+  Attributes:
+    name: AU task: 'bce' (AU-GCN eq. 7), 'bce_dice' (+ eq. 8) or 'asymmetric' (MACG eq. 15).
+    weighted: AU task: occurrence-rate weights (AU-GCN eq. 7, MACG eq. 16).
+    dice_weight: lambda_2 of AU-GCN eq. 8 ('bce_dice').
+    landmark_weight: weight of the alignment loss (MGRR-Net eq. 10) when the model predicts
+      ``landmarks``.
+    reconstruction_weight: lambda_1 of AU-GCN eq. 3 when the model outputs ``reconstruction``.
+    class_weighted: expression task: class-balance weights f_min / f_i (Emotion-GCN eq. 9).
+    va: expression task: 'none', 'mse' or 'ccc' (Emotion-GCN eq. 10-12) on valence / arousal.
+    va_weight: weight of the valence / arousal loss.
+    ccc_normalization: 'paper' (eq. 11: one normalisation) or 'public_code' (covariance over n,
+      variances over n - 1, the public code's behaviour), for the CCC loss and the CCC metric.
+  """
+  name: str = 'bce'
+  weighted: bool = True
+  dice_weight: float = 1.0
+  landmark_weight: float = 0.0
+  reconstruction_weight: float = 0.0
+  class_weighted: bool = True
+  va: str = 'ccc'
+  va_weight: float = 1.0
+  ccc_normalization: str = 'paper'
+
+  def __post_init__(self):
+    _check(self.name in AU_LOSSES, 'name', self.name, f'one of {AU_LOSSES}')
+    _check(self.va in VA_LOSSES, 'va', self.va, f'one of {VA_LOSSES}')
+    _check(self.ccc_normalization in metrics_lib.CCC_NORMALIZATIONS, 'ccc_normalization',
+           self.ccc_normalization, f'one of {metrics_lib.CCC_NORMALIZATIONS}')
+    for key in ('dice_weight', 'landmark_weight', 'reconstruction_weight', 'va_weight'):
+      _check(getattr(self, key) >= 0, key, getattr(self, key), 'a weight >= 0')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +82,7 @@ class Task:
   selection_metric: str
   accumulator: Callable[[], 'TaskAccumulator']
   table: Callable[[dict[str, float]], str]
-  # Optional: (workdir, model, variables, accumulated test arrays) -> {figure: path}.
+  # Optional: (workdir, trained model module, accumulated test arrays) -> {figure: path}.
   write_figures: Callable[..., dict[str, str]] | None = None
 
 
@@ -73,14 +112,10 @@ def _au_probs(outputs: Outputs) -> jax.Array:
   return jax.nn.sigmoid(outputs['au_logits'])
 
 
-def _au_task(config: ml_collections.ConfigDict, info: Any) -> Task:
-  cfg = config.loss
-  name = cfg.get('name', 'bce')
-  if name not in AU_LOSSES:
-    raise ValueError(f'Unknown config.loss.name {name!r} for the AU task; expected one of '
-                     f'{AU_LOSSES}.')
+def _au_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str) -> Task:
+  name = cfg.name
   weights = (losses.occurrence_weights(np.asarray(info.train_occurrence_rates))
-             if cfg.get('weighted', True) else jnp.ones((info.num_labels,), jnp.float32))
+             if cfg.weighted else jnp.ones((info.num_labels,), jnp.float32))
   names = tuple(info.label_names)
 
   def targets(batch):
@@ -100,14 +135,14 @@ def _au_task(config: ml_collections.ConfigDict, info: Any) -> Task:
         dice = losses.weighted_dice_loss(jax.nn.sigmoid(outputs['au_logits']), t['au'], weights,
                                          t['au_mask'])
         aux['dice'] = dice
-        main = main + cfg.get('dice_weight', 1.0) * dice
+        main = main + cfg.dice_weight * dice
     total = main
     aux['au_loss'] = main
-    if 'landmarks' in outputs and cfg.get('landmark_weight', 0.0):
+    if 'landmarks' in outputs and cfg.landmark_weight:
       align = losses.landmark_alignment_loss(outputs['landmarks'], t['landmarks'], t['valid'])
       aux['landmark_loss'] = align
       total = total + cfg.landmark_weight * align
-    if 'reconstruction' in outputs and cfg.get('reconstruction_weight', 0.0):
+    if 'reconstruction' in outputs and cfg.reconstruction_weight:
       recon = losses.l1_reconstruction_loss(outputs['reconstruction'],
                                             outputs['reconstruction_target'], t['valid'])
       aux['reconstruction_loss'] = recon
@@ -127,20 +162,21 @@ def _au_task(config: ml_collections.ConfigDict, info: Any) -> Task:
 
   return Task(
       name='au', label_names=names, targets=targets, loss=loss, eval_outputs=eval_outputs,
-      selection_metric='f1_mean',
-      accumulator=lambda: TaskAccumulator(trivial, au_names=names,
-                                          threshold=config.eval.get('threshold', 0.5)),
+      selection_metric=selection_metric or 'f1_mean',
+      accumulator=lambda: TaskAccumulator(trivial, au_names=names, threshold=threshold),
       table=lambda m: metrics_lib.format_au_table(m, names))
 
 
-def _expression_task(config: ml_collections.ConfigDict, info: Any) -> Task:
-  cfg = config.loss
-  va = cfg.get('va', 'ccc')
-  if va not in VA_LOSSES:
-    raise ValueError(f'Unknown config.loss.va {va!r}; expected one of {VA_LOSSES}.')
+def _expression_task(cfg: LossConfig, info: Any, threshold: float,
+                     selection_metric: str) -> Task:
+  del threshold  # single-label: the prediction is the argmax
+  va = cfg.va
   names = tuple(info.label_names)
-  class_weights = (losses.class_balance_weights(np.asarray(info.class_counts))
-                   if cfg.get('class_weighted', True) else None)
+  counts = np.asarray(info.class_counts)
+  if counts.shape != (len(names),):
+    raise ValueError(f'The dataset info has {len(names)} expression classes {names} but '
+                     f'{counts.shape} class counts; the builder metadata is inconsistent.')
+  class_weights = losses.class_balance_weights(counts) if cfg.class_weighted else None
 
   def targets(batch):
     return {'expression': batch['expression'],
@@ -155,12 +191,13 @@ def _expression_task(config: ml_collections.ConfigDict, info: Any) -> Task:
     total = ce
     if va != 'none' and 'va' in outputs:
       if va == 'ccc':
-        va_loss = losses.ccc_loss(outputs['va'], t['va'], t['va_mask'])
+        va_loss = losses.ccc_loss(outputs['va'], t['va'], t['va_mask'],
+                                  normalization=cfg.ccc_normalization)
       else:
         m = t['va_mask'][:, None]
         va_loss = jnp.sum(m * (outputs['va'] - t['va']) ** 2) / jnp.maximum(2 * jnp.sum(m), 1.0)
       aux['va_loss'] = va_loss
-      total = total + cfg.get('va_weight', 1.0) * va_loss
+      total = total + cfg.va_weight * va_loss
     return total, aux
 
   def eval_outputs(outputs, t):
@@ -188,7 +225,7 @@ def _expression_task(config: ml_collections.ConfigDict, info: Any) -> Task:
                     f'| {key} | {m[key]:.3f} |')
     return '\n'.join(rows) + '\n'
 
-  def write_figures(workdir, model, variables, arrays):
+  def write_figures(workdir, model, arrays):
     """Emotion-GCN Fig. 3 (adjacency, GCN models), 4 (confusion) and 6 (classifier cosines)."""
     from faujax.models import emotion_gcn_figures  # matplotlib; only at the end of a run
     mask = np.asarray(arrays.get(metrics_lib.EXPR_MASK, np.ones(len(arrays[metrics_lib.EXPR_LABEL]))))
@@ -196,20 +233,86 @@ def _expression_task(config: ml_collections.ConfigDict, info: Any) -> Task:
     confusion = metrics_lib.confusion_matrix(
         np.asarray(arrays[metrics_lib.EXPR_LABEL])[keep],
         np.argmax(np.asarray(arrays[metrics_lib.EXPR_SCORE])[keep], -1), len(names))
-    return emotion_gcn_figures.write_figures(workdir, model, variables, None, confusion, names)
+    return emotion_gcn_figures.write_figures(workdir, model, None, confusion, names)
 
   return Task(
       name='expression', label_names=names, targets=targets, loss=loss,
-      eval_outputs=eval_outputs, selection_metric=config.eval.get('selection_metric',
-                                                                  'mean_class_accuracy'),
-      accumulator=lambda: TaskAccumulator(trivial, class_names=names), table=table,
+      eval_outputs=eval_outputs, selection_metric=selection_metric or 'mean_class_accuracy',
+      accumulator=lambda: TaskAccumulator(trivial, class_names=names,
+                                          ccc_normalization=cfg.ccc_normalization), table=table,
       write_figures=write_figures)
 
 
-def build(config: ml_collections.ConfigDict, info: Any) -> Task:
-  """The task of the dataset described by ``info`` ('au' or 'expression')."""
-  if info.task == 'au':
-    return _au_task(config, info)
-  if info.task == 'expression':
-    return _expression_task(config, info)
-  raise ValueError(f'Unknown task {info.task!r} from config.data; expected au or expression.')
+# The nine multi-label metrics of SVML-RGCN sec. 4.1 and whether higher is better.
+MULTILABEL_METRICS: dict[str, bool] = {
+    'hamming_loss': False, 'coverage': False, 'one_error': False, 'ranking_loss': False,
+    'average_precision': True, 'micro_f1': True, 'macro_f1': True, 'micro_auc': True,
+    'macro_auc': True}
+
+
+def multilabel_table(m: dict[str, float]) -> str:
+  """The nine metrics with their direction (the paper's Tables 1-3 report them this way)."""
+  rows = ['| Metric | Value | Better |', '|---|---:|:---:|']
+  for key, higher in MULTILABEL_METRICS.items():
+    value = m.get(f'ml/{key}')
+    if value is not None:
+      rows.append(f'| {key} | {value:.4f} | {"higher" if higher else "lower"} |')
+  return '\n'.join(rows) + '\n'
+
+
+def _multilabel_task(cfg: LossConfig, info: Any, threshold: float,
+                     selection_metric: str) -> Task:
+  """Multi-label expressions: sigmoid BCE (SVML-RGCN eq. 2), the nine metrics of its sec. 4.1."""
+  del cfg  # the paper's plain BCE; no weighting keys apply
+  names = tuple(info.label_names)
+  rates = np.asarray(info.train_occurrence_rates, np.float64)
+  if rates.shape != (len(names),):
+    raise ValueError(f'The dataset info has {len(names)} multi-label expressions {names} but '
+                     f'{rates.shape} training rates; the builder metadata is inconsistent.')
+
+  def targets(batch):
+    labels = batch['expression_multi']
+    return {'expression_multi': labels,
+            'mask': jnp.broadcast_to(batch['valid'][:, None], labels.shape)}
+
+  def loss(outputs, t):
+    bce = losses.multilabel_bce_with_logits(outputs['expression_multi_logits'],
+                                            t['expression_multi'], t['mask'])
+    return bce, {'bce': bce}
+
+  def eval_outputs(outputs, t):
+    return {metrics_lib.ML_PROB: jax.nn.sigmoid(outputs['expression_multi_logits']),
+            metrics_lib.ML_LABEL: t['expression_multi']}
+
+  def trivial(arrays):
+    """Every image scored with the training label frequencies (the label prior)."""
+    labels = arrays[metrics_lib.ML_LABEL]
+    scores = np.broadcast_to(rates, labels.shape)
+    return {'name': 'training label frequencies',
+            **metrics_lib.multilabel_metrics(scores, labels, threshold)}
+
+  return Task(
+      name='expression_multi', label_names=names, targets=targets, loss=loss,
+      eval_outputs=eval_outputs, selection_metric=selection_metric or 'ml/average_precision',
+      accumulator=lambda: TaskAccumulator(trivial, threshold=threshold), table=multilabel_table)
+
+
+_BUILDERS = {'au': _au_task, 'expression': _expression_task,
+             'expression_multi': _multilabel_task}
+
+
+def build(info: Any, loss: LossConfig, *, threshold: float = 0.5,
+          selection_metric: str = '') -> Task:
+  """The task of the dataset described by ``info`` (``info.task``, one of ``TASKS``).
+
+  Args:
+    info: the dataset's label space and training statistics.
+    loss: ``config.loss``.
+    threshold: decision threshold of multi-label predictions (``config.eval.threshold``).
+    selection_metric: the validation metric that selects checkpoints ('' = the task's default:
+      'f1_mean', 'mean_class_accuracy', 'ml/average_precision').
+  """
+  if info.task not in _BUILDERS:
+    raise ValueError(f'The dataset {info.name!r} declares task {info.task!r}; faujax trains '
+                     f'{TASKS}.')
+  return _BUILDERS[info.task](loss, info, threshold, selection_metric)

@@ -21,15 +21,17 @@ import signal
 from typing import Any, Callable
 
 from absl import logging
-import flax
 import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from flax import nnx
 
 from faujax import checkpoint as ckpt_lib
+from faujax import config_schema
+from faujax import model_state
 from faujax import models
 from faujax import optim
 from faujax import parallel
@@ -40,16 +42,102 @@ from faujax.data import input_pipeline
 
 Array = jax.Array
 PyTree = Any
+_check = config_schema.check
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """``config.train``: global batch, length (``num_steps`` > 0 overrides ``num_epochs``) and the
+  intervals (in steps) of the progress lines and the validation passes."""
+  batch_size: int = 32
+  num_epochs: float = 10.0
+  num_steps: int = 0
+  log_every: int = 50
+  eval_every: int = 500
+
+  def __post_init__(self):
+    _check(self.batch_size >= 1, 'batch_size', self.batch_size, 'an int >= 1')
+    _check(self.num_epochs > 0, 'num_epochs', self.num_epochs, 'a value > 0')
+    _check(self.num_steps >= 0, 'num_steps', self.num_steps, 'an int >= 0 (0: use num_epochs)')
+    _check(self.log_every >= 1, 'log_every', self.log_every, 'an int >= 1 (steps)')
+    _check(self.eval_every >= 1, 'eval_every', self.eval_every, 'an int >= 1 (steps)')
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """``config.eval``: global evaluation batch, the decision threshold of multi-label predictions,
+  and the validation metric that selects the checkpoint ('' = the task's default)."""
+  batch_size: int = 64
+  threshold: float = 0.5
+  selection_metric: str = ''
+
+  def __post_init__(self):
+    _check(self.batch_size >= 1, 'batch_size', self.batch_size, 'an int >= 1')
+    _check(0.0 < self.threshold < 1.0, 'threshold', self.threshold, 'a value in (0, 1)')
+
+
+# Top-level keys: the seed of every random draw; the parallel mode ('jit' over a device mesh, or
+# 'pmap'); a row of the model's ABLATIONS ('' = none); an orbax directory of pretrained trunk
+# weights written by ``python -m faujax.tools.import_weights`` ('' = random initialisation).
+RUN_KEYS: dict[str, Any] = {'seed': 0, 'parallelism': 'jit', 'ablation': '',
+                            'pretrained_backbone': ''}
+# Every config section and the schema that declares its keys.
+SECTIONS: dict[str, type] = {
+    'data': input_pipeline.DataConfig,
+    'augment': augment.AugmentConfig,
+    'loss': tasks.LossConfig,
+    'optim': optim.OptimConfig,
+    'schedule': optim.ScheduleConfig,
+    'train': TrainConfig,
+    'eval': EvalConfig,
+    'checkpoint': ckpt_lib.CheckpointConfig,
+}
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with ``config.ablation`` applied, after checking every key and range.
+
+  The ablation row (``faujax.models.ablations``) sets its config keys; everything else is the
+  config as given. Raises ConfigError naming the key (unknown keys name the nearest valid ones).
+  """
+  config = ml_collections.ConfigDict(config_schema.to_plain(config))
+  known = list(RUN_KEYS) + list(SECTIONS) + ['model']
+  for key in config.keys():
+    if key not in known:
+      raise config_schema.unknown_key_error(key, '', known)
+  parallel.check_mode(config.get('parallelism', 'jit'))
+  rows = models.ablations(config.model.name)
+  if config.get('ablation', ''):
+    if config.ablation not in rows:
+      raise config_schema.ConfigError(
+          f'config.ablation={config.ablation!r} is not an ablation of model '
+          f'{config.model.name!r}; expected one of {tuple(rows) or "(none)"} or empty.')
+    for dotted, value in rows[config.ablation].items():
+      section, key = dotted.split('.', 1)
+      config[section][key] = value
+  for key, schema in SECTIONS.items():
+    config_schema.read(schema, config.get(key), key)
+  return config
+
+
+def _sections(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return {key: config_schema.read(schema, config.get(key), key)
+          for key, schema in SECTIONS.items()}
 
 
 class TrainState(flax.struct.PyTreeNode):
-  """Everything that changes during training; ``nonfinite_step`` >= 0 freezes the state."""
+  """Everything that changes during training; ``nonfinite_step`` >= 0 freezes the state.
+
+  ``params`` and ``batch_stats`` are nested dicts (``faujax.model_state``); ``apply_fn`` is the
+  model's pure apply function, ``(params, batch_stats, batch, *, train, rngs) -> (outputs,
+  new_batch_stats)``.
+  """
   step: Array
   params: PyTree
   batch_stats: PyTree
   opt_state: PyTree
   nonfinite_step: Array
-  apply_fn: Callable = flax.struct.field(pytree_node=False)
+  apply_fn: model_state.ModelFn = flax.struct.field(pytree_node=False)
   tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
   def variables(self) -> dict[str, PyTree]:
@@ -64,38 +152,69 @@ class TrainState(flax.struct.PyTreeNode):
     return self.replace(**saved)
 
 
+def _spec_from_fields(info: input_pipeline.DatasetInfo) -> dict[str, tuple[tuple[int, ...], Any]]:
+  """A batch spec from the label space alone (a hand-made info without a builder)."""
+  multi = len(info.multi_label_names) or (
+      info.num_labels if info.task == 'expression_multi' else 0)
+  f32, i32 = np.dtype(np.float32), np.dtype(np.int32)
+  return {'image': ((info.image_size, info.image_size, 3), np.dtype(np.uint8)),
+          'landmarks': ((info.num_landmarks, 2), f32), 'au': ((info.num_au,), f32),
+          'au_mask': ((info.num_au,), f32), 'au_intensity': ((info.num_au,), f32),
+          'expression': ((), i32), 'valence': ((), f32), 'arousal': ((), f32),
+          'expression_multi': ((multi,), f32), 'subject': ((), i32), 'valid': ((), f32)}
+
+
 def dummy_batch(info: input_pipeline.DatasetInfo, batch_size: int) -> dict[str, np.ndarray]:
-  """A uint8 batch with the pipeline's keys and shapes, for initialisation and benchmarks."""
-  s = info.image_size
-  return {
-      'image': np.zeros((batch_size, s, s, 3), np.uint8),
-      'landmarks': np.tile(np.linspace(s * 0.3, s * 0.7, info.num_landmarks * 2, dtype=np.float32)
-                           .reshape(1, info.num_landmarks, 2), (batch_size, 1, 1)),
-      'au': np.zeros((batch_size, info.num_au), np.float32),
-      'au_mask': np.ones((batch_size, info.num_au), np.float32),
-      'au_intensity': np.zeros((batch_size, info.num_au), np.float32),
-      'expression': np.zeros((batch_size,), np.int32),
-      'valence': np.zeros((batch_size,), np.float32),
-      'arousal': np.zeros((batch_size,), np.float32),
-      'expression_multi': np.zeros((batch_size, 6), np.float32),
-      'subject': np.zeros((batch_size,), np.int32),
-      'valid': np.ones((batch_size,), np.float32),
-  }
+  """A batch with the pipeline's keys, shapes and dtypes (``info.batch_spec``): zeros, all
+  labels known, landmarks spread over the image; for benchmarks and tracing."""
+  spec = info.batch_spec or _spec_from_fields(info)
+  batch = {k: np.zeros((batch_size,) + tuple(shape), dtype) for k, (shape, dtype) in spec.items()}
+  s, p = info.image_size, batch['landmarks'].shape[1]
+  batch['landmarks'][:] = np.linspace(s * 0.3, s * 0.7, 2 * p, dtype=np.float32).reshape(p, 2)
+  for key in ('au_mask', 'valid', 'va_mask'):
+    if key in batch:
+      batch[key][:] = 1
+  return batch
 
 
-def create_train_state(rng: Array, config: ml_collections.ConfigDict, model: Any,
+def create_model(config: ml_collections.ConfigDict, info: input_pipeline.DatasetInfo,
+                 rng: Array) -> nnx.Module:
+  """``config.model`` for ``info``, initialised from ``rng`` (and ``config.pretrained_backbone``),
+  its BatchNorms synced over the pmap axis when ``config.parallelism == 'pmap'``."""
+  model = models.build(config.model, info, rngs=nnx.Rngs(params=rng))
+  path = config.get('pretrained_backbone', '')
+  if path:
+    from faujax.backbones import pretrained  # orbax restore; only needed with a checkpoint
+    variables = model_state.variables(model)
+    loaded = pretrained.load_pretrained(path, config.model.backbone.name)
+    for collection, tree in loaded.items():
+      if 'backbone' not in variables[collection]:
+        raise config_schema.ConfigError(
+            f'config.pretrained_backbone={path!r}: the model has no {collection}/backbone '
+            'sub-tree to load it into.')
+      model_state.check_same_structure(variables[collection]['backbone'], tree,
+                                       f'config.pretrained_backbone={path!r} ({collection})')
+      variables[collection]['backbone'] = tree
+    model_state.load_variables(model, variables)
+  if config.get('parallelism', 'jit') == 'pmap':
+    parallel.sync_batch_norm(model, parallel.PMAP_AXIS)
+  return model
+
+
+def create_train_state(rng: Array, config: ml_collections.ConfigDict,
                        info: input_pipeline.DatasetInfo, *, steps_per_epoch: int,
                        total_steps: int) -> tuple[TrainState, optax.Schedule]:
-  """Initialises parameters (optionally a pretrained backbone) and the optimiser state."""
-  batch = augment.preprocess(jax.random.key(0), dummy_batch(info, 2), config.augment, train=False)
-  variables = jax.jit(functools.partial(model.init, train=False))({'params': rng}, batch)
-  variables = models.load_pretrained_backbone(config.model, variables)
+  """Builds and initialises the model (optionally a pretrained trunk) and the optimiser state."""
+  model = create_model(config, info, rng)
+  variables = model_state.variables(model)
   params = variables['params']
-  tx, schedule = optim.create_optimizer(config, params, steps_per_epoch=steps_per_epoch,
-                                        total_steps=total_steps)
+  sections = _sections(config)
+  tx, schedule = optim.create_optimizer(sections['optim'], sections['schedule'], params,
+                                        steps_per_epoch=steps_per_epoch, total_steps=total_steps)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                     batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
-                     nonfinite_step=jnp.full((), -1, jnp.int32), apply_fn=model.apply, tx=tx)
+                     batch_stats=variables['batch_stats'], opt_state=tx.init(params),
+                     nonfinite_step=jnp.full((), -1, jnp.int32),
+                     apply_fn=model_state.ModelFn.from_model(model), tx=tx)
   return state, schedule
 
 
@@ -106,7 +225,7 @@ def _example_keys(rng: Array, local_batch: int, axis_name: str | None) -> Array:
 
 
 def train_step(state: TrainState, batch: dict[str, Array], rng: Array, *, task: tasks.Task,
-               aug_config: ml_collections.ConfigDict, schedule: optax.Schedule,
+               aug_config: augment.AugmentConfig, schedule: optax.Schedule,
                axis_name: str | None = None) -> tuple[TrainState, dict[str, Array]]:
   """One optimisation step on a (global or per-device) uint8 batch.
 
@@ -122,17 +241,17 @@ def train_step(state: TrainState, batch: dict[str, Array], rng: Array, *, task: 
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
 
   def loss_fn(params):
-    outputs, new_vars = state.apply_fn(
-        {'params': params, 'batch_stats': state.batch_stats}, batch, train=True,
-        mutable=['batch_stats'], rngs={'dropout': dropout_rng})
+    outputs, batch_stats = state.apply_fn(params, state.batch_stats, batch, train=True,
+                                          rngs=dropout_rng)
     outputs = parallel.all_gather(outputs, axis_name)
     targets = parallel.all_gather(task.targets(batch), axis_name)
     loss, aux = task.loss(outputs, targets)
-    return loss, (aux, new_vars.get('batch_stats', {}))
+    return loss, (aux, batch_stats)
 
+  # Under pmap every BatchNorm already averaged its statistics over the devices
+  # (``parallel.sync_batch_norm``), so ``batch_stats`` is the same on every device.
   (loss, (aux, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grads = parallel.pmean(grads, axis_name)
-  batch_stats = parallel.pmean(batch_stats, axis_name)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   grad_norm = optax.global_norm(grads)
@@ -150,10 +269,10 @@ def train_step(state: TrainState, batch: dict[str, Array], rng: Array, *, task: 
 
 
 def eval_step(state: TrainState, batch: dict[str, Array], *, task: tasks.Task,
-              aug_config: ml_collections.ConfigDict) -> dict[str, Array]:
+              aug_config: augment.AugmentConfig) -> dict[str, Array]:
   """Per-example outputs the task's metrics need (probabilities, targets, masks, ``valid``)."""
   batch = augment.preprocess(None, batch, aug_config, train=False)
-  outputs = state.apply_fn(state.variables(), batch, train=False)
+  outputs, _ = state.apply_fn(state.params, state.batch_stats, batch, train=False)
   return {**task.eval_outputs(outputs, task.targets(batch)), 'valid': batch['valid']}
 
 
@@ -181,38 +300,41 @@ class CompiledSteps:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-def compile_steps(mode: str, *, task: tasks.Task, config: ml_collections.ConfigDict,
+def compile_steps(mode: str, *, task: tasks.Task, aug_config: augment.AugmentConfig,
                   schedule: optax.Schedule, devices: list[Any] | None = None) -> CompiledSteps:
-  """``jax.jit`` over a data mesh, or ``jax.pmap`` over the local devices (or ``devices``)."""
+  """``jax.jit`` over a data mesh, or ``jax.pmap`` over the local devices (or ``devices``).
+
+  Under pmap the state must come from a model whose BatchNorms were synced
+  (``create_model`` with ``config.parallelism='pmap'``).
+  """
   parallel.check_mode(mode)
   if mode == 'pmap':
     train = jax.pmap(
-        functools.partial(train_step, task=task, aug_config=config.augment, schedule=schedule,
+        functools.partial(train_step, task=task, aug_config=aug_config, schedule=schedule,
                           axis_name=parallel.PMAP_AXIS),
         axis_name=parallel.PMAP_AXIS, in_axes=(0, 0, None), donate_argnums=(0,), devices=devices)
-    evaluate = jax.pmap(functools.partial(eval_step, task=task, aug_config=config.augment),
+    evaluate = jax.pmap(functools.partial(eval_step, task=task, aug_config=aug_config),
                         axis_name=parallel.PMAP_AXIS, devices=devices)
     return CompiledSteps(mode, train, evaluate, devices=devices)
   mesh = parallel.make_mesh(devices)
   rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   train = jax.jit(
-      functools.partial(train_step, task=task, aug_config=config.augment, schedule=schedule),
+      functools.partial(train_step, task=task, aug_config=aug_config, schedule=schedule),
       in_shardings=(rep, data, rep), out_shardings=(rep, rep), donate_argnums=(0,))
-  evaluate = jax.jit(functools.partial(eval_step, task=task, aug_config=config.augment),
+  evaluate = jax.jit(functools.partial(eval_step, task=task, aug_config=aug_config),
                      in_shardings=(rep, data), out_shardings=data)
   return CompiledSteps(mode, train, evaluate, mesh, devices)
 
 
-def evaluate(steps: CompiledSteps, state: TrainState, config: ml_collections.ConfigDict,
-             task: tasks.Task, split: str, num_examples: int,
-             return_arrays: bool = False) -> Any:
-  """Metrics of ``split``, accumulated over every example (each process feeds its own shard).
+def evaluate(steps: CompiledSteps, state: TrainState, data_config: Any, eval_batch_size: int,
+             task: tasks.Task, split: str, return_arrays: bool = False) -> Any:
+  """Metrics of ``split``, accumulated over every example (each process feeds its own shard;
+  the iterator pads every process to the same number of batches).
 
   With ``return_arrays``, returns (metrics, the accumulated per-example arrays).
   """
-  local_batch = parallel.check_batch_size(config.eval.batch_size, 'config.eval.batch_size')
-  del num_examples  # the iterator pads every process to the same number of batches
-  it = input_pipeline.create_split(config.data, split, batch_size=local_batch, train=False,
+  local_batch = parallel.check_batch_size(eval_batch_size, 'config.eval.batch_size')
+  it = input_pipeline.create_split(data_config, split, batch_size=local_batch, train=False,
                                    process_index=jax.process_index(),
                                    process_count=jax.process_count())
   accumulator = task.accumulator()
@@ -263,23 +385,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Returns the final results dict that is also written to ``workdir/results.json``.
   """
+  config = resolve_config(config)
+  sec = _sections(config)
   mode = parallel.check_mode(config.parallelism)
-  local_batch = parallel.check_batch_size(config.train.batch_size)
-  parallel.check_batch_size(config.eval.batch_size, 'config.eval.batch_size')
-  models.check_config(config.model)
+  local_batch = parallel.check_batch_size(sec['train'].batch_size)
+  parallel.check_batch_size(sec['eval'].batch_size, 'config.eval.batch_size')
   info = input_pipeline.get_dataset_info(config.data)
-  task = tasks.build(config, info)
-  model = models.build(config.model, info,
-                       bn_axis_name=parallel.PMAP_AXIS if mode == 'pmap' else None)
-  steps_per_epoch = max(info.num_examples['train'] // config.train.batch_size, 1)
-  total_steps = config.train.get('num_steps') or int(config.train.num_epochs * steps_per_epoch)
+  task = tasks.build(info, sec['loss'], threshold=sec['eval'].threshold,
+                     selection_metric=sec['eval'].selection_metric)
+  steps_per_epoch = max(info.num_examples['train'] // sec['train'].batch_size, 1)
+  total_steps = sec['train'].num_steps or int(sec['train'].num_epochs * steps_per_epoch)
 
   rng = jax.random.key(config.seed)
   init_rng, step_rng = jax.random.split(rng)
-  state, schedule = create_train_state(init_rng, config, model, info,
-                                       steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+  state, schedule = create_train_state(init_rng, config, info, steps_per_epoch=steps_per_epoch,
+                                       total_steps=total_steps)
   os.makedirs(workdir, exist_ok=True)
-  checkpointer = ckpt_lib.Checkpointer(workdir, config, keep=config.checkpoint.keep,
+  checkpointer = ckpt_lib.Checkpointer(workdir, config, keep=sec['checkpoint'].keep,
                                        best_metric=task.selection_metric if
                                        info.num_examples.get('validation') else None)
   restored = checkpointer.restore_latest(jax.device_get(state.to_host()))
@@ -289,7 +411,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   start_step = int(jax.device_get(state.step))
   _check_finite(jax.device_get(state.to_host()), workdir)
 
-  steps = compile_steps(mode, task=task, config=config, schedule=schedule)
+  steps = compile_steps(mode, task=task, aug_config=sec['augment'], schedule=schedule)
   state = steps.put_state(state)
   writer = reporting.create_writer(workdir)
   progress = reporting.Progress(total_steps, start_step)
@@ -297,25 +419,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       config.data, 'train', batch_size=local_batch, train=True, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       start_batch=start_step)
-
-  reporting.say(f'Training {config.model.name} on {info.name}/{info.builder_config} '
+  ablation = f' (ablation {config.ablation})' if config.ablation else ''
+  reporting.say(f'Training {config.model.name}{ablation} on {info.name}/{info.builder_config} '
                 f'({info.num_examples["train"]} training examples, labels {info.label_names}) for '
                 f'{total_steps} steps ({steps_per_epoch} per epoch), {mode} over '
                 f'{jax.device_count()} devices, starting at step {start_step}.')
   history = []
+  log_every, eval_every = sec['train'].log_every, sec['train'].eval_every
   with _Preemption() as preemption:
     for step in range(start_step + 1, total_steps + 1):
       batch = steps.put_batch(next(train_iter))
       state, metrics = steps.train(state, batch, step_rng)
       last = step == total_steps
-      if step % config.train.log_every == 0 or last:
+      if step % log_every == 0 or last:
         host = steps.host_metrics(metrics)
         _check_finite(jax.device_get(parallel.unreplicate(
             {'nonfinite_step': state.nonfinite_step}, mode)), workdir)
         writer.write_scalars(step, {f'train/{k}': v for k, v in host.items()})
         progress.report(step, host['loss'])
-      if (step % config.train.eval_every == 0 or last) and info.num_examples.get('validation'):
-        val = evaluate(steps, state, config, task, 'validation', info.num_examples['validation'])
+      if (step % eval_every == 0 or last) and info.num_examples.get('validation'):
+        val = evaluate(steps, state, config.data, sec['eval'].batch_size, task, 'validation')
         val = {k: float(v) for k, v in val.items()
                if isinstance(v, (float, int, np.number)) and not k.startswith('trivial/')}
         writer.write_scalars(step, {f'validation/{k}': v for k, v in val.items()})
@@ -323,7 +446,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         reporting.say(f'step {step} validation {task.selection_metric} '
                       f'{val[task.selection_metric]:.4f}')
         checkpointer.save_best(step, steps.host_state(state), val)
-      if step % config.checkpoint.every == 0 or last or preemption.requested:
+      if step % sec['checkpoint'].every == 0 or last or preemption.requested:
         host_state = steps.host_state(state)
         _check_finite(host_state, workdir)
         checkpointer.save(step, host_state, force=True)
@@ -339,18 +462,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   selected = 'final'
   if best is not None:
     best_state, best_step = best
-    final_state = steps.put_state(TrainState(apply_fn=model.apply, tx=state.tx, **best_state))
+    final_state = steps.put_state(TrainState(apply_fn=state.apply_fn, tx=state.tx, **best_state))
     selected = f'best validation {task.selection_metric} at step {best_step}'
   test_split = 'test' if info.num_examples.get('test') else 'validation'
-  test, arrays = evaluate(steps, final_state, config, task, test_split,
-                          info.num_examples[test_split], return_arrays=True)
+  test, arrays = evaluate(steps, final_state, config.data, sec['eval'].batch_size, task,
+                          test_split, return_arrays=True)
   if task.write_figures is not None and jax.process_index() == 0:
     host = steps.host_state(final_state)
-    written = task.write_figures(workdir, model, {'params': host['params'],
-                                                  'batch_stats': host['batch_stats']}, arrays)
+    trained = state.apply_fn.module(host['params'], host['batch_stats'])
+    written = task.write_figures(workdir, trained, arrays)
     reporting.say('Figures: ' + ', '.join(sorted(written.values())))
   trivial = {k.split('/', 1)[1]: v for k, v in test.items() if k.startswith('trivial/')}
   test = {k: v for k, v in test.items() if not k.startswith('trivial/')}
+  writer.write_scalars(total_steps, {f'{test_split}/{k}': float(v) for k, v in test.items()
+                                     if isinstance(v, (float, int, np.number))})
   results = reporting.write_results(
       workdir, config=config, task=task, info=info, metrics=test, split=test_split,
       selected=selected, history=history, trivial=trivial)

@@ -235,3 +235,28 @@ def test_input_pipeline_reads_the_built_affectnet(manual_dir, tmp_path):
   assert 'va_mask' in batches[0]
   labels = info.train_labels
   assert labels['expression'].shape[0] == info.num_examples['train']
+
+
+def test_input_pipeline_affectnet_8class_label_space(manual_dir, tmp_path):
+  """affectnet/8class: 8 names (contempt last), 8 class counts; unset builder_config = 7class."""
+  from faujax.data import input_pipeline
+  cfg = {'name': 'affectnet', 'builder_config': '8class', 'data_dir': str(tmp_path),
+         'manual_dir': str(manual_dir)}
+  info = input_pipeline.get_dataset_info(cfg)
+  assert info.task == 'expression' and info.builder_config == '8class'
+  assert info.label_names == list(labels.EXPRESSIONS_8) and info.label_names[7] == 'contempt'
+  assert info.num_labels == 8 and info.class_counts.shape == (8,)
+  assert info.train_occurrence_rates.shape == (8,) and info.multi_label_names == []
+  assert info.image_size == 227 and info.num_landmarks == 68
+  train = info.train_labels['expression']
+  np.testing.assert_array_equal(info.class_counts, np.bincount(train, minlength=8))
+  assert info.class_counts.sum() == info.num_examples['train']
+  # Contempt (code 7) is counted in the train or the validation carve, never dropped.
+  val = input_pipeline.load_labels(cfg, 'validation')
+  val_contempt = int((val.get('expression', np.zeros(0)) == 7).sum())
+  assert info.class_counts[7] + val_contempt == sum(1 for r in TRAIN_ROWS if r[1] == 7)
+  np.testing.assert_allclose(info.train_occurrence_rates,
+                             info.class_counts / info.class_counts.sum(), atol=1e-6)
+  seven = input_pipeline.get_dataset_info({**cfg, 'builder_config': None})
+  assert seven.builder_config == '7class' and seven.num_labels == 7
+  assert seven.class_counts.shape == (7,)

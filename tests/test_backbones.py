@@ -11,9 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
-from faujax import backbones
-from faujax.backbones import jaanet
+from faujax import backbones, layers, model_state
+from faujax.backbones import jaanet, pretrained, resnet
 from faujax.backbones.pretrained import load_pretrained
 from faujax.tools import import_weights
 
@@ -102,9 +103,40 @@ def n_params(tree) -> int:
   return sum(int(np.size(x)) for x in jax.tree.leaves(tree))
 
 
+def shape_of(tree) -> dict:
+  return jax.tree.map(lambda a: tuple(a.shape), tree)
+
+
+def build(name: str, seed: int = 0, **kwargs):
+  return backbones.build(name, rngs=nnx.Rngs(seed), **kwargs)
+
+
+def pure_apply(model, **call_kwargs):
+  """A jitted pure function ``(variables, x) -> (output, new batch_stats)`` of ``model``."""
+  fn = model_state.ModelFn.from_model(model)
+
+  def apply(variables, x):
+    m = fn.module(variables['params'], variables['batch_stats'])
+    out = m(x, **call_kwargs)
+    return out, model_state.to_tree(nnx.state(m, nnx.BatchStat))
+
+  return apply
+
+
+def set_bn_axis_name(model, axis_name):
+  """What the training code does for ``jax.pmap``: ``axis_name`` on every BatchNorm."""
+  count = 0
+  for _, m in nnx.iter_modules(model):
+    if isinstance(m, layers.BatchNorm):
+      m.axis_name = axis_name
+      count += 1
+  assert count > 0
+
+
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resnet50_matches_torch_after_import(tmp_path):
   torch.manual_seed(0)
   net = TResNet50()
@@ -119,12 +151,15 @@ def test_resnet50_matches_torch_after_import(tmp_path):
   variables = round_trip(net, 'resnet50', tmp_path)
   assert n_params(variables['params']) + 2048 * 1000 + 1000 == 25_557_032
   x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
-  model = backbones.build('resnet50')
-  out, inter = jax.jit(lambda v, x: model.apply(v, x, train=False, return_intermediates=True))(
-      variables, jnp.asarray(x))
+  model = build('resnet50')
+  model_state.load_variables(model, variables)  # what the training code does with init_from
+  np.testing.assert_array_equal(model.layer2[0].downsample[0].kernel[...],
+                                variables['params']['layer2']['0']['downsample']['0']['kernel'])
+  out, inter = nnx.jit(lambda m, x: m(x, train=False, return_intermediates=True))(
+      model, jnp.asarray(x))
   with torch.no_grad():
     ref = net.features(torch.from_numpy(to_nchw(x))).numpy()
-  assert out.shape == (2, 2, 2, 2048)
+  assert out.shape == (2, 2, 2, 2048) and model.num_features == 2048
   assert float(np.abs(ref).max()) > 0.1
   np.testing.assert_allclose(to_nchw(out), ref, atol=1e-4, rtol=1e-4)
   assert set(inter) == {'stem', 'layer1', 'layer2', 'layer3', 'layer4'}
@@ -133,12 +168,12 @@ def test_resnet50_matches_torch_after_import(tmp_path):
   net.train()
   with torch.no_grad():
     ref_train = net.features(torch.from_numpy(to_nchw(x))).numpy()
-  out_train, upd = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']))(
-      variables, jnp.asarray(x))
+  out_train = nnx.jit(lambda m, x: m(x, train=True))(model, jnp.asarray(x))
   np.testing.assert_allclose(to_nchw(out_train), ref_train, atol=1e-4, rtol=1e-4)
+  upd = model_state.variables(model)  # the call updated the module's statistics in place
   np.testing.assert_allclose(upd['batch_stats']['bn1']['mean'], net.bn1.running_mean.numpy(),
                              atol=1e-5)
-  # torch stores the unbiased batch variance, Flax the biased one (n = 2 * 32 * 32 per channel).
+  # torch stores the unbiased batch variance, faujax the biased one (n = 2 * 32 * 32 per channel).
   n = 2 * 32 * 32
   unbiased = (net.bn1.running_var.numpy() - 0.9 * variables['batch_stats']['bn1']['var']) / 0.1
   np.testing.assert_allclose(upd['batch_stats']['bn1']['var'],
@@ -150,64 +185,133 @@ def test_resnet50_matches_torch_after_import(tmp_path):
     ('resnet50', 25_557_032 - 2_049_000), ('resnet101', 44_549_160 - 2_049_000),
     ('densenet121', 7_978_856 - 1_025_000)])
 def test_param_counts_equal_torchvision_minus_head(name, count):
-  model = backbones.build(name)
-  shapes = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
-  assert n_params(shapes['params']) == count
+  model = nnx.eval_shape(lambda: build(name))
+  assert n_params(model_state.variables(model)['params']) == count
 
 
 def test_build_rejects_unknown_name():
   with pytest.raises(ValueError, match='resnet50.*densenet121.*small_cnn'):
-    backbones.build('vgg16')
+    build('vgg16')
+
+
+def test_build_rejects_unknown_option():
+  with pytest.raises(ValueError, match=r"'small_cnn' has no option 'width'.*widths, extra_convs"):
+    build('small_cnn', width=(8,))
+  with pytest.raises(ValueError, match="'resnet50' has no option 'stage_sizes'.*none"):
+    build('resnet50', stage_sizes=(1, 1))
+
+
+@pytest.mark.parametrize('name', backbones.ARCHS)
+def test_default_kwargs_are_plain_and_are_the_defaults(name):
+  defaults = backbones.default_kwargs(name)
+
+  def plain(v):
+    if isinstance(v, tuple):
+      return all(plain(e) for e in v)
+    return isinstance(v, (int, float, bool, str))
+
+  assert all(plain(v) for v in defaults.values()), defaults
+  assert 'dtype' not in defaults and 'rngs' not in defaults
+  implicit = nnx.eval_shape(lambda: build(name))
+  explicit = nnx.eval_shape(lambda: build(name, **defaults))
+  assert shape_of(model_state.variables(explicit)) == shape_of(model_state.variables(implicit))
+
+
+def test_default_kwargs_values():
+  assert backbones.default_kwargs('resnet50') == {}
+  assert backbones.default_kwargs('small_cnn') == {'widths': (32, 64, 96, 128), 'extra_convs': 0}
+  assert backbones.default_kwargs('jaanet_stem') == {
+      'widths': (32, 64), 'grids': (8, 4, 2), 'hierarchical': True, 'with_landmarks': True,
+      'num_landmarks': 49, 'input_size': 176}
+  with pytest.raises(ValueError, match='unknown'):
+    backbones.default_kwargs('vgg16')
 
 
 @pytest.mark.parametrize('name', backbones.ARCHS)
 def test_bf16_compute_keeps_fp32_params(name):
   size = 64
-  model = backbones.build(name, dtype=jnp.bfloat16)
+  kwargs = {'input_size': size} if name == 'jaanet_stem' else {}
   x = jnp.zeros((1, size, size, 3))
-  out, params = jax.eval_shape(
-      lambda: (lambda v: (model.apply(v, x, train=False), v['params']))(
-          model.init(jax.random.key(0), x, train=False)))
+
+  def run():
+    model = build(name, dtype=jnp.bfloat16, **kwargs)
+    return model(x, train=False), model_state.variables(model)['params'], model.num_features
+
+  out, params = jax.eval_shape(lambda: run()[:2])
+  num_features = nnx.eval_shape(lambda: build(name, **kwargs)).num_features
   assert out.dtype == jnp.bfloat16
-  assert out.shape[-1] == model.num_features
+  assert out.shape[-1] == num_features
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
 
 
-def test_small_cnn_train_step_changes_batch_stats():
-  model = backbones.build('small_cnn', widths=(8, 16, 16, 32))
+@pytest.mark.parametrize('stages,block,channels', [
+    ((2, 1), resnet.BasicBlock, 128), ((1, 2), resnet.Bottleneck, 512),
+    ((1,), resnet.BasicBlock, 64)])
+def test_resnet_num_features_is_the_output_width(stages, block, channels):
+  x = jnp.zeros((1, 32, 32, 3))
+  out = jax.eval_shape(lambda: resnet.ResNet(stages, block, rngs=nnx.Rngs(0))(x, train=False))
+  model = nnx.eval_shape(lambda: resnet.ResNet(stages, block, rngs=nnx.Rngs(0)))
+  assert out.shape[-1] == model.num_features == channels
+
+
+def test_torchvision_variable_paths():
+  shapes = pretrained.variable_shapes('resnet50')
+  assert shapes['params']['layer1']['0']['downsample']['0']['kernel'].shape == (1, 1, 64, 256)
+  assert shapes['batch_stats']['layer4']['2']['bn3']['var'].shape == (2048,)
+  assert 'downsample' not in shapes['params']['layer1']['1']
+  assert set(shapes['params']) == {'conv1', 'bn1', 'layer1', 'layer2', 'layer3', 'layer4'}
+  dense = pretrained.variable_shapes('densenet121')
+  assert dense['params']['denseblock4']['denselayer16']['conv2']['kernel'].shape == (3, 3, 128, 32)
+  assert dense['batch_stats']['transition3']['norm']['mean'].shape == (1024,)
+  assert dense['params']['norm5']['scale'].shape == (1024,)
+
+
+def test_small_cnn_paths_and_train_step_changes_batch_stats():
+  model = build('small_cnn', widths=(8, 16, 16, 32), extra_convs=1)
+  assert model_state.variables(model)['params']['conv2_1']['kernel'].shape == (3, 3, 16, 16)
+  assert model_state.variables(model)['batch_stats']['bn4_1']['mean'].shape == (32,)
   x = jax.random.normal(jax.random.key(1), (4, 64, 64, 3))
-  v = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(x)
-  out, inter = jax.eval_shape(lambda: model.apply(v, x, train=False, return_intermediates=True))
+  v = model_state.variables(model)
+  out, inter = jax.eval_shape(lambda: model(x, train=False, return_intermediates=True))
   assert out.shape == (4, 4, 4, 32) and list(inter) == ['stage1', 'stage2', 'stage3', 'stage4']
-  _, upd = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']))(v, x)
-  assert not np.allclose(upd['batch_stats']['bn1']['mean'], 0.0)
+  # The running mean moves by (1 - momentum) times the batch mean of conv1's output.
+  expected = 0.1 * np.asarray(model.conv1(x)).mean(axis=(0, 1, 2))
+  _, upd = jax.jit(pure_apply(model, train=True))(v, x)
+  np.testing.assert_allclose(upd['bn1']['mean'], expected, rtol=1e-4, atol=1e-6)
+  assert float(np.abs(expected).max()) > 1e-3
+  # Eval mode leaves the statistics alone.
+  _, same = jax.jit(pure_apply(model, train=False))(v, x)
+  np.testing.assert_array_equal(same['bn1']['mean'], v['batch_stats']['bn1']['mean'])
 
 
 @pytest.mark.skipif(jax.local_device_count() < 2, reason='needs >= 2 (host) devices')
 def test_batch_norm_statistics_are_global_under_pmap_and_sharded_jit():
-  model = backbones.build('small_cnn', bn_axis_name='batch', widths=(8, 16))
-  ref_model = backbones.build('small_cnn', widths=(8, 16))
+  ref_model = build('small_cnn', widths=(8, 16))
+  model = build('small_cnn', widths=(8, 16))
+  set_bn_axis_name(model, 'batch')
   # The two device shards have different scales, so per-shard statistics would differ.
   x = jax.random.normal(jax.random.key(2), (2, 4, 16, 16, 3)) * jnp.arange(1., 3.)[:, None, None,
                                                                                     None, None]
-  v = jax.jit(lambda x: ref_model.init(jax.random.key(0), x, train=False))(x[0])
-  ref_out, ref_upd = jax.jit(lambda v, x: ref_model.apply(v, x, train=True,
-                                                          mutable=['batch_stats']))(
-                                                              v, x.reshape(8, 16, 16, 3))
+  v = model_state.variables(ref_model)
+  ref_apply = jax.jit(pure_apply(ref_model, train=True))
+  ref_out, ref_upd = ref_apply(v, x.reshape(8, 16, 16, 3))
   rep = jax.tree.map(lambda a: jnp.stack([a, a]), v)
-  out, upd = jax.pmap(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']),
-                      axis_name='batch', devices=jax.local_devices()[:2])(rep, x)
+  out, upd = jax.pmap(pure_apply(model, train=True), axis_name='batch',
+                      devices=jax.local_devices()[:2])(rep, x)
   np.testing.assert_allclose(out.reshape(ref_out.shape), ref_out, atol=1e-4)
+  assert jax.tree.structure(upd) == jax.tree.structure(ref_upd)
   for a, b in zip(jax.tree.leaves(upd), jax.tree.leaves(ref_upd)):
     np.testing.assert_allclose(a[0], b, atol=1e-5)
     np.testing.assert_allclose(a[1], b, atol=1e-5)
+  # Without the axis name the two shards' statistics differ (the check above can fail).
+  _, local = jax.pmap(pure_apply(ref_model, train=True), axis_name='batch',
+                      devices=jax.local_devices()[:2])(rep, x)
+  assert not np.allclose(local['bn1']['var'][0], local['bn1']['var'][1], atol=1e-3)
   # jit with the batch sharded over a 2-device mesh (no axis name): statistics are global too.
   mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:2]), ('data',))
   xs = jax.device_put(x.reshape(8, 16, 16, 3),
                       jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
-  out_s, upd_s = jax.jit(lambda v, x: ref_model.apply(v, x, train=True,
-                                                      mutable=['batch_stats']))(v, xs)
+  out_s, upd_s = ref_apply(v, xs)
   np.testing.assert_allclose(out_s, ref_out, atol=1e-4)
   for a, b in zip(jax.tree.leaves(upd_s), jax.tree.leaves(ref_upd)):
     np.testing.assert_allclose(a, b, atol=1e-5)
@@ -215,12 +319,13 @@ def test_batch_norm_statistics_are_global_under_pmap_and_sharded_jit():
 
 def test_bf16_output_close_to_fp32():
   x = jax.random.normal(jax.random.key(3), (2, 16, 16, 3))
-  m32 = backbones.build('small_cnn', widths=(8, 16))
-  m16 = backbones.build('small_cnn', widths=(8, 16), dtype=jnp.bfloat16)
-  v = jax.jit(lambda x: m32.init(jax.random.key(0), x, train=False))(x)
-  o32, o16 = jax.jit(lambda v, x: (m32.apply(v, x, train=False), m16.apply(v, x, train=False)))(
-      v, x)
+  m32 = build('small_cnn', widths=(8, 16))
+  m16 = build('small_cnn', widths=(8, 16), dtype=jnp.bfloat16)
+  v = model_state.variables(m32)
+  o32, _ = jax.jit(pure_apply(m32, train=False))(v, x)
+  o16, _ = jax.jit(pure_apply(m16, train=False))(v, x)
   assert o16.dtype == jnp.bfloat16
+  assert float(np.abs(o32).max()) > 0.1
   np.testing.assert_allclose(np.asarray(o16, np.float32), o32, atol=5e-2, rtol=5e-2)
 
 
@@ -229,30 +334,52 @@ def test_bf16_output_close_to_fp32():
 
 
 def test_jaanet_stem_shapes_and_landmarks():
-  model = backbones.build('jaanet_stem')
   x = jnp.zeros((2, 176, 176, 3))
-  v, (out, inter) = jax.eval_shape(
-      lambda: (lambda v: (v, model.apply(v, x, train=False, return_intermediates=True)))(
-          model.init(jax.random.key(0), x, train=False)))
-  assert out.shape == (2, 44, 44, 64) and model.num_features == 64
+
+  def run():
+    model = build('jaanet_stem')
+    return model_state.variables(model), model(x, train=False, return_intermediates=True)
+
+  v, (out, inter) = jax.eval_shape(run)
+  assert nnx.eval_shape(lambda: build('jaanet_stem')).num_features == 64
+  assert out.shape == (2, 44, 44, 64)
   assert inter['hmr1'].shape == (2, 88, 88, 32)
   assert inter['landmarks'].shape == (2, 98)
   region = v['params']['hmr1']['region1']['patches']
   assert region['conv']['kernel'].shape == (64, 3, 3, 32, 16)  # 8x8 patches, C -> C/2
+  assert region['conv']['bias'].shape == (64, 16)
+  assert region['bn']['scale'].shape == (64, 32)
+  assert v['batch_stats']['hmr1']['region1']['patches']['bn']['var'].shape == (64, 32)
   assert v['params']['hmr2']['region3']['patches']['conv']['kernel'].shape == (4, 3, 3, 16, 16)
   assert v['params']['landmark']['fc1']['kernel'].shape == (160 * 5 * 5, 512)
+  assert v['params']['landmark']['conv6']['kernel'].shape == (3, 3, 160, 160)
+  # The landmark Linear follows input_size.
+  small = nnx.eval_shape(lambda: build('jaanet_stem', input_size=64))
+  assert model_state.variables(small)['params']['landmark']['fc1']['kernel'].shape == (
+      160 * 2 * 2, 512)
+
+
+def test_jaanet_stacked_init_is_per_patch_torch_default():
+  layer = jaanet.LocalConv(4, 8, 6, rngs=nnx.Rngs(0))
+  k = np.asarray(layer.patches.conv.kernel[...])
+  b = np.asarray(layer.patches.conv.bias[...])
+  bound = 1.0 / np.sqrt(9 * 8)  # torch: U(+-1/sqrt(fan_in)), fan_in = 3 * 3 * Cin of one patch
+  assert k.shape == (16, 3, 3, 8, 6) and b.shape == (16, 6)
+  assert np.abs(k).max() <= bound and np.abs(k).max() > 0.9 * bound
+  assert np.abs(b).max() <= bound and np.abs(b).max() > 0.8 * bound
+  assert not np.allclose(k[0], k[1])  # independent patches
 
 
 def _random_local_conv(grid, cin, cout, h, seed):
-  layer = jaanet.LocalConv(grid, cout)
+  layer = jaanet.LocalConv(grid, cin, cout, rngs=nnx.Rngs(seed + 1))
   x = jax.random.normal(jax.random.key(seed), (2, h, h, cin))
-  v = jax.jit(lambda x: layer.init(jax.random.key(seed + 1), x, train=False))(x)
   k = jax.random.split(jax.random.key(seed + 2), 4)
-  bs = v['batch_stats']['patches']['bn']
-  v = {'params': v['params'], 'batch_stats': {'patches': {'bn': {
-      'mean': 0.3 * jax.random.normal(k[0], bs['mean'].shape),
-      'var': jax.random.uniform(k[1], bs['var'].shape, minval=0.5, maxval=1.5)}}}}
-  return layer, v, x
+  bn = layer.patches.bn
+  bn.mean[...] = 0.3 * jax.random.normal(k[0], bn.mean.shape)
+  bn.var[...] = jax.random.uniform(k[1], bn.var.shape, minval=0.5, maxval=1.5)
+  bn.scale[...] = jax.random.uniform(k[2], bn.scale.shape, minval=0.5, maxval=1.5)
+  bn.bias[...] = 0.2 * jax.random.normal(k[3], bn.bias.shape)
+  return layer, model_state.variables(layer), x
 
 
 def test_local_conv_matches_loop_over_patches():
@@ -260,25 +387,32 @@ def test_local_conv_matches_loop_over_patches():
   layer, v, x = _random_local_conv(grid, cin, cout, h, 0)
   # Train mode: per-patch batch statistics, and per-patch running-average updates of the (random)
   # stacked running statistics.
-  out, upd = jax.jit(lambda v, x: layer.apply(v, x, train=True, mutable=['batch_stats']))(v, x)
+  out, upd = jax.jit(pure_apply(layer, train=True))(v, x)
   p = h // grid
-  single = jaanet.PatchBNReLUConv(cout, True)
-  apply_single = jax.jit(lambda v, x: single.apply(v, x, mutable=['batch_stats']))
+  # Reference: one ordinary BatchNorm + torch-style conv per patch, holding that patch's slice.
+  bn = layers.BatchNorm(cin, rngs=nnx.Rngs(0))
+  conv = jaanet.torch_conv3x3(cin, cout, dtype=jnp.float32, rngs=nnx.Rngs(0))
+  single = nnx.jit(lambda bn, conv, x: conv(jax.nn.relu(bn(x, train=True))))
+  pv = v['params']['patches']
+  pstats = v['batch_stats']['patches']['bn']
   for i in range(grid):
     for j in range(grid):
       k = i * grid + j
-      pv = jax.tree.map(lambda a: a[k], {c: v[c]['patches'] for c in v})
-      ref, ref_upd = apply_single(pv, x[:, i * p:(i + 1) * p, j * p:(j + 1) * p])
+      bn.scale[...], bn.bias[...] = pv['bn']['scale'][k], pv['bn']['bias'][k]
+      bn.mean[...], bn.var[...] = pstats['mean'][k], pstats['var'][k]
+      conv.kernel[...], conv.bias[...] = pv['conv']['kernel'][k], pv['conv']['bias'][k]
+      ref = single(bn, conv, x[:, i * p:(i + 1) * p, j * p:(j + 1) * p])
       np.testing.assert_allclose(out[:, i * p:(i + 1) * p, j * p:(j + 1) * p], ref, atol=1e-5)
       for name in ('mean', 'var'):
-        np.testing.assert_allclose(upd['batch_stats']['patches']['bn'][name][k],
-                                   ref_upd['batch_stats']['bn'][name], atol=1e-6)
+        np.testing.assert_allclose(upd['patches']['bn'][name][k], getattr(bn, name)[...],
+                                   atol=1e-6)
+        assert not np.allclose(upd['patches']['bn'][name][k], pstats[name][k])
 
 
 def test_local_conv_patches_are_independent():
   grid, h = 4, 16
   layer, v, x = _random_local_conv(grid, 3, 4, h, 3)
-  apply = jax.jit(lambda x: layer.apply(v, x, train=False))
+  apply = jax.jit(lambda x: pure_apply(layer, train=False)(v, x)[0])
   base = apply(x)
   x2 = x.at[:, 5, 6].add(10.0)  # a pixel inside patch (1, 1) of the 4x4 grid (patch side 4)
   diff = np.abs(np.asarray(apply(x2) - base)).max(axis=(0, 3))
@@ -292,23 +426,45 @@ def test_hmr_layer_hierarchical_vs_parallel_wiring():
   x = jax.random.normal(jax.random.key(0), (1, 32, 32, 3))
   outs = {}
   for hier in (True, False):
-    layer = jaanet.HMRLayer(8, hierarchical=hier)
-    outs[hier] = jax.eval_shape(
-        lambda: (lambda v: (v, layer.apply(v, x, train=False)))(
-            layer.init(jax.random.key(1), x, train=False)))
+    def run(hier=hier):
+      layer = jaanet.HMRLayer(3, 8, hierarchical=hier, rngs=nnx.Rngs(1))
+      return model_state.variables(layer), layer(x, train=False)
+
+    outs[hier] = jax.eval_shape(run)
     assert outs[hier][1].shape == (1, 16, 16, 8)
   # 4x4 branch reads C/2 channels when hierarchical, C when parallel.
   assert outs[True][0]['params']['region2']['patches']['conv']['kernel'].shape[-2] == 4
   assert outs[False][0]['params']['region2']['patches']['conv']['kernel'].shape[-2] == 8
+  assert outs[True][0]['params']['region3']['patches']['conv']['kernel'].shape[-2] == 2
+  # The wiring, recomputed from the layer's own parts.
+  x = x[:, :16, :16]
+  for hier in (True, False):
+    layer = jaanet.HMRLayer(3, 8, hierarchical=hier, rngs=nnx.Rngs(1))
+    y = layer.conv(x)
+    r1 = layer.region1(y, train=False)
+    r2 = layer.region2(r1 if hier else y, train=False)
+    r3 = layer.region3(r2 if hier else y, train=False)
+    ref = nnx.max_pool(jax.nn.relu(layer.bn(jnp.concatenate([r1, r2, r3], -1) + y, train=False)),
+                       (2, 2), strides=(2, 2))
+    np.testing.assert_allclose(layer(x, train=False), ref, atol=1e-6)
+    assert float(jnp.abs(r3).max()) > 1e-3
 
 
 def test_jaanet_stem_rejects_indivisible_input():
-  model = backbones.build('jaanet_stem', with_landmarks=False)
+  model = build('jaanet_stem', with_landmarks=False, widths=(8, 16))
   with pytest.raises(ValueError, match='not divisible'):
-    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 100, 100, 3)), train=False))
+    jax.eval_shape(lambda: model(jnp.zeros((1, 100, 100, 3)), train=False))
+  assert jax.eval_shape(lambda: model(jnp.zeros((1, 48, 48, 3)), train=False)).shape == (
+      1, 12, 12, 16)
+  with pytest.raises(ValueError, match='input_size: expected a positive multiple of 16.*100'):
+    nnx.eval_shape(lambda: build('jaanet_stem', input_size=100))
+  with pytest.raises(ValueError, match='multiple of 32'):
+    nnx.eval_shape(lambda: build('jaanet_stem', widths=(8, 8, 8), input_size=48))
+  with pytest.raises(ValueError, match=r'sized for 64x64 inputs \(input_size=64\)'):
+    jax.eval_shape(lambda: build('jaanet_stem', widths=(8, 16), input_size=64)(
+        jnp.zeros((1, 96, 96, 3)), train=False))
 
 
 def test_wrong_channel_count_is_rejected():
   with pytest.raises(ValueError, match='3 channels'):
-    jax.eval_shape(lambda: backbones.build('resnet18').init(
-        jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False))
+    jax.eval_shape(lambda: build('resnet18')(jnp.zeros((1, 32, 32, 1)), train=False))

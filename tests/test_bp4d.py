@@ -144,7 +144,7 @@ def test_official_layout(tmp_path):
     ys = [_expected(codes[(s, f)]) for s in train_subjects for f in FRAMES]
     pos = sum(y * m for y, m in ys)
     known = sum(m for _, m in ys)
-    want = np.where(known > 0, pos / np.maximum(known, 1), np.nan)
+    want = np.where(known > 0, pos / np.maximum(known, 1), 0.0)  # 0.0 where nothing is known
     np.testing.assert_allclose(rates[f'fold{fold}'], want, rtol=1e-6)
   assert b2.info.metadata['test_part_of_fold'] == {'1': 3, '2': 2, '3': 1}
 
@@ -348,3 +348,45 @@ def test_metadata_is_json(tmp_path):
   meta = json.load(open(os.path.join(b.data_dir, 'metadata.json')))
   assert set(meta['train_occurrence_rates']) == {'fold1', 'fold2', 'fold3'}
   assert meta['parts']['part1']['validation_subjects'] == ['F018', 'M007']
+
+
+# ------------------------------------------------------------------ layout detection
+
+
+@pytest.mark.parametrize('layout', ['official', 'megraphau_lists', 'jaanet_lists'])
+def test_detect_layouts_finds_each_layout(tmp_path, layout):
+  manual = str(tmp_path / 'manual')
+  {'official': _write_official, 'megraphau_lists': _write_megraphau,
+   'jaanet_lists': _write_jaanet}[layout](manual)
+  assert bp4d.Bp4d.detect_layouts(manual) == [layout]
+
+
+def test_detect_layouts_of_a_mixed_or_empty_dir(tmp_path):
+  manual = str(tmp_path / 'manual')
+  os.makedirs(manual)
+  assert bp4d.Bp4d.detect_layouts(manual) == []
+  _write_megraphau(manual)
+  _write_jaanet(manual)
+  assert bp4d.Bp4d.detect_layouts(manual) == ['megraphau_lists', 'jaanet_lists']
+  req = bp4d.Bp4d.layout_requirements()
+  assert list(req) == ['official', 'megraphau_lists', 'jaanet_lists']
+  assert 'AU_OCC' in req['official'] and 'BP4D_{train,test}_img_path_fold' in req[
+      'megraphau_lists'] and 'BP4D_part{1,2,3}_' in req['jaanet_lists']
+
+
+def test_metadata_label_space(tmp_path):
+  """label_names, multi_label_names and per-fold class_counts = positive known AU labels."""
+  manual = str(tmp_path / 'manual')
+  truth = _write_megraphau(manual)
+  meta = _build('megraphau_lists', manual, str(tmp_path / 'data')).info.metadata
+  assert meta['task'] == 'au' and meta['label_names'] == labels.au_label_names(labels.BP4D_AUS)
+  assert meta['multi_label_names'] == []
+  for fold, test_part in bp4d.TEST_PART_OF_FOLD.items():
+    train = [rel for rel in truth
+             if rel.split('/')[0] in [sorted(SUBJECTS[k])[0] for k in (1, 2, 3) if k != test_part]]
+    rows = np.stack([truth[rel] for rel in train])
+    known = rows != 9
+    np.testing.assert_array_equal(meta['class_counts'][f'fold{fold}'],
+                                  ((rows == 1) & known).sum(0))
+    np.testing.assert_allclose(meta['train_occurrence_rates'][f'fold{fold}'],
+                               ((rows == 1) & known).sum(0) / known.sum(0), rtol=1e-12)

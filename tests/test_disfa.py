@@ -219,3 +219,17 @@ def test_megraphau_subject_in_wrong_fold(tmp_path):
       ValueError, match=r"DISFA_test_img_path_fold2\.txt:3: subject 'SN009' is listed in "
       r'part 2 but the protocol puts it in part 3'):
     _build('megraphau_lists', manual, str(tmp_path / 'data'))
+
+
+@pytest.mark.parametrize('layout', ['official', 'megraphau_lists', 'jaanet_lists'])
+def test_detect_layouts_finds_each_layout(tmp_path, layout):
+  manual = str(tmp_path / 'manual')
+  if layout == 'official':
+    _write_official(manual)
+  else:
+    _write_lists(manual, layout)
+  assert disfa.Disfa.detect_layouts(manual) == [layout]
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  assert disfa.Disfa.detect_layouts(str(empty)) == []
+  assert 'ActionUnit_Labels' in disfa.Disfa.layout_requirements()['official']

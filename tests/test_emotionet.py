@@ -190,3 +190,18 @@ def test_megraphau_lists_overlapping_folds_raise(tmp_path):
       ValueError, match=r'EmotioNet_train_img_path_fold1\.txt:\d+: training entry .* shares '
       r'its image with the fold'):
     _build('megraphau_lists', manual, str(tmp_path / 'data'))
+
+
+@pytest.mark.parametrize('layout', ['official', 'megraphau_lists'])
+def test_detect_layouts_finds_each_layout(tmp_path, layout):
+  manual = str(tmp_path / 'manual')
+  if layout == 'official':
+    _write_official(manual)
+  else:
+    _write_lists(manual)
+  assert emotionet.Emotionet.detect_layouts(manual) == [layout]
+  # EmotioNet has no JAA-Net layout: its files are neither detected nor listed.
+  assert list(emotionet.Emotionet.layout_requirements()) == ['official', 'megraphau_lists']
+  empty = tmp_path / 'empty'
+  (empty / 'annotations').mkdir(parents=True)  # no csv in it: not the official layout
+  assert emotionet.Emotionet.detect_layouts(str(empty)) == []

@@ -6,8 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from faujax import graph
+from faujax import model_state
 
 
 def neighbours_of(adj, i, n):
@@ -107,10 +109,20 @@ def test_gat_attention_dropout():
   assert not np.allclose(np.asarray(a), np.asarray(b))
   with pytest.raises(ValueError, match='rng'):
     graph.gat_apply(params, x, dropout_rate=0.5, deterministic=False)
-  module = graph.GraphAttention(3, num_heads=2, dropout_rate=0.5)
-  variables = module.init(jax.random.key(0), x)
-  out = module.apply(variables, x, deterministic=False, rngs={'dropout': jax.random.key(3)})
+  module = graph.GraphAttention(4, 3, num_heads=2, dropout_rate=0.5, rngs=nnx.Rngs(0))
+  p = model_state.variables(module)['params']
+  out = module(x, train=True, rngs=nnx.Rngs(dropout=3))
   assert out.shape == (5, 6)
+  # The wrapper draws its key from the call-time 'dropout' stream: same key, same mask.
+  np.testing.assert_allclose(
+      np.asarray(out), np.asarray(graph.gat_apply(p, x, dropout_rate=0.5,
+                                                  rng=nnx.Rngs(dropout=3).dropout(),
+                                                  deterministic=False)), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(module(x, train=False)),
+                             np.asarray(graph.gat_apply(p, x)), atol=1e-6)
+  assert not np.allclose(np.asarray(out), np.asarray(module(x, train=False)))
+  with pytest.raises(ValueError, match='rngs'):
+    module(x, train=True)
 
 
 @pytest.mark.parametrize('use_adj', [True, False])
@@ -145,15 +157,29 @@ def test_attention_modules_use_the_same_params():
   rng = np.random.default_rng(5)
   x = jnp.asarray(rng.normal(size=(2, 5, 4)), jnp.float32)
   adj = jnp.asarray(sparse_graph(rng, 5))
-  gat = graph.GraphAttention(3, num_heads=2, concat=False)
-  v = gat.init(jax.random.key(0), x, adj)
-  np.testing.assert_allclose(np.asarray(gat.apply(v, x, adj)),
-                             np.asarray(graph.gat_apply(v['params'], x, adj, concat=False)),
+  gat = graph.GraphAttention(4, 3, num_heads=2, concat=False, rngs=nnx.Rngs(0))
+  p = model_state.variables(gat)['params']
+  assert set(p) == {'kernel', 'att_src', 'att_dst', 'bias'} and p['bias'].shape == (3,)
+  np.testing.assert_allclose(np.asarray(gat(x, adj, train=False)),
+                             np.asarray(graph.gat_apply(p, x, adj, concat=False)), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(gat(x, adj, train=False))[0],
+                             ref_gat(p, np.asarray(x[0]), np.asarray(adj), concat=False),
+                             rtol=1e-5, atol=1e-5)
+  dot = graph.DotProductGraphAttention(4, 3, hidden_dim=8, num_heads=2, rngs=nnx.Rngs(0))
+  p = model_state.variables(dot)['params']
+  assert set(p) == {'query', 'key', 'value', 'output', 'query_bias', 'key_bias',
+                    'value_bias', 'output_bias'}
+  np.testing.assert_allclose(np.asarray(dot(x, adj, train=False)),
+                             np.asarray(graph.dot_attention_apply(p, x, adj, num_heads=2)),
                              atol=1e-6)
-  dot = graph.DotProductGraphAttention(3, hidden_dim=8, num_heads=2)
-  v = dot.init(jax.random.key(0), x, adj)
-  assert set(v['params']) == {'query', 'key', 'value', 'output', 'query_bias', 'key_bias',
-                              'value_bias', 'output_bias'}
-  np.testing.assert_allclose(np.asarray(dot.apply(v, x, adj)),
-                             np.asarray(graph.dot_attention_apply(v['params'], x, adj,
-                                                                  num_heads=2)), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(dot(x, adj, train=False))[1],
+                             ref_dot(p, np.asarray(x[1]), np.asarray(adj), 2), rtol=1e-5,
+                             atol=1e-5)
+  # Attention dropout of the dot-product layer uses the call-time 'dropout' stream too.
+  drop = graph.DotProductGraphAttention(4, 3, hidden_dim=8, num_heads=2, dropout_rate=0.5,
+                                        rngs=nnx.Rngs(0))
+  a = drop(x, adj, train=True, rngs=nnx.Rngs(dropout=0))
+  b = drop(x, adj, train=True, rngs=nnx.Rngs(dropout=1))
+  assert not np.allclose(np.asarray(a), np.asarray(b))
+  np.testing.assert_allclose(np.asarray(drop(x, adj, train=False)),
+                             np.asarray(dot(x, adj, train=False)), atol=1e-6)   # same seed

@@ -6,8 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from faujax import graph
+from faujax import layers
+from faujax import model_state
 from faujax.graph import dynamic_graph
 
 
@@ -114,34 +117,66 @@ def test_layer_train_and_eval_match_reference():
     graph.dynamic_graph_apply(params, x, k=2)
 
 
-def test_linen_layer_matches_pure_function():
-  rng = np.random.default_rng(2)
-  x = jnp.asarray(rng.normal(size=(4, 5, 3)), jnp.float32)
-  module = graph.DynamicGraphLayer(k=2)
-  variables = module.init(jax.random.key(0), x)
-  assert variables['params']['bn']['scale'].shape == (5,)  # BN features = nodes
-  out, updates = module.apply(variables, x, train=True, mutable=['batch_stats'])
+def _pure_params(variables):
+  """The NNX layer's params as ``dynamic_graph_apply``'s flat dict (bn/scale -> bn_scale)."""
   params = dict(variables['params'])
   bn = params.pop('bn')
   params.update(bn_scale=bn['scale'], bn_bias=bn['bias'])
+  return params
+
+
+def test_nnx_layer_matches_pure_function():
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.normal(size=(4, 5, 3)), jnp.float32)
+  module = graph.DynamicGraphLayer(5, 3, k=2, rngs=nnx.Rngs(0))
+  assert isinstance(module.bn, layers.BatchNorm) and module.bn.feature_axes == -2
+  variables = model_state.variables(module)
+  assert variables['params']['bn']['scale'].shape == (5,)  # BN features = nodes
+  assert set(variables['params']) == {'U_kernel', 'U_bias', 'V_kernel', 'V_bias', 'bn'}
+  # Non-trivial BN affine parameters, so that a swapped scale / bias would show.
+  variables['params']['bn']['scale'] = jnp.asarray(rng.uniform(0.5, 1.5, 5), jnp.float32)
+  variables['params']['bn']['bias'] = jnp.asarray(rng.normal(size=5), jnp.float32)
+  model_state.load_variables(module, variables)
+  params = _pure_params(variables)
+  out = module(x, train=True)
+  updated = model_state.variables(module)['batch_stats']['bn']
   want, stats = graph.dynamic_graph_apply(params, x, k=2, train=True,
                                           batch_stats=graph.dynamic_graph_batch_stats_init(5))
   np.testing.assert_allclose(np.asarray(out), np.asarray(want), rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(np.asarray(updates['batch_stats']['bn']['mean']),
-                             np.asarray(stats['mean']), rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(np.asarray(updates['batch_stats']['bn']['var']),
-                             np.asarray(stats['var']), rtol=1e-4, atol=1e-5)
-  eval_out = module.apply(variables, x, train=False)
-  want_eval, _ = graph.dynamic_graph_apply(params, x, k=2,
-                                           batch_stats=graph.dynamic_graph_batch_stats_init(5))
+  np.testing.assert_allclose(np.asarray(out), ref_layer_train(params, np.asarray(x), 2)[0],
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(updated['mean']), np.asarray(stats['mean']), rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(np.asarray(updated['var']), np.asarray(stats['var']), rtol=1e-4,
+                             atol=1e-5)
+  # Eval normalises with the running statistics the train call left in the module.
+  eval_out = module(x, train=False)
+  want_eval, same = graph.dynamic_graph_apply(params, x, k=2, batch_stats=stats)
   np.testing.assert_allclose(np.asarray(eval_out), np.asarray(want_eval), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(same['mean']), np.asarray(stats['mean']))
+  with pytest.raises(ValueError, match='k must be'):
+    graph.DynamicGraphLayer(5, 3, k=6, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match='metric'):
+    graph.DynamicGraphLayer(5, 3, k=2, metric='l2', rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match=r'\(\.\.\., 5, C\)'):
+    module(jnp.ones((2, 4, 3)), train=False)
 
 
-def test_node_batch_norm_syncs_over_axis_name():
+def test_dynamic_graph_apply_syncs_batch_norm_over_axis_name():
+  """The functional norm is faujax.layers.batch_norm: statistics averaged over a mapped axis."""
+  assert not hasattr(dynamic_graph, 'node_batch_norm')   # one BatchNorm in the code base
   rng = np.random.default_rng(3)
-  h = jnp.asarray(rng.normal(size=(2, 3, 4, 5)), jnp.float32)  # 2 "devices"
-  scale, bias = jnp.ones(4), jnp.zeros(4)
-  synced = jax.vmap(lambda v: dynamic_graph.node_batch_norm(
-      v, scale, bias, None, train=True, axis_name='d')[0], axis_name='d')(h)
-  full, _ = dynamic_graph.node_batch_norm(h.reshape(6, 4, 5), scale, bias, None, train=True)
+  x = jnp.asarray(rng.normal(size=(2, 3, 4, 5)), jnp.float32)  # 2 "devices"
+  params = graph.dynamic_graph_init(jax.random.key(3), 4, 5)
+  stats = graph.dynamic_graph_batch_stats_init(4)
+  synced, synced_stats = jax.vmap(
+      lambda v: graph.dynamic_graph_apply(params, v, k=2, batch_stats=stats, train=True,
+                                          axis_name='d'), axis_name='d')(x)
+  full, full_stats = graph.dynamic_graph_apply(params, x.reshape(6, 4, 5), k=2,
+                                               batch_stats=stats, train=True)
   np.testing.assert_allclose(np.asarray(synced).reshape(6, 4, 5), np.asarray(full), atol=1e-5)
+  for key in ('mean', 'var'):
+    np.testing.assert_allclose(np.asarray(synced_stats[key][0]), np.asarray(full_stats[key]),
+                               atol=1e-5)
+  unsynced = jax.vmap(lambda v: graph.dynamic_graph_apply(params, v, k=2, train=True)[0])(x)
+  assert not np.allclose(np.asarray(unsynced).reshape(6, 4, 5), np.asarray(full), atol=1e-4)

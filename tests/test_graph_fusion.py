@@ -7,8 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from faujax import graph
+from faujax import model_state
 from faujax import relations
 
 
@@ -80,11 +82,18 @@ def test_prior_graph_adjacency_is_learnable():
   x = jnp.ones((2, 4, 3))
   grads = jax.grad(lambda p: jnp.sum(graph.prior_graph_apply(p, x) ** 2))(params)
   assert float(jnp.abs(grads['adjacency']).sum()) > 0
-  module = graph.PriorGraphConv(2, prior=prior)
-  v = module.init(jax.random.key(0), x)
-  np.testing.assert_allclose(np.asarray(v['params']['adjacency']), prior)
-  np.testing.assert_allclose(np.asarray(module.apply(v, x)),
-                             np.asarray(graph.prior_graph_apply(v['params'], x)), atol=1e-6)
+  module = graph.PriorGraphConv(prior, 3, 2, rngs=nnx.Rngs(0))
+  p = model_state.variables(module)['params']
+  assert set(p) == {'adjacency', 'kernel'} and p['kernel'].shape == (4, 3, 2)
+  np.testing.assert_allclose(np.asarray(p['adjacency']), prior)
+  np.testing.assert_allclose(np.asarray(module(x)),
+                             np.asarray(graph.prior_graph_apply(p, x)), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(module(x))[0], ref_prior_graph(p, np.asarray(x[0])),
+                             rtol=1e-5, atol=1e-5)
+  # The wrapper's adjacency is an nnx.Param: it gets a gradient.
+  graphdef, params = nnx.split(module, nnx.Param)
+  g = jax.grad(lambda q: jnp.sum(nnx.merge(graphdef, q)(x) ** 2))(params)
+  assert float(jnp.abs(g['adjacency'][...]).sum()) > 0
   with pytest.raises(ValueError, match='nodes'):
     graph.prior_graph_apply(params, jnp.ones((5, 3)))
 
@@ -141,7 +150,18 @@ def test_mfb_dropout_grad_and_module():
   assert not np.allclose(np.asarray(d1), np.asarray(graph.mfb_apply(params, x, y, factor=2)))
   with pytest.raises(ValueError, match='factor'):
     graph.mfb_apply(params, x, y, factor=3)
-  module = graph.MFB(4, factor=2)
-  v = module.init(jax.random.key(0), x, y)
-  np.testing.assert_allclose(np.asarray(module.apply(v, x, y)),
-                             np.asarray(graph.mfb_apply(v['params'], x, y, factor=2)), atol=1e-6)
+  module = graph.MFB(7, 5, 4, 2, rngs=nnx.Rngs(0))
+  p = model_state.variables(module)['params']
+  assert set(p) == {'kernel_x', 'kernel_y', 'bias_x', 'bias_y'} and p['kernel_x'].shape == (7, 8)
+  np.testing.assert_allclose(np.asarray(module(x, y, train=False)),
+                             np.asarray(graph.mfb_apply(p, x, y, factor=2)), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(module(x, y, train=False)), ref_mfb(p, x, y, 2),
+                             rtol=1e-5, atol=1e-5)
+  drop = graph.MFB(7, 5, 4, 2, dropout_rate=0.3, rngs=nnx.Rngs(0))
+  out = drop(x, y, train=True, rngs=nnx.Rngs(dropout=5))
+  np.testing.assert_allclose(
+      np.asarray(out), np.asarray(graph.mfb_apply(p, x, y, factor=2, dropout_rate=0.3,
+                                                  rng=nnx.Rngs(dropout=5).dropout(),
+                                                  deterministic=False)), atol=1e-6)
+  with pytest.raises(ValueError, match='rngs'):
+    drop(x, y, train=True)

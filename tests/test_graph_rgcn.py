@@ -6,8 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from faujax import graph
+from faujax import model_state
 
 
 def ref_rgcn(params, x, rel, activation=None):
@@ -103,10 +105,15 @@ def test_relational_graph_conv_module():
   rng = np.random.default_rng(4)
   rel = jnp.asarray(relation_stack(rng, 2, 5))
   x = jnp.asarray(rng.normal(size=(2, 5, 3)), jnp.float32)
-  module = graph.RelationalGraphConv(4, num_relations=2, num_bases=1, activation=jax.nn.relu)
-  variables = module.init(jax.random.key(0), x, rel)
-  assert set(variables['params']) == {'self_kernel', 'basis', 'coefficients'}
+  module = graph.RelationalGraphConv(3, 4, 2, num_bases=1, activation=jax.nn.relu,
+                                     rngs=nnx.Rngs(0))
+  params = model_state.variables(module)['params']
+  assert set(params) == {'self_kernel', 'basis', 'coefficients'}
+  assert params['basis'].shape == (1, 3, 4) and params['coefficients'].shape == (2, 1)
   np.testing.assert_allclose(
-      np.asarray(module.apply(variables, x, rel)),
-      np.asarray(graph.rgcn_apply(variables['params'], x, rel, activation=jax.nn.relu)),
-      atol=1e-6)
+      np.asarray(module(x, rel)),
+      np.asarray(graph.rgcn_apply(params, x, rel, activation=jax.nn.relu)), atol=1e-6)
+  np.testing.assert_allclose(
+      np.asarray(module(x, rel))[1],
+      ref_rgcn(params, np.asarray(x[1]), np.asarray(rel), activation=lambda v: np.maximum(v, 0)),
+      rtol=1e-5, atol=1e-5)

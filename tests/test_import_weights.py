@@ -8,13 +8,13 @@ import pathlib
 import subprocess
 import sys
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
-from faujax import backbones
+from faujax import backbones, model_state
 from faujax.backbones import pretrained
 from faujax.tools import import_weights
 
@@ -136,8 +136,10 @@ def test_densenet121_matches_torch_after_import(tmp_path):
   variables = round_trip(net, 'densenet121', tmp_path)
   assert n_params(variables['params']) + 1024 * 1000 + 1000 == 7_978_856
   x = np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype(np.float32)
-  model = backbones.build('densenet121')
-  out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, jnp.asarray(x))
+  model = backbones.build('densenet121', rngs=nnx.Rngs(0))
+  model_state.load_variables(model, variables)
+  assert model.num_features == 1024
+  out = nnx.jit(lambda m, x: m(x, train=False))(model, jnp.asarray(x))
   with torch.no_grad():
     ref = net.features(torch.from_numpy(to_nchw(x))).numpy()
   assert out.shape == (2, 2, 2, 1024)
@@ -253,15 +255,16 @@ def test_safetensors_round_trip_and_load_checks(tmp_path):
     pretrained.load_pretrained(str(tmp_path / 'nowhere'), 'resnet18')
 
   # Placing the weights under a model's backbone submodule.
-  class Wrapper(nn.Module):
+  class Wrapper(nnx.Module):
 
-    @nn.compact
+    def __init__(self, rngs):
+      self.backbone = backbones.build('resnet18', rngs=rngs)
+      self.head = nnx.Linear(512, 3, rngs=rngs)
+
     def __call__(self, x, *, train):
-      feats = backbones.build('resnet18', name='backbone')(x, train=train)
-      return nn.Dense(3, name='head')(feats.mean((1, 2)))
+      return self.head(self.backbone(x, train=train).mean((1, 2)))
 
-  shapes = jax.eval_shape(lambda: Wrapper().init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
-                                                  train=False))
+  shapes = model_state.variables(nnx.eval_shape(lambda: Wrapper(nnx.Rngs(0))))
   model_vars = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
   merged = pretrained.merge_pretrained(model_vars, loaded)
   np.testing.assert_array_equal(merged['params']['backbone']['conv1']['kernel'],
@@ -270,6 +273,17 @@ def test_safetensors_round_trip_and_load_checks(tmp_path):
   assert 'head' in merged['params']
   with pytest.raises(pretrained.PretrainedMismatchError, match='missing'):
     pretrained.merge_pretrained(model_vars, {'params': {'conv1': loaded['params']['conv1']}})
+  # What the training code does: replace the backbone sub-trees, load them into the model.
+  model = Wrapper(nnx.Rngs(1))
+  variables = model_state.variables(model)
+  variables['params']['backbone'] = loaded['params']
+  variables['batch_stats']['backbone'] = loaded['batch_stats']
+  model_state.load_variables(model, variables)
+  np.testing.assert_array_equal(model.backbone.layer3[0].conv2.kernel[...],
+                                sd['layer3.0.conv2.weight'].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(model.backbone.layer2[0].downsample[1].var[...],
+                                sd['layer2.0.downsample.1.running_var'])
+  assert model(jnp.zeros((1, 32, 32, 3)), train=False).shape == (1, 3)
 
 
 def test_tool_rejects_architectures_without_torchvision_weights():

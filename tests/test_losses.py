@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from faujax import losses
+from faujax import statistics
 
 B, C = 6, 5
 
@@ -38,9 +39,12 @@ def test_occurrence_weights_formula():
   assert np.argmax(w) == 2  # rarest AU weighs most
 
 
-def test_occurrence_weights_zero_rate_is_finite_and_jittable():
-  w = losses.occurrence_weights(np.array([0.0, 0.5, 0.2]))
-  assert np.all(np.isfinite(w)) and np.argmax(w) == 0
+def test_occurrence_weights_zero_rate_is_zero_and_jittable():
+  # statistics.inverse_rate_weights' rule: a never-occurring label weighs 0, the others keep
+  # their 1/r proportions and still sum to N (an eps clip would give label 0 nearly all of N).
+  w = np.asarray(losses.occurrence_weights(np.array([0.0, 0.5, 0.2])))
+  assert w.dtype == np.float32
+  np.testing.assert_allclose(w, [0.0, 6 / 7, 15 / 7], rtol=1e-6)
   wj = jax.jit(losses.occurrence_weights)(jnp.array([0.0, 0.5, 0.2]))
   np.testing.assert_allclose(w, wj, rtol=1e-6)
 
@@ -50,12 +54,20 @@ def test_occurrence_weights_bad_input():
     losses.occurrence_weights(np.array([0.2, 1.5]))
   with pytest.raises(ValueError, match='rates'):
     losses.occurrence_weights(np.ones((2, 2)) * 0.1)
+  with pytest.raises(ValueError, match='rates'):
+    losses.occurrence_weights(np.zeros(3))  # no label ever occurs
 
 
-def test_occurrence_rates_ignore_unknown():
+def test_occurrence_weights_from_rates_ignoring_unknown():
+  # The rates come from faujax.statistics (unknown entries never count); the weights of losses
+  # are those of statistics in float32.
   labels = np.array([[1, 0], [1, 1], [0, 9]], np.float32)
   mask = np.array([[1, 1], [1, 1], [1, 0]], np.float32)
-  np.testing.assert_allclose(losses.occurrence_rates(labels, mask), [2 / 3, 1 / 2])
+  r = statistics.occurrence_rates(labels, mask)
+  np.testing.assert_allclose(r, [2 / 3, 1 / 2])
+  np.testing.assert_allclose(losses.occurrence_weights(r), [2 * 1.5 / 3.5, 2 * 2 / 3.5], rtol=1e-6)
+  np.testing.assert_allclose(losses.occurrence_weights(r), statistics.inverse_rate_weights(r),
+                             rtol=1e-6)
 
 
 def test_class_balance_weights():
@@ -65,6 +77,10 @@ def test_class_balance_weights():
   assert w[5] == 1.0 and np.argmin(w) == 1
   w0 = np.asarray(losses.class_balance_weights(np.array([10, 0, 5])))
   np.testing.assert_allclose(w0, [0.5, 0.0, 1.0])
+  labels = np.repeat(np.arange(3), [10, 0, 5])
+  np.testing.assert_allclose(losses.class_balance_weights(statistics.class_counts(labels, 3)), w0)
+  with pytest.raises(ValueError, match='counts'):
+    losses.class_balance_weights(np.array([0, 0]))
 
 
 # ----------------------------------------------------------------------------- multi-label losses
@@ -221,6 +237,39 @@ def test_ccc_and_loss_match_equations_11_12():
   np.testing.assert_allclose(float(losses.ccc_loss(pred2, tgt, mask)), ref_m, rtol=1e-5)
   # Perfect agreement.
   assert float(losses.ccc_loss(tgt, tgt)) == pytest.approx(0.0, abs=1e-5)
+
+
+def _ccc_public_np(x, y):
+  """The public code's CCC: covariance over n, variances over n - 1 (torch.var default)."""
+  x, y = x.astype(np.float64), y.astype(np.float64)
+  sxy = np.mean((x - x.mean()) * (y - y.mean()))
+  return 2 * sxy / (np.var(x, ddof=1) + np.var(y, ddof=1) + (x.mean() - y.mean()) ** 2)
+
+
+def test_ccc_public_code_normalization():
+  rng = np.random.default_rng(6)
+  pred = rng.uniform(-1, 1, size=(12, 2)).astype(np.float32)
+  tgt = (0.6 * pred + rng.normal(scale=0.3, size=(12, 2)) + 0.1).astype(np.float32)
+  got = float(losses.ccc(pred[:, 0], tgt[:, 0], normalization='public_code'))
+  np.testing.assert_allclose(got, _ccc_public_np(pred[:, 0], tgt[:, 0]), rtol=1e-5)
+  assert abs(got - _ccc_np(pred[:, 0], tgt[:, 0])) > 1e-3  # really a different convention
+  ref = 1 - (_ccc_public_np(pred[:, 0], tgt[:, 0]) + _ccc_public_np(pred[:, 1], tgt[:, 1])) / 2
+  np.testing.assert_allclose(float(losses.ccc_loss(pred, tgt, normalization='public_code')), ref,
+                             rtol=1e-5)
+  # Masked: n counts the valid examples only.
+  mask = np.array([1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1], np.float32)
+  v = mask > 0
+  ref_m = 1 - (_ccc_public_np(pred[v, 0], tgt[v, 0]) + _ccc_public_np(pred[v, 1], tgt[v, 1])) / 2
+  np.testing.assert_allclose(
+      float(jax.jit(lambda a, b, m: losses.ccc_loss(a, b, m, normalization='public_code'))(
+          pred, tgt, mask)), ref_m, rtol=1e-5)
+  # Perfect agreement scores (n - 1) / n, so the loss is 1 / n; one valid example gives 0.
+  assert float(losses.ccc(tgt[:, 0], tgt[:, 0], normalization='public_code')) == pytest.approx(
+      11 / 12, rel=1e-5)
+  one = np.eye(12, dtype=np.float32)[0]
+  assert float(losses.ccc(pred[:, 0], tgt[:, 0], one, normalization='public_code')) == 0.0
+  with pytest.raises(ValueError, match='normalization'):
+    losses.ccc_loss(pred, tgt, normalization='torch')
 
 
 # ----------------------------------------------------------------------------- landmarks / pixels

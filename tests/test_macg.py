@@ -12,14 +12,21 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from flax import nnx
 
+from faujax import config_schema
 from faujax import graph
 from faujax import losses
+from faujax import model_state
+from faujax import models
+from faujax import parallel
+from faujax import train
 from faujax.models import macg
 from faujax.models import parts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# MACG public model sizes (reference-facts / issue 7), shared CCFG block, ResNet-50 at 224 px.
+# MACG public model sizes (parameter counts of the public code, issue 7), shared CCFG block
+# (docs/reference/model_details.md, "CCFG"), ResNet-50 at 224 px.
 REFERENCE_PARAMS = {8: 28.93e6, 12: 29.99e6}
 LINEAR_BLOCK_512 = 512 * 512 + 512 + 2 * 512
 
@@ -28,11 +35,14 @@ def _count(tree) -> int:
   return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
 
 
-def _param_count(model: macg.MACG, size: int = 224) -> int:
-  """Parameters of ``model`` from ``jax.eval_shape`` of its init (no compute)."""
-  shapes = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), {'image': jnp.zeros((1, size, size, 3))}, train=False))
-  return _count(shapes['params'])
+def _abstract_params(n: int, **kwargs) -> dict:
+  """Parameter shapes of MACG(n AUs, **kwargs) from ``nnx.eval_shape`` (no compute)."""
+  model = nnx.eval_shape(lambda: macg.MACG(_info(n), **kwargs, rngs=nnx.Rngs(0)))
+  return model_state.variables(model)['params']
+
+
+def _param_count(n: int, **kwargs) -> int:
+  return _count(_abstract_params(n, **kwargs))
 
 
 def _load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
@@ -47,12 +57,14 @@ def _info(n: int) -> types.SimpleNamespace:
   return types.SimpleNamespace(task='au', num_labels=n, label_names=[f'AU{i}' for i in range(n)])
 
 
+SMALL = {'name': 'small_cnn', 'widths': (8, 8, 8, 16)}
+
+
 def tiny(n: int = 5, **kwargs) -> macg.MACG:
-  defaults = dict(num_labels=n, backbone='small_cnn', backbone_kwargs={'widths': (8, 8, 8, 16)},
-                  node_dim=8, rel_features=4, top_k=2, mafg_kernel_sizes=(3, 5),
+  defaults = dict(backbone=SMALL, node_dim=8, rel_features=4, top_k=2, mafg_kernel_sizes=(3, 5),
                   mafg_square_kernel=3)
   defaults.update(kwargs)
-  return macg.MACG(**defaults)
+  return macg.MACG(_info(n), **defaults, rngs=nnx.Rngs(0))
 
 
 def _images(b: int = 4, size: int = 48, seed: int = 0) -> dict[str, jax.Array]:
@@ -64,8 +76,8 @@ def _images(b: int = 4, size: int = 48, seed: int = 0) -> dict[str, jax.Array]:
 
 @pytest.mark.parametrize('num_aus', [8, 12])
 def test_param_count_matches_reference_with_shared_ccfg_block(num_aus):
-  shared = _param_count(macg.MACG(num_labels=num_aus, shared_ccfg_block=True))
-  paper = _param_count(macg.MACG(num_labels=num_aus, shared_ccfg_block=False))
+  shared = _param_count(num_aus, shared_ccfg_block=True)
+  paper = _param_count(num_aus, shared_ccfg_block=False)
   print(f'MACG {num_aus} AUs: shared CCFG block {shared:,} (reference '
         f'{REFERENCE_PARAMS[num_aus]:,.0f}), paper per-AU phi_i {paper:,}')
   assert abs(shared - REFERENCE_PARAMS[num_aus]) / REFERENCE_PARAMS[num_aus] < 0.01
@@ -76,10 +88,7 @@ def test_param_count_matches_reference_with_shared_ccfg_block(num_aus):
 def test_param_count_of_the_parts_is_the_sum_of_their_layers():
   """Layer-by-layer count of the 8-AU model without its trunk, from the shapes in the paper."""
   n, c = 8, 512
-  model = macg.MACG(num_labels=n)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0),
-                                             {'image': jnp.zeros((1, 224, 224, 3))}, train=False))
-  params = dict(shapes['params'])
+  params = dict(_abstract_params(n))
   assert _count(params.pop('backbone')) == 23_508_032     # torchvision ResNet-50 without fc
   heads = _count(params)
   dw = sum(c * k + c for k in (7, 11, 21)) * 2 + (25 * c + c)
@@ -99,13 +108,15 @@ def test_param_count_of_the_parts_is_the_sum_of_their_layers():
 
 @pytest.mark.parametrize('row', list(macg.ABLATIONS))
 def test_ablation_rows_switch_the_modules(row):
-  use_mafg, use_gnn, use_ccfg = macg.ABLATIONS[row]
-  cfg = ml_collections.ConfigDict({'ablation': row, 'backbone': {'name': 'small_cnn'},
-                                   'node_dim': 8, 'rel_features': 4, 'top_k': 2})
-  model = macg.from_config(cfg, _info(5), jnp.float32, None)
-  assert (model.use_mafg, model.use_gnn, model.use_ccfg) == (use_mafg, use_gnn, use_ccfg)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), _images(2, 32), train=False))
-  p = shapes['params']
+  """``config.ablation=<row>`` sets the three switches; the model then has exactly those parts."""
+  config = _load_config('synthetic', 'disfa')
+  config.ablation = row
+  resolved = train.resolve_config(config)
+  switches = macg.ABLATIONS[row]
+  assert all(resolved.model[k.split('.')[1]] == v for k, v in switches.items())
+  use_mafg, use_gnn, use_ccfg = (switches[f'model.use_{m}'] for m in ('mafg', 'gnn', 'ccfg'))
+  model = nnx.eval_shape(lambda: models.build(resolved.model, _info(8), rngs=nnx.Rngs(0)))
+  p = model_state.variables(model)['params']
   assert ('attention' in p['mafg']) == use_mafg
   assert ('gnn_0' in p) == use_gnn
   assert ('ccfg' in p) == use_ccfg
@@ -113,22 +124,24 @@ def test_ablation_rows_switch_the_modules(row):
   assert {'backbone', 'global_block', 'mafg', 'head'} <= set(p)
 
 
-def test_from_config_rejects_bad_settings():
-  base = {'backbone': {'name': 'small_cnn'}}
+def test_bad_settings_name_their_config_key():
   with pytest.raises(ValueError, match='config.model.top_k'):
-    macg.from_config(ml_collections.ConfigDict({**base, 'top_k': 6}), _info(5), jnp.float32, None)
+    tiny(top_k=6)
   with pytest.raises(ValueError, match='config.model.similarity'):
-    macg.from_config(ml_collections.ConfigDict({**base, 'similarity': 'l2'}), _info(5),
-                     jnp.float32, None)
-  with pytest.raises(ValueError, match='config.model.ablation'):
-    macg.from_config(ml_collections.ConfigDict({**base, 'ablation': 'resnet'}), _info(5),
-                     jnp.float32, None)
+    tiny(similarity='l2')
   with pytest.raises(ValueError, match='AU model'):
-    macg.from_config(ml_collections.ConfigDict(base),
-                     types.SimpleNamespace(task='expression', num_labels=7), jnp.float32, None)
+    macg.MACG(types.SimpleNamespace(task='expression', num_labels=7), backbone=SMALL,
+              rngs=nnx.Rngs(0))
+  config = _load_config('synthetic')
+  config.ablation = 'resnet'
+  with pytest.raises(config_schema.ConfigError, match="config.ablation='resnet'.*resnet50"):
+    train.resolve_config(config)
+  config.ablation = ''
+  config.model.top_kk = 3
+  with pytest.raises(config_schema.ConfigError, match='config.model.top_kk.*Did you mean top_k'):
+    models.build(config.model, _info(12), rngs=nnx.Rngs(0))
   # Without the GNN, K is unused and not checked.
-  cfg = ml_collections.ConfigDict({**base, 'top_k': 9, 'use_gnn': False})
-  assert not macg.from_config(cfg, _info(5), jnp.float32, None).use_gnn
+  assert tiny(top_k=9, use_gnn=False).gnn_layers == 0
 
 
 @pytest.mark.parametrize('name,arg,n_aus,k', [('synthetic', None, 12, 4),
@@ -142,8 +155,8 @@ def test_configs_build_the_model(name, arg, n_aus, k):
   assert config.loss.name == 'asymmetric' and config.loss.weighted
   assert config.optim.name == 'adamw' and config.optim.weight_decay == 5e-4
   assert config.schedule.name == 'cosine'
-  model = macg.from_config(config.model, _info(n_aus), jnp.float32, None)
-  assert model.top_k == k and model.num_labels == n_aus
+  model = nnx.eval_shape(lambda: models.build(config.model, _info(n_aus), rngs=nnx.Rngs(0)))
+  assert model.gnn_0.k == k and model.num_labels == n_aus
   if name in ('bp4d', 'disfa', 'emotionet'):
     assert config.data.name == name and config.model.backbone.name == 'resnet50'
     assert config.augment.image_size == 224 and config.train.batch_size == 16
@@ -175,27 +188,24 @@ LABELS = jnp.array([[1, 0, 0, 1, 0], [0, 1, 0, 0, 1], [1, 1, 0, 0, 0], [0, 0, 1,
 @pytest.fixture(scope='module')
 def setup():
   model = tiny()
-  batch = _images()
-  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(1, impl='rbg'),
-                                                                  batch)
-  return model, batch, variables
+  return model, _images(), model_state.variables(model)
 
 
 @pytest.fixture(scope='module')
 def train_step(setup):
   """Loss, outputs, new batch_stats and parameter gradients of one train-mode step."""
   model, batch, variables = setup
+  fn = model_state.ModelFn.from_model(model)
 
   @jax.jit
   def loss_and_grad(params):
     def loss_fn(p):
-      out, new = model.apply({'params': p, 'batch_stats': variables['batch_stats']}, batch,
-                             train=True, mutable=['batch_stats'])
-      return losses.weighted_asymmetric_loss(out['au_probs'], LABELS), (out, new)
+      out, new_stats = fn(p, variables['batch_stats'], batch, train=True)
+      return losses.weighted_asymmetric_loss(out['au_probs'], LABELS), (out, new_stats)
     return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
-  (loss, (out, new_vars)), grads = loss_and_grad(variables['params'])
-  return loss, out, new_vars, grads
+  (loss, (out, new_stats)), grads = loss_and_grad(variables['params'])
+  return loss, out, {'batch_stats': new_stats}, grads
 
 
 def test_forward_and_gradient_end_to_end(setup, train_step):
@@ -218,59 +228,66 @@ def test_forward_and_gradient_end_to_end(setup, train_step):
 
 
 def test_composition_follows_equations_5_to_14(setup):
-  """Intermediates: graph on the MAFG nodes, fusion of concat(v_gnn, v_ccfg), cosine head."""
+  """Step by step through the submodules: graph on the MAFG nodes, fusion of concat(v_gnn,
+  v_ccfg), cosine head; the whole model's output equals the composition."""
   model, batch, variables = setup
-  out, state = jax.jit(functools.partial(model.apply, train=False,
-                                         capture_intermediates=True))(variables, batch)
-  inter = state['intermediates']
-  nodes = inter['mafg']['__call__'][0]
-  v_gnn = inter['gnn_0']['__call__'][0]
-  v_ccfg = inter['ccfg']['__call__'][0]
-  fused = inter['fusion']['__call__'][0]
+  images = batch['image']
+  fmap = model.backbone(images, train=False)
+  b, h, w, c = fmap.shape
+  x = model.global_block(fmap.reshape(b, h * w, c), train=False).reshape(b, h, w, 8)
+  nodes = model.mafg(x, train=False)
+  v_gnn = model.gnn_0(nodes, train=False)
+  v_ccfg = model.ccfg(x, train=False)
+  fused = model.fusion(jnp.concatenate([v_gnn, v_ccfg], -1), train=False)
   assert nodes.shape == v_gnn.shape == v_ccfg.shape == fused.shape == (4, 5, 8)
   p, s = variables['params'], variables['batch_stats']
-  # eq. 5-9: one top-K layer on the MAFG nodes (K = 2).
+  # eq. 5-9: one top-K layer on the MAFG nodes (K = 2), against the pure function.
   ref_gnn, _ = graph.dynamic_graph_apply(
       {**{k: p['gnn_0'][k] for k in ('U_kernel', 'U_bias', 'V_kernel', 'V_bias')},
        'bn_scale': p['gnn_0']['bn']['scale'], 'bn_bias': p['gnn_0']['bn']['bias']},
       nodes, k=2, batch_stats=s['gnn_0']['bn'], train=False)
   np.testing.assert_allclose(v_gnn, ref_gnn, rtol=1e-4, atol=1e-5)
   assert np.all(graph.topk_adjacency(nodes, 2).sum(-1) >= 2)
-  # eq. 13: LinearBlock on the concatenation; eq. 14: cosine head on the fused features.
-  ref_fused = parts.LinearBlock(8).apply({'params': p['fusion'], 'batch_stats': s['fusion']},
-                                         jnp.concatenate([v_gnn, v_ccfg], -1), train=False)
-  np.testing.assert_allclose(fused, ref_fused, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(out['au_probs'], parts.cosine_probabilities(fused, p['head']['sc']),
+  # eq. 14: cosine head on the fused features; the model is exactly this composition.
+  np.testing.assert_allclose(model.head(fused), parts.cosine_probabilities(fused, p['head']['sc']),
                              rtol=1e-5, atol=1e-6)
+  out = model(batch, train=False)
+  np.testing.assert_allclose(out['au_probs'], model.head(fused), rtol=1e-5, atol=1e-6)
 
 
-def test_batch_norm_statistics_sync_over_bn_axis_name(setup, train_step):
-  """Split into 2 'devices' with bn_axis_name: same outputs as the whole batch (pmap contract)."""
+def test_batch_norm_statistics_sync_over_the_pmap_axis(setup, train_step):
+  """``parallel.sync_batch_norm`` + 2 'devices': the outputs of the whole batch (pmap contract)."""
   _, batch, variables = setup
   whole = train_step[1]['au_probs']
-  synced = tiny(bn_axis_name='batch')
+  synced = tiny()
+  # 4 in the trunk, global block, MAFG per-AU blocks, GNN, CCFG per-AU blocks, fusion.
+  assert parallel.sync_batch_norm(synced, 'batch') == 9
+  fn = model_state.ModelFn.from_model(synced)
   split = jax.jit(jax.vmap(
-      lambda b: synced.apply(variables, b, train=True, mutable=['batch_stats'])[0]['au_probs'],
+      lambda b: fn(variables['params'], variables['batch_stats'], b, train=True)[0]['au_probs'],
       axis_name='batch'))({'image': batch['image'].reshape(2, 2, 48, 48, 3)})
   np.testing.assert_allclose(split.reshape(4, 5), whole, rtol=1e-4, atol=1e-5)
+  # Without the sync each half normalises by its own statistics: different outputs.
+  plain = model_state.ModelFn.from_model(tiny())
+  unsynced = jax.jit(jax.vmap(
+      lambda b: plain(variables['params'], variables['batch_stats'], b, train=True)[0]['au_probs'],
+      axis_name='batch'))({'image': batch['image'].reshape(2, 2, 48, 48, 3)})
+  assert np.max(np.abs(unsynced.reshape(4, 5) - whole)) > 1e-3
 
 
 def test_bfloat16_compute_keeps_float32_params_and_outputs(setup):
   _, batch, variables = setup
   assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(variables['params']))
-  model = tiny(dtype=jnp.bfloat16)
-  out = jax.jit(functools.partial(model.apply, train=False))(variables, batch)
+  model = model_state.load_variables(tiny(dtype=jnp.bfloat16), variables)
+  out = model(batch, train=False)
   assert out['au_probs'].dtype == jnp.float32
   assert np.all(np.isfinite(out['au_probs']))
-  ref = jax.jit(functools.partial(tiny().apply, train=False))(variables, batch)['au_probs']
+  ref = model_state.load_variables(tiny(), variables)(batch, train=False)['au_probs']
   np.testing.assert_allclose(out['au_probs'], ref, atol=0.05)
 
 
 def test_synthetic_config_trains_end_to_end(tmp_path, tiny_data_dir):
   """configs/macg/synthetic.py through faujax.train: cosine-head probabilities, asymmetric loss."""
-  import importlib.util
-  import os
-  from faujax import train
   path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'macg', 'synthetic.py')
   spec = importlib.util.spec_from_file_location('macg_synthetic', path)
   module = importlib.util.module_from_spec(spec)
@@ -288,5 +305,8 @@ def test_synthetic_config_trains_end_to_end(tmp_path, tiny_data_dir):
   config.checkpoint.every = 2
   results = train.train_and_evaluate(config, str(tmp_path))
   assert results['model'] == 'macg'
-  assert 0.0 <= results['metrics']['auc_mean'] <= 1.0
+  # Every one of the 12 AUs is evaluated, and a checkpoint was selected on validation.
+  assert {f'f1/AU{a}' for a in (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)} <= set(
+      results['metrics'])
   assert np.isfinite(results['validation_history'][-1]['f1_mean'])
+  assert results['checkpoint'].startswith('best validation f1_mean')

@@ -104,6 +104,8 @@ def test_roc_auc_matches_sklearn_with_heavy_ties():
     y[:2] = [0, 1]
     s = rng.integers(0, 3, 30).astype(float)
     assert metrics.roc_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+  s[3] = np.nan  # a diverged model: undefined, not a number from an arbitrary NaN rank
+  assert np.isnan(metrics.roc_auc(y, s))
 
 
 # ----------------------------------------------------------------------------- expressions
@@ -162,6 +164,30 @@ def test_ccc_numpy():
   out = metrics.va_metrics(np.stack([x, y], 1), np.stack([y, x], 1))
   assert out['ccc_valence'] == pytest.approx(ref) and out['ccc_arousal'] == pytest.approx(ref)
   assert out['ccc_mean'] == pytest.approx(ref)
+
+
+def test_ccc_public_code_normalization():
+  rng = np.random.default_rng(6)
+  x = rng.normal(size=20)
+  y = 0.5 * x + rng.normal(scale=0.5, size=20) + 0.2
+  # The public code: covariance over n, variances over n - 1.
+  ref = 2 * np.cov(x, y, bias=True)[0, 1] / (np.var(x, ddof=1) + np.var(y, ddof=1)
+                                            + (x.mean() - y.mean()) ** 2)
+  got = metrics.ccc(x, y, normalization='public_code')
+  assert got == pytest.approx(ref, rel=1e-12)
+  assert abs(got - metrics.ccc(x, y)) > 1e-3
+  assert metrics.ccc(x, x, normalization='public_code') == pytest.approx(19 / 20)
+  assert np.isnan(metrics.ccc(np.ones(1), np.ones(1), normalization='public_code'))
+  assert metrics.ccc(np.ones(1), np.zeros(1), normalization='public_code') == 0.0
+  out = metrics.va_metrics(np.stack([x, y], 1), np.stack([y, x], 1), normalization='public_code')
+  assert out['ccc_valence'] == pytest.approx(ref) and out['ccc_mean'] == pytest.approx(ref)
+  acc = metrics.Accumulator(ccc_normalization='public_code')
+  acc.add({metrics.VA_PRED: np.stack([x, y], 1), metrics.VA_LABEL: np.stack([y, x], 1)})
+  assert acc.compute()['ccc_arousal'] == pytest.approx(ref)
+  with pytest.raises(ValueError, match='normalization'):
+    metrics.ccc(x, y, normalization='torch')
+  with pytest.raises(ValueError, match='ccc_normalization'):
+    metrics.Accumulator(ccc_normalization='torch')
 
 
 # ----------------------------------------------------------------------------- multi-label

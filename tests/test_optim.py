@@ -6,22 +6,30 @@ import ml_collections
 import numpy as np
 import pytest
 
+from faujax import config_schema
 from faujax import optim
 
 
 def _config(**overrides):
+  """(OptimConfig, ScheduleConfig) read from config sections with ``overrides`` applied."""
   c = ml_collections.ConfigDict({
-      'optim': {'name': 'sgd', 'learning_rate': 0.1, 'momentum': 0.0, 'nesterov': False,
-                'weight_decay': 0.0, 'grad_clip_norm': 0.0, 'lr_multipliers': {}},
-      'schedule': {'name': 'constant', 'warmup_epochs': 0.0, 'decay_every_epochs': 2.0,
-                   'decay_factor': 0.1, 'end_factor': 0.0},
-  })
-  c.update_from_flattened_dict(overrides)
-  return c
+      'optim': config_schema.section(optim.OptimConfig),
+      'schedule': config_schema.section(optim.ScheduleConfig)})
+  c.optim.update({'name': 'sgd', 'learning_rate': 0.1, 'momentum': 0.0})
+  c.schedule.update({'name': 'constant', 'decay_every_epochs': 2.0})
+  for key, value in overrides.items():
+    section, name = key.split('.')
+    c[section][name] = value
+  return (config_schema.read(optim.OptimConfig, c.optim, 'optim'),
+          config_schema.read(optim.ScheduleConfig, c.schedule, 'schedule'))
+
+
+def _optimizer(cfg, params, **kwargs):
+  return optim.create_optimizer(cfg[0], cfg[1], params, **kwargs)
 
 
 def test_step_schedule_decays_every_interval():
-  sched = optim.create_schedule(_config(**{'schedule.name': 'step'}), base_lr=1.0,
+  sched = optim.create_schedule(_config(**{'schedule.name': 'step'})[1], base_lr=1.0,
                                 steps_per_epoch=5, total_steps=40)
   # decay every 2 epochs = 10 steps.
   np.testing.assert_allclose([sched(0), sched(9), sched(10), sched(19), sched(20), sched(35)],
@@ -30,7 +38,7 @@ def test_step_schedule_decays_every_interval():
 
 def test_cosine_with_warmup():
   cfg = _config(**{'schedule.name': 'cosine', 'schedule.warmup_epochs': 1.0})
-  sched = optim.create_schedule(cfg, base_lr=2.0, steps_per_epoch=10, total_steps=110)
+  sched = optim.create_schedule(cfg[1], base_lr=2.0, steps_per_epoch=10, total_steps=110)
   assert float(sched(0)) == 0.0
   np.testing.assert_allclose(float(sched(5)), 1.0, rtol=1e-6)   # halfway through warm-up
   np.testing.assert_allclose(float(sched(10)), 2.0, rtol=1e-6)  # peak
@@ -41,7 +49,7 @@ def test_cosine_with_warmup():
 def test_lr_multiplier_scales_backbone_updates():
   params = {'backbone': {'w': jnp.ones(3)}, 'head': {'w': jnp.ones(3)}}
   cfg = _config(**{'optim.lr_multipliers': {'backbone': 0.1}})
-  tx, _ = optim.create_optimizer(cfg, params, steps_per_epoch=1, total_steps=1)
+  tx, _ = _optimizer(cfg, params, steps_per_epoch=1, total_steps=1)
   grads = jax.tree.map(jnp.ones_like, params)
   updates, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(updates['head']['w'], -0.1)
@@ -51,7 +59,7 @@ def test_lr_multiplier_scales_backbone_updates():
 def test_sgd_weight_decay_is_l2_in_the_gradient():
   params = {'w': jnp.full(2, 2.0)}
   cfg = _config(**{'optim.weight_decay': 0.5})
-  tx, _ = optim.create_optimizer(cfg, params, steps_per_epoch=1, total_steps=1)
+  tx, _ = _optimizer(cfg, params, steps_per_epoch=1, total_steps=1)
   updates, _ = tx.update({'w': jnp.zeros(2)}, tx.init(params), params)
   np.testing.assert_allclose(updates['w'], -0.1 * 0.5 * 2.0)
 
@@ -60,7 +68,7 @@ def test_nesterov_matches_pytorch_formula():
   # PyTorch SGD(nesterov): b = mu b + g; step = g + mu b.
   params = {'w': jnp.zeros(1)}
   cfg = _config(**{'optim.momentum': 0.9, 'optim.nesterov': True, 'optim.learning_rate': 1.0})
-  tx, _ = optim.create_optimizer(cfg, params, steps_per_epoch=1, total_steps=2)
+  tx, _ = _optimizer(cfg, params, steps_per_epoch=1, total_steps=2)
   state = tx.init(params)
   b = 0.0
   for g in (1.0, 2.0):
@@ -72,7 +80,7 @@ def test_nesterov_matches_pytorch_formula():
 def test_gradient_clipping():
   params = {'w': jnp.zeros(2)}
   cfg = _config(**{'optim.grad_clip_norm': 1.0, 'optim.learning_rate': 1.0})
-  tx, _ = optim.create_optimizer(cfg, params, steps_per_epoch=1, total_steps=1)
+  tx, _ = _optimizer(cfg, params, steps_per_epoch=1, total_steps=1)
   updates, _ = tx.update({'w': jnp.array([3.0, 4.0])}, tx.init(params), params)
   np.testing.assert_allclose(updates['w'], [-0.6, -0.8], rtol=1e-6)
 
@@ -80,5 +88,28 @@ def test_gradient_clipping():
 @pytest.mark.parametrize('key,value', [('optim.name', 'rmsprop'), ('schedule.name', 'linear')])
 def test_unknown_names_are_clear_errors(key, value):
   with pytest.raises(ValueError, match=key.replace('.', r'\.')):
-    optim.create_optimizer(_config(**{key: value}), {'w': jnp.zeros(1)}, steps_per_epoch=1,
-                           total_steps=1)
+    _optimizer(_config(**{key: value}), {'w': jnp.zeros(1)}, steps_per_epoch=1, total_steps=1)
+
+
+def test_step_schedule_works_from_the_declared_defaults():
+  """``--config.schedule.name=step`` alone used to crash (no decay_every_epochs declared)."""
+  sched = optim.create_schedule(config_schema.read(optim.ScheduleConfig, {'name': 'step'},
+                                                   'schedule'),
+                                base_lr=1.0, steps_per_epoch=2, total_steps=50)
+  assert float(sched(19)) == 1.0 and abs(float(sched(20)) - 0.1) < 1e-7
+
+
+@pytest.mark.parametrize('section,cls,key,value,match', [
+    ('optim', optim.OptimConfig, 'learning_rate', -1e-3, r'config\.optim\.learning_rate=-0\.001'),
+    ('optim', optim.OptimConfig, 'learnig_rate', 1e-3, r'Did you mean learning_rate'),
+    ('schedule', optim.ScheduleConfig, 'decay_factor', 0.0, r'decay_factor=0\.0'),
+])
+def test_bad_values_and_unknown_keys_name_the_key(section, cls, key, value, match):
+  with pytest.raises(config_schema.ConfigError, match=match):
+    config_schema.read(cls, {key: value}, section)
+
+
+def test_lr_multiplier_that_matches_no_parameter_is_an_error():
+  cfg = _config(**{'optim.lr_multipliers': {'bakbone': 0.1}})
+  with pytest.raises(config_schema.ConfigError, match='lr_multipliers.bakbone'):
+    _optimizer(cfg, {'backbone': {'w': jnp.ones(1)}}, steps_per_epoch=1, total_steps=1)

@@ -66,6 +66,10 @@ def test_raf_db_basic(raf_db_dir, tmp_path):
   meta = builder.info.metadata
   assert meta['class_counts'] == [1, 1, 1, 1, 0, 0, 1]  # neutral happy sad surprise ... anger
   assert meta['label_counts'] == [1, 0, 0, 1, 1, 1]
+  # The task's labels are the 7 classes; the one-hot BASIC_6 vectors are the multi-labels.
+  assert meta['task'] == 'expression' and meta['label_names'] == list(labels.EXPRESSIONS_7)
+  assert meta['multi_label_names'] == list(labels.BASIC_6)
+  np.testing.assert_allclose(meta['train_occurrence_rates'], np.array([1, 1, 1, 1, 0, 0, 1]) / 5)
 
 
 def test_raf_db_compound(raf_db_dir, tmp_path):
@@ -87,6 +91,9 @@ def test_raf_db_compound(raf_db_dir, tmp_path):
   counts = np.sum([ex['expression_multi'] for ex in train.values()], axis=0)
   assert meta['label_counts'] == [int(c) for c in counts]
   assert meta['task'] == 'expression_multi' and len(meta['compound_classes']) == 11
+  assert meta['label_names'] == meta['multi_label_names'] == list(labels.BASIC_6)
+  assert meta['class_counts'] == meta['label_counts']
+  np.testing.assert_allclose(meta['train_occurrence_rates'], counts / len(train))
 
 
 @pytest.mark.parametrize('line, message', [
@@ -172,3 +179,34 @@ def test_raf_ml_multilabel_file_and_errors(raf_ml_dir, tmp_path):
 def test_compound_multi_label_rejects_unknown_code():
   with pytest.raises(ValueError, match='1-11'):
     raf.compound_multi_label(12)
+
+
+def _info(name, config, manual_dir, data_dir):
+  from faujax.data import input_pipeline
+  return input_pipeline.get_dataset_info({'name': name, 'builder_config': config,
+                                          'manual_dir': str(manual_dir),
+                                          'data_dir': str(data_dir)})
+
+
+def test_input_pipeline_raf_ml_is_a_multi_label_task(raf_ml_dir, tmp_path):
+  """raf_ml through the pipeline: task expression_multi, BASIC_6 names, training rates."""
+  info = _info('raf_ml', None, raf_ml_dir, tmp_path)
+  assert info.task == 'expression_multi' and info.builder_config == 'default'
+  assert info.label_names == info.multi_label_names == list(labels.BASIC_6)
+  assert info.num_labels == 6 and info.aus == () and info.image_size == 100
+  y = info.train_labels['expression_multi']
+  assert y.shape == (info.num_examples['train'], 6)
+  np.testing.assert_array_equal(info.class_counts, y.sum(0))
+  np.testing.assert_allclose(info.train_occurrence_rates, y.mean(0), atol=1e-6)
+
+
+def test_input_pipeline_raf_db_compound_and_basic(raf_db_dir, tmp_path):
+  compound = _info('raf_db', 'compound', raf_db_dir, tmp_path)
+  assert compound.task == 'expression_multi'
+  assert compound.label_names == compound.multi_label_names == list(labels.BASIC_6)
+  y = compound.train_labels['expression_multi']
+  np.testing.assert_allclose(compound.train_occurrence_rates, y.mean(0), atol=1e-6)
+  basic = _info('raf_db', None, raf_db_dir, tmp_path)  # unset: the default config, basic
+  assert basic.builder_config == 'basic' and basic.task == 'expression'
+  assert basic.label_names == list(labels.EXPRESSIONS_7) and basic.class_counts.shape == (7,)
+  assert basic.multi_label_names == list(labels.BASIC_6)

@@ -1,4 +1,8 @@
-"""Tests of faujax.relations on small label matrices with hand-computed results."""
+"""Tests of faujax.relations on small label matrices with hand-computed results.
+
+The label statistics the graphs start from (rates, co-occurrence, conditional probabilities,
+Spearman) are tested in test_statistics.py.
+"""
 
 from __future__ import annotations
 
@@ -17,42 +21,29 @@ LABELS = np.array([
     [0, 0, 0, 1],
     [0, 0, 0, 0],
 ])
-# P[i, j] = P(j | i).
-P_HAND = np.array([
-    [1, 2 / 3, 1 / 3, 0],
-    [2 / 3, 1, 0, 0],
-    [1, 0, 1, 0],
-    [0, 0, 0, 1],
-])
 
 
-def test_occurrence_rates_and_class_weights():
-  np.testing.assert_allclose(relations.occurrence_rates(LABELS), [0.5, 0.5, 1 / 6, 1 / 6])
-  # w_i = (1/r_i) C / sum_j 1/r_j = [2, 2, 6, 6] * 4 / 16.
+def test_class_weights():
+  # Rates [1/2, 1/2, 1/6, 1/6]; w_i = (1/r_i) C / sum_j 1/r_j = [2, 2, 6, 6] * 4 / 16.
   np.testing.assert_allclose(relations.class_weights(LABELS), [0.5, 0.5, 1.5, 1.5])
-  with pytest.raises(ValueError, match=r'\[1\]'):
-    relations.class_weights(np.array([[1, 0], [0, 0]]))
-
-
-def test_mask_excludes_unknown_labels():
+  # A never-positive label weighs 0 (statistics.inverse_rate_weights' rule), the rest sum to C.
+  np.testing.assert_allclose(relations.class_weights(np.array([[1, 0], [0, 0]])), [2.0, 0.0])
   coded = np.array([[1, 9], [0, 1], [1, 1], [9, 0]])  # 9 = not coded (BP4D)
-  mask = coded != 9
-  labels = np.where(mask, coded, 0)
-  np.testing.assert_allclose(relations.occurrence_rates(labels, mask), [2 / 3, 2 / 3])
-  # Pairs where both are known: rows 1 and 2. P(1|0) = 1/1; P(0|1) = 1/2.
-  np.testing.assert_allclose(relations.conditional_cooccurrence(labels, mask),
-                             [[1, 1], [0.5, 1]])
+  np.testing.assert_allclose(relations.class_weights(coded, coded != 9), [1.0, 1.0])
+  with pytest.raises(ValueError, match='rates'):
+    relations.class_weights(np.zeros((3, 2)))
   with pytest.raises(ValueError, match='0/1'):
-    relations.occurrence_rates(coded)
-  with pytest.raises(ValueError, match='mask'):
-    relations.occurrence_rates(labels, mask[:, :1])
+    relations.class_weights(coded)
 
 
-def test_conditional_cooccurrence_by_hand():
-  np.testing.assert_allclose(relations.conditional_cooccurrence(LABELS), P_HAND)
-  m, n = relations.cooccurrence_counts(LABELS)
-  assert m[0, 1] == 2 and m[0, 2] == 1 and m[1, 2] == 0 and m[0, 0] == 3
-  np.testing.assert_allclose(n[:, 0], [3, 3, 1, 1])
+def test_relation_matrices_use_the_masked_conditional():
+  coded = np.array([[1, 9], [0, 1], [1, 1], [9, 0]])
+  mask = coded != 9
+  # P = [[1, 1], [0.5, 1]] over the rows where both are known; M + M^T = 1.5 off the diagonal.
+  np.testing.assert_array_equal(relations.au_gcn_relation_matrix(coded, 1.5, mask), np.ones((2, 2)))
+  np.testing.assert_array_equal(relations.au_gcn_relation_matrix(coded, 1.6, mask), np.eye(2))
+  np.testing.assert_allclose(relations.mlgcn_adjacency(coded, 0.75, 0.25, mask=mask),
+                             [[0.75, 0.25], [0.0, 0.75]])
 
 
 def test_au_gcn_relation_matrix_eq4_5():
@@ -144,15 +135,6 @@ def test_mgrr_prior_undefined_conditional_is_uninformative():
   assert np.all(np.isfinite(a))
 
 
-def test_spearman_matches_scipy_with_ties():
-  rng = np.random.default_rng(0)
-  for _ in range(5):
-    x = rng.integers(0, 3, 40)
-    y = rng.normal(size=40).round(1)
-    assert relations.spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-12)
-  assert relations.spearman(np.ones(5), np.arange(5)) == 0.0
-
-
 def _emotion_data():
   # One example per class; valence = "is happy", arousal = "is surprise".
   cats = np.arange(7)
@@ -201,6 +183,43 @@ def test_emotion_gcn_adjacency_9_nodes_by_hand():
   d = 1 / np.sqrt(want.sum(1))  # rows without neighbours sum to 0.3
   np.testing.assert_allclose(final, d[:, None] * want.T * d[None, :], atol=1e-12)
   assert final[0, 0] == pytest.approx(1.0)
+
+
+def test_emotion_gcn_keep_va_edge_is_the_public_code_matrix():
+  # Public code: |Spearman| between all K + D label columns, expression-expression
+  # off-diagonals zeroed; the valence-arousal entry stays. scipy gives the reference.
+  rng = np.random.default_rng(2)
+  c = rng.integers(0, 7, 80)
+  va = rng.normal(size=(80, 2))
+  va[:, 1] += 0.8 * va[:, 0]
+  cols = np.concatenate([np.eye(7)[c], va], axis=1)
+  public = np.abs(stats.spearmanr(cols).statistic)
+  public[:7, :7] = np.eye(7)
+  got = relations.emotion_gcn_correlation(c, va, keep_va_edge=True)
+  np.testing.assert_allclose(got, public, atol=1e-12)
+  paper = relations.emotion_gcn_correlation(c, va)
+  assert paper[7, 8] == 0 and got[7, 8] > 0.3
+  np.testing.assert_array_equal(np.delete(np.delete(got - paper, [7, 8], 0), [7, 8], 1), 0)
+
+
+def test_emotion_gcn_adjacency_keep_va_edge_by_hand():
+  cats, dims = _emotion_data()
+  # |rho(V, A)| of two disjoint 1/7 indicators = 1/6 >= tau = 0.1: V and A become neighbours,
+  # so their rows have 8 neighbours of p/8; the Cat rows are unchanged (2 of p/2).
+  raw = relations.emotion_gcn_adjacency(cats, dims, tau=0.1, p=0.7, keep_va_edge=True,
+                                        normalize=False)
+  want = np.diag(np.full(9, 0.3))
+  want[:7, 7:] = 0.35
+  want[7:, :7] = 0.7 / 8
+  want[7, 8] = want[8, 7] = 0.7 / 8
+  np.testing.assert_allclose(raw, want, atol=1e-12)
+  np.testing.assert_allclose(
+      relations.emotion_gcn_adjacency(cats, dims, tau=0.1, p=0.7, keep_va_edge=True),
+      want.T, atol=1e-12)  # rows sum to 1: the normalisation is the transpose
+  # 1/6 < tau = 0.2: the edge is filtered and both conventions agree.
+  np.testing.assert_allclose(
+      relations.emotion_gcn_adjacency(cats, dims, tau=0.2, p=0.7, keep_va_edge=True),
+      relations.emotion_gcn_adjacency(cats, dims, tau=0.2, p=0.7), atol=1e-12)
 
 
 def test_emotion_gcn_expression_cooccurrence_variant():

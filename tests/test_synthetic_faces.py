@@ -284,8 +284,44 @@ def test_metadata_rates_match_the_training_labels(tiny_builder):
     rates = np.mean([e['au'] for e in exs], axis=0)
     np.testing.assert_allclose(
         tiny_builder.info.metadata['train_occurrence_rates'][f'fold{fold}'], rates, atol=1e-6)
-    counts = np.bincount([e['expression'] for e in exs], minlength=7)
+    # Task 'au': class_counts are the positive AU labels of the fold's training split.
+    counts = np.sum([e['au'] for e in exs], axis=0).astype(np.int64)
     np.testing.assert_array_equal(tiny_builder.info.metadata['class_counts'][f'fold{fold}'], counts)
+  meta = tiny_builder.info.metadata
+  assert meta['task'] == 'au' and meta['label_names'] == labels.au_label_names(labels.BP4D_AUS)
+  assert meta['multi_label_names'] == list(labels.BASIC_6)
+
+
+@pytest.mark.parametrize('task, names', [
+    ('expression', labels.EXPRESSIONS_7), ('expression_multi', labels.BASIC_6)])
+def test_label_statistics_of_the_expression_tasks(task, names):
+  """Per-fold statistics of the task's labels equal those of the rendered training examples."""
+  cfg = builder_lib.SyntheticFacesConfig(name=f'{task}_stats', au_set='all', task=task,
+                                         image_size=24, num_subjects=6, frames_per_subject=3)
+  tpf = builder_lib.SyntheticFaces.TEST_PART_OF_FOLD
+  stats = builder_lib.label_statistics(cfg, tpf)
+  assert builder_lib.label_names(cfg) == list(names)
+  for fold in splits.FOLDS:
+    subjects = [s for part in splits.split_parts(fold, 'train', tpf)
+                for s in stats['subjects'][part]]
+    exs = [examples.make_example(cfg.seed, s, f, 24) for s in subjects for f in range(3)]
+    if task == 'expression':
+      y = np.eye(7)[[int(e['expression']) for e in exs]]
+    else:
+      y = np.stack([e['expression_multi'] for e in exs])
+    np.testing.assert_array_equal(stats['class_counts'][f'fold{fold}'], y.sum(0))
+    np.testing.assert_allclose(stats['train_occurrence_rates'][f'fold{fold}'], y.mean(0),
+                               atol=1e-12)
+
+
+def test_build_prints_no_download_banner(tmp_path, capfd):
+  """tfds' "Downloading and preparing dataset Unknown size ..." banner is not printed."""
+  cfg = builder_lib.SyntheticFacesConfig(name='banner', au_set='disfa', image_size=24,
+                                         num_subjects=6, frames_per_subject=1, num_workers=1)
+  builder_lib.SyntheticFaces(config=cfg, data_dir=str(tmp_path)).download_and_prepare()
+  out, err = capfd.readouterr()
+  assert 'Unknown size' not in out + err and 'Downloading' not in out + err
+  assert 'Dl Size' not in out + err
 
 
 def test_registered_configs():
@@ -295,3 +331,7 @@ def test_registered_configs():
   assert names['disfa'].aus == labels.DISFA_AUS
   assert names['emotionet'].aus == labels.EMOTIONET_AUS
   assert names['expression'].aus == labels.ALL_AUS and names['expression'].task == 'expression'
+  assert names['expression_multi'].task == 'expression_multi'
+  assert names['expression_multi'].aus == labels.ALL_AUS
+  with pytest.raises(ValueError, match='task must be one of'):
+    builder_lib.SyntheticFacesConfig(name='x', task='va')

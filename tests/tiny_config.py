@@ -13,7 +13,8 @@ def get_config():
   config.data.num_subjects = 9
   config.data.frames_per_subject = 6
   config.augment.image_size = 32
-  config.model.backbone.kwargs = {'widths': (8, 16)}
+  config.model.backbone.widths = (8, 16)
+  config.model.backbone.extra_convs = 0
   config.train.batch_size = 8
   config.train.num_steps = 12
   config.train.log_every = 4

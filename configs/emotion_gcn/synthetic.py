@@ -1,4 +1,4 @@
-"""Emotion-GCN (paper emotion_gcn.md) on the synthetic faces' expression labels, CPU-sized.
+"""Emotion-GCN on the synthetic faces' expression labels, CPU-sized.
 
 The paper's model and loss (global max pooling eq. 1, 2-layer GCN d -> 512 -> C with LeakyReLU
 0.2, adjacency eq. 3-6 from the training labels with tau 0.1 and p 0.7, class-weighted CE eq. 8-9
@@ -16,7 +16,7 @@ all config values:
 Node embeddings: the shipped all-MiniLM-L6-v2 vectors (``model.embeddings``). Everything not
 set below is the AffectNet recipe (``configs/emotion_gcn/affectnet.py``).
 
-The config argument picks the Table I / Sec. IV-E variant (``emotion_gcn.VARIANTS``):
+The config argument picks the Table I / Sec. IV-E row (``emotion_gcn.ABLATIONS``):
   python -m faujax.main --config configs/emotion_gcn/synthetic.py --workdir /tmp/egcn/gcn
   python -m faujax.main --config configs/emotion_gcn/synthetic.py:single_task --workdir ...
   (mtl_mse, mtl_ccc, emotion_gcn, conditional; the last uses the synthetic multi-labels
@@ -29,30 +29,25 @@ from __future__ import annotations
 
 import ml_collections
 
-from faujax import config_blocks
+from faujax import config_base
+from faujax import models
 
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
-  """The synthetic config; ``variant`` in ``emotion_gcn.VARIANTS`` (default 'emotion_gcn')."""
-  config = config_blocks.load_sibling(__file__, 'affectnet').get_config(variant)
-  config.data = config_blocks.synthetic_data('expression')
-  config.augment = config_blocks.synthetic_augment(96)   # small_cnn: 96 / 16 = 6 x 6
+  """The synthetic config; ``variant`` in ``emotion_gcn.ABLATIONS`` (default 'emotion_gcn')."""
+  config = config_base.load_sibling(__file__, 'affectnet').get_config(variant)
+  config_base.synthetic_data(config, 'expression')
+  config_base.synthetic_augment(config, 96)   # small_cnn: 96 / 16 = 6 x 6
   config.augment.crop_scale = (0.9, 1.0)
   config.augment.eval_crop_scale = 1.0
   config.augment.rotation_deg = 15.0
 
-  config.model.backbone.name = 'small_cnn'
-  config.model.backbone.kwargs = ml_collections.ConfigDict(
-      {'widths': (32, 64, 128, 128), 'extra_convs': 1})
-
-  config.optim = ml_collections.ConfigDict()
+  config.model.backbone = models.backbone_config('small_cnn', widths=(32, 64, 128, 128),
+                                                 extra_convs=1)
   config.optim.name = 'adamw'
   config.optim.learning_rate = 2e-3
   config.optim.weight_decay = 1e-4
   config.optim.grad_clip_norm = 5.0
-  config.optim.lr_multipliers = ml_collections.ConfigDict()
-
-  config.schedule = ml_collections.ConfigDict()
   config.schedule.name = 'cosine'
   config.schedule.warmup_epochs = 0.5
 

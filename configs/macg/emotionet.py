@@ -1,10 +1,10 @@
-"""MACG (paper macg.md) on EmotioNet: 12 AUs, K = 4.
+"""MACG on EmotioNet: 12 AUs, K = 4.
 
 The recipe of ``configs/macg/bp4d.py`` (ResNet-50 at 224 px, AdamW lr 1e-4, batch 16, 40 epochs).
 
   python -m faujax.main --config configs/macg/emotionet.py --workdir /tmp/macg/emotionet_f1 \
       --config.data.manual_dir=/data/emotionet --config.data.fold=1 \
-      --config.model.backbone.init_from=/tmp/weights/resnet50
+      --config.pretrained_backbone=/tmp/weights/resnet50
 
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from faujax import config_blocks
+from faujax import config_base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  return config_blocks.load_sibling(__file__, 'bp4d').real_config('emotionet')
+  return config_base.load_sibling(__file__, 'bp4d').real_config('emotionet')

@@ -22,34 +22,34 @@ The config argument picks the label space (and K as in the paper for the matchin
 (``configs/macg/synthetic_disfa.py`` is the same as ``:disfa``.) Changing only
 ``--config.data.builder_config`` keeps K; set ``--config.model.top_k`` with it.
 
-Ablation rows of MACG Tables 4-5: ``--config.model.ablation=`` one of resnet50, resnet50+mafg,
+Ablation rows of MACG Tables 4-5: ``--config.ablation=`` one of resnet50, resnet50+mafg,
 baseline, baseline+mafg, baseline+ccfg, full (or the switches ``model.use_mafg`` / ``use_gnn`` /
 ``use_ccfg`` with ``ablation=''``); the Fig. 6 K sweep: ``--config.model.top_k=1..N``. Over seeds:
   python -m faujax.sweep --config configs/macg/synthetic.py:disfa --workdir /tmp/macg/ablation \
-      --vary model.ablation=resnet50,baseline,full --seeds 0,1,2
+      --vary ablation=resnet50,baseline,full --seeds 0,1,2
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from faujax import config_blocks
+from faujax import config_base
+from faujax import models
 
 
 def get_config(label_space: str | None = None) -> ml_collections.ConfigDict:
   """The synthetic MACG config; ``label_space`` in bp4d.TOP_K (default 'bp4d')."""
-  paper = config_blocks.load_sibling(__file__, 'bp4d')
+  paper = config_base.load_sibling(__file__, 'bp4d')
   label_space = label_space or 'bp4d'
   if label_space not in paper.TOP_K:
     raise ValueError(f'configs/macg/synthetic.py argument {label_space!r}; expected one of '
                      f'{tuple(paper.TOP_K)} (e.g. --config configs/macg/synthetic.py:disfa).')
   config = paper.real_config(label_space)
-  config.data = config_blocks.synthetic_data(label_space)
-  config.augment = config_blocks.synthetic_augment(96)  # small_cnn: 96 / 16 = 6 x 6 tokens
+  config_base.synthetic_data(config, label_space)
+  config_base.synthetic_augment(config, 96)  # small_cnn: 96 / 16 = 6 x 6 tokens
 
-  config.model.backbone.name = 'small_cnn'
-  config.model.backbone.kwargs = ml_collections.ConfigDict(
-      {'widths': (32, 64, 128, 128), 'extra_convs': 1})
+  config.model.backbone = models.backbone_config('small_cnn', widths=(32, 64, 128, 128),
+                                                 extra_convs=1)
   config.model.node_dim = 128
   config.model.rel_features = 16
 

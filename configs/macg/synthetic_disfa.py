@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from faujax import config_blocks
+from faujax import config_base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  return config_blocks.load_sibling(__file__, 'synthetic').get_config('disfa')
+  return config_base.load_sibling(__file__, 'synthetic').get_config('disfa')

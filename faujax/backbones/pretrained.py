@@ -3,13 +3,15 @@
 A pretrained-backbone directory holds
 
 * ``variables/``: an orbax (StandardCheckpointer) checkpoint of ``{'params': ..., 'batch_stats':
-  ...}`` for the module ``faujax.backbones.build(arch)``;
+  ...}`` (plain nested dicts, ``faujax.model_state.variables`` layout) for the module
+  ``faujax.backbones.build(arch, rngs=...)``;
 * ``faujax_backbone.json``: ``{'format': 'faujax-backbone', 'version': 1, 'arch': ..., 'source':
   ..., 'source_sha256': ..., 'torch_keys': [...], 'skipped_keys': {...}}``.
 
-Configs point ``config.model.backbone.init_from`` at such a directory; the model's init then calls
-:func:`load_pretrained` and :func:`merge_pretrained` to place the variables under its backbone
-submodule. torch is not needed here.
+Configs point ``config.model.backbone.init_from`` at such a directory; the training code then
+replaces the ``params['backbone']`` / ``batch_stats['backbone']`` sub-trees of the model's variables
+by :func:`load_pretrained`'s result (:func:`merge_pretrained` does that with checks) and loads them
+into the model with ``faujax.model_state.load_variables``. torch is not needed here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from typing import Any, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+from faujax import model_state
 from faujax.backbones.registry import ARCHS, build
 
 META_FILE = 'faujax_backbone.json'
@@ -30,23 +34,21 @@ VARIABLES_DIR = 'variables'
 FORMAT_NAME = 'faujax-backbone'
 FORMAT_VERSION = 1
 
-# Side of the square input used to trace parameter shapes (they do not depend on the input size,
-# except the landmark branch's Linear of the JAA-Net stem, which is sized for 176 px).
-_TRACE_SIZE = {'jaanet_stem': 176}
-
-
 class PretrainedMismatchError(ValueError):
   """Stored variables do not fit the requested architecture (names or shapes)."""
 
 
 @functools.lru_cache(maxsize=None)
 def variable_shapes(arch: str) -> dict[str, dict[str, Any]]:
-  """Abstract ``{'params', 'batch_stats'}`` tree (ShapeDtypeStruct leaves) of ``build(arch)``."""
-  module = build(arch)
-  size = _TRACE_SIZE.get(arch, 64)
-  x = jnp.zeros((1, size, size, 3), jnp.float32)
-  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False))
-  return {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})}
+  """Abstract ``{'params', 'batch_stats'}`` tree (ShapeDtypeStruct leaves) of ``build(arch)``.
+
+  The trunk with its default options (the JAA-Net stem's landmark Linear is sized for 176 px),
+  built abstractly (no initialisation is computed).
+  """
+  if arch not in ARCHS:
+    raise ValueError(f'arch {arch!r} is unknown; accepted names: {", ".join(ARCHS)}')
+  module = nnx.eval_shape(lambda: build(arch, rngs=nnx.Rngs(0)))
+  return model_state.variables(module)
 
 
 def flatten_tree(tree: Mapping[str, Any],
@@ -194,7 +196,8 @@ def merge_pretrained(variables: Mapping[str, Any], pretrained: Mapping[str, Any]
   """Returns a copy of model ``variables`` with ``pretrained`` placed under ``submodule``.
 
   Args:
-    variables: a model's ``{'params': ..., 'batch_stats': ..., ...}`` from ``model.init``.
+    variables: a model's ``{'params': ..., 'batch_stats': ..., ...}`` nested dicts
+      (``faujax.model_state.variables(model)``).
     pretrained: output of :func:`load_pretrained`.
     submodule: path of the backbone submodule inside each collection (e.g. ``('backbone',)``).
 
@@ -224,7 +227,7 @@ def merge_pretrained(variables: Mapping[str, Any], pretrained: Mapping[str, Any]
       raise PretrainedMismatchError(
           f'pretrained {collection} do not fit the model\'s {"/".join(submodule)}:\n' + _listing(
               [('missing', missing), ('unexpected', unexpected), ('wrong shape', wrong)]))
-    cast = unflatten_tree({p: jnp.asarray(v, dtype=jnp.asarray(old_flat[p]).dtype)
+    cast = unflatten_tree({p: jnp.asarray(v, dtype=old_flat[p].dtype)
                            for p, v in new_flat.items()})
     tree = out[collection] = _copy_dicts(out[collection])
     node = tree

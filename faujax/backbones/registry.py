@@ -1,23 +1,26 @@
 """Name -> constructor registry of the CNN trunks (``faujax.backbones.build``).
 
-Every trunk is a Flax linen module with ``__call__(x, *, train, return_intermediates=False)`` taking
+Every trunk is a Flax NNX module with ``__call__(x, *, train, return_intermediates=False)`` taking
 NHWC images ``(B, H, W, 3)`` and returning the final feature map ``(B, h, w, C)`` (or ``(map,
-{name: map})``), and a ``num_features`` property giving C.
+{name: map})``), and a ``num_features`` attribute giving C. Its options are keyword arguments with
+plain defaults (:func:`default_kwargs`), which the config code declares as
+``config.model.backbone.<key>``.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
-import flax.linen as nn
 import jax.numpy as jnp
+from flax import nnx
 
 from faujax.backbones.densenet import densenet121
 from faujax.backbones.jaanet import JAANetStem
 from faujax.backbones.resnet import resnet18, resnet34, resnet50, resnet101
 from faujax.backbones.small_cnn import SmallCNN
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+_BUILDERS: dict[str, Callable[..., nnx.Module]] = {
     'resnet18': resnet18,
     'resnet34': resnet34,
     'resnet50': resnet50,
@@ -33,32 +36,66 @@ ARCHS: tuple[str, ...] = tuple(_BUILDERS)
 TORCHVISION_ARCHS: tuple[str, ...] = ('resnet18', 'resnet34', 'resnet50', 'resnet101',
                                       'densenet121')
 
-# Input side (pixels) each trunk is normally used at; used to trace parameter shapes.
+# Input side (pixels) each trunk is normally used at.
 DEFAULT_INPUT_SIZE: dict[str, int] = {
     'resnet18': 224, 'resnet34': 224, 'resnet50': 224, 'resnet101': 224, 'densenet121': 227,
     'jaanet_stem': 176, 'small_cnn': 64,
 }
 
+_NOT_OPTIONS = ('dtype', 'rngs')
 
-def build(name: str, /, *, dtype: Any = jnp.float32, bn_axis_name: str | None = None,
-          **kwargs: Any) -> nn.Module:
+
+def _check_name(name: str) -> None:
+  if name not in _BUILDERS:
+    raise ValueError(f'backbone name {name!r} is unknown; accepted names: {", ".join(ARCHS)}')
+
+
+def default_kwargs(name: str) -> dict[str, Any]:
+  """The options of trunk ``name`` with their defaults (``dtype`` and ``rngs`` excluded).
+
+  Read from the constructor's signature, so the defaults are written once, in the trunk. Every
+  value is a plain int, float, bool, string or tuple (ResNets and DenseNet-121 have none:
+  ``{}``). ``build(name, rngs=..., **default_kwargs(name))`` equals ``build(name, rngs=...)``.
+
+  Raises:
+    ValueError: unknown ``name``.
+  """
+  _check_name(name)
+  builder = _BUILDERS[name]
+  # A class: its __init__ (NNX's module metaclass hides the signature of the class itself).
+  fn = builder.__init__ if isinstance(builder, type) else builder
+  out: dict[str, Any] = {}
+  for param in inspect.signature(fn).parameters.values():
+    if param.name in _NOT_OPTIONS + ('self',) or param.kind in (param.VAR_KEYWORD,
+                                                                 param.VAR_POSITIONAL):
+      continue
+    if param.default is inspect.Parameter.empty:
+      raise TypeError(f'backbone {name!r}: option {param.name!r} has no default')  # a code bug
+    out[param.name] = param.default
+  return out
+
+
+def build(name: str, /, *, dtype: Any = jnp.float32, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
   """Builds a trunk by name.
 
   Args:
     name: one of :data:`ARCHS`.
     dtype: compute dtype (``jnp.float32`` or ``jnp.bfloat16``); parameters stay float32.
-    bn_axis_name: mapped axis over which BatchNorm statistics are averaged under ``jax.pmap``
-      (None under ``jax.jit``, where a sharded batch already gives global statistics).
-    **kwargs: further module attributes (e.g. ``hierarchical=False`` for ``jaanet_stem``), including
-      the Flax submodule ``name`` (``build('resnet50', name='backbone')``; ``name`` the architecture
-      is positional-only).
+    rngs: random streams for the initialisation (``nnx.Rngs(0)``).
+    **kwargs: trunk options (keys of :func:`default_kwargs`, e.g. ``hierarchical=False`` for
+      ``jaanet_stem``, ``widths=(8, 16)`` for ``small_cnn``).
 
   Returns:
-    The (unbound) Flax module.
+    The NNX module, initialised.
 
   Raises:
-    ValueError: unknown ``name``.
+    ValueError: unknown ``name``, or an option the trunk does not have.
   """
-  if name not in _BUILDERS:
-    raise ValueError(f'backbone name {name!r} is unknown; accepted names: {", ".join(ARCHS)}')
-  return _BUILDERS[name](dtype=dtype, bn_axis_name=bn_axis_name, **kwargs)
+  _check_name(name)
+  accepted = default_kwargs(name)
+  unknown = sorted(set(kwargs) - set(accepted))
+  if unknown:
+    raise ValueError(
+        f'backbone {name!r} has no option {", ".join(map(repr, unknown))} '
+        f'(config.model.backbone); accepted options: {", ".join(accepted) or "none"}')
+  return _BUILDERS[name](dtype=dtype, rngs=rngs, **kwargs)

@@ -130,8 +130,12 @@ def video_group(video: str) -> str:
 class AffWild2(base.ExpressionBuilder):
   """Aff-Wild2 (Kollias and Zafeiriou 2019): expressions and valence-arousal of video frames."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Initial release.',
+      '1.1.0': "Metadata: 'label_names' (the task's labels), 'multi_label_names', "
+               "'class_counts' and 'train_occurrence_rates' of the task's labels.",
+  }
   BUILDER_CONFIGS = [
       AffWild2Config(name='both', keep='both',
                      description='Frames with both labels (Emotion-GCN).'),

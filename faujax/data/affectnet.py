@@ -128,8 +128,12 @@ class AffectNetConfig(tfds.core.BuilderConfig):
 class Affectnet(base.ExpressionBuilder):
   """AffectNet (Mollahosseini et al. 2017): 7/8 expressions + valence/arousal."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Initial release.',
+      '1.1.0': "Metadata: 'label_names' (the task's labels), 'multi_label_names', "
+               "'class_counts' and 'train_occurrence_rates' of the task's labels.",
+  }
   BUILDER_CONFIGS = [
       AffectNetConfig(name='7class', description='7 classes (contempt dropped), Emotion-GCN.'),
       AffectNetConfig(name='8class', num_classes=8, description='8 classes incl. contempt.'),

@@ -28,14 +28,20 @@ t = ``TEST_PART_OF_FOLD[f]`` (all of it: ``part<t> + part<t>_val``), trains on t
 ``faujax.data.splits.resolve_split`` maps the logical 'train' / 'validation' / 'test' names.
 
 Metadata (``builder.info.metadata``, a tfds MetadataDict stored as JSON next to the data):
-  'task' ('au'), 'dataset', 'layout', 'aus', 'num_landmarks', 'landmark_scheme', 'image_size',
-  'subject_names', 'num_examples', 'test_part_of_fold' {'1': 3, ...},
+  'task' ('au'), 'label_names' (['AU1', ...] in ``AUS`` order), 'multi_label_names' ([]: no
+  multi-label expressions), 'dataset', 'layout', 'aus', 'num_landmarks', 'landmark_scheme',
+  'image_size', 'subject_names', 'num_examples', 'test_part_of_fold' {'1': 3, ...},
   'parts' {'part1': {'train_subjects', 'validation_subjects', 'num_train', 'num_validation'}},
   'train_occurrence_rates' {'fold1': [N floats]}: positives / known labels over the fold's
-      training examples (validation subjects excluded), NaN where no label is known,
+      training examples (validation subjects excluded), 0.0 where no label is known
+      (``faujax.statistics.occurrence_rates``),
+  'class_counts' {'fold1': [N ints]}: the positive (known) training labels of each AU,
   'train_label_counts' {'fold1': {'positive': [...], 'known': [...]}},
-  'skipped' {reason: count},
-  'class_counts' {'fold1': [0] * 7} (expression counts, read by the shared input pipeline).
+  'skipped' {reason: count}.
+
+Layout detection: ``detect_layouts(manual_dir)`` names the configs whose files are present and
+``layout_requirements()`` what each expects (``faujax.data.input_pipeline`` picks the config from
+them when ``config.data.builder_config`` is unset).
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from faujax import labels
+from faujax import statistics
 from faujax.data import au_lists
 from faujax.geometry import alignment
 
@@ -227,8 +234,12 @@ def read_image(path: str, source: str) -> np.ndarray:
 class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Base of the AU builders; subclasses set the class constants and ``_official_records``."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES: ClassVar[dict[str, str]] = {'1.0.0': 'First release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES: ClassVar[dict[str, str]] = {
+      '1.0.0': 'First release.',
+      '1.1.0': "Metadata: 'label_names', 'multi_label_names'; 'class_counts' = positive AU "
+               "counts; rates 0.0 (not NaN) where no label is known.",
+  }
 
   DS_NAME: ClassVar[str] = ''  # File-name prefix of the list layouts ('BP4D').
   AUS: ClassVar[tuple[int, ...]] = ()
@@ -239,6 +250,8 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   DESCRIPTION: ClassVar[str] = ''
   HOMEPAGE: ClassVar[str] = ''
   CITATION: ClassVar[str] = ''
+  # What the official layout expects in the manual dir (one line, for layout errors).
+  OFFICIAL_FILES: ClassVar[str] = ''
 
   # ----------------------------------------------------------------- info
   def _info(self) -> tfds.core.DatasetInfo:
@@ -265,6 +278,46 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return k
     return None
 
+  # ------------------------------------------------------- layout detection
+  @classmethod
+  def layouts(cls) -> tuple[str, ...]:
+    """The layouts (= config names) this builder offers."""
+    return tuple(c.layout for c in cls.BUILDER_CONFIGS)
+
+  @classmethod
+  def official_layout_present(cls, manual_dir: str) -> bool:
+    """Whether the official layout's distinctive files are in ``manual_dir`` (subclasses)."""
+    del manual_dir
+    return False
+
+  @classmethod
+  def detect_layouts(cls, manual_dir: str) -> list[str]:
+    """The layouts of this builder whose files are present in ``manual_dir`` (config names).
+
+    official: the dataset's own label directory (``official_layout_present``); the list layouts:
+    their fold-1 / part-1 list files in ``<manual_dir>/list`` or ``<manual_dir>``.
+    """
+    found = []
+    if au_lists.LAYOUT_OFFICIAL in cls.layouts() and cls.official_layout_present(manual_dir):
+      found.append(au_lists.LAYOUT_OFFICIAL)
+    found += [layout for layout in au_lists.detect_layouts(manual_dir, cls.DS_NAME)
+              if layout in cls.layouts()]
+    return found
+
+  @classmethod
+  def layout_requirements(cls) -> dict[str, str]:
+    """{layout: the files it expects in the manual dir}, one line each."""
+    ds = cls.DS_NAME
+    out = {
+        au_lists.LAYOUT_OFFICIAL: cls.OFFICIAL_FILES,
+        au_lists.LAYOUT_MEGRAPHAU: (f'list/{ds}_{{train,test}}_img_path_fold{{1,2,3}}.txt and '
+                                    f'list/{ds}_{{train,test}}_label_fold{{1,2,3}}.txt (or in the '
+                                    'manual dir itself), images under img/'),
+        au_lists.LAYOUT_JAANET: (f'list/{ds}_part{{1,2,3}}_{{path,land,biocular,AUoccur}}.txt '
+                                 '(or in the manual dir itself), images under imgs/ or img/'),
+    }
+    return {layout: out[layout] for layout in cls.layouts()}
+
   # ---------------------------------------------------------- record sources
   def _official_records(self, manual_dir: str, skipped: collections.Counter) -> list[FrameRecord]:
     raise AUDataError(f'{type(self).__name__} has no official-layout reader; use the '
@@ -272,20 +325,17 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _layout_hint(self, manual_dir: str) -> str:
     """' Found list files of ...: use the config <name>/<layout>.' when list files are present."""
-    found = au_lists.detect_layouts(manual_dir, self.DS_NAME)
+    found = [layout for layout in self.detect_layouts(manual_dir)
+             if layout != au_lists.LAYOUT_OFFICIAL]
     if not found:
       return ''
     return f' Found list files of the {found} layout: use the config {self.name}/{found[0]}.'
 
   def _expected_files_message(self, manual_dir: str) -> str:
     """What each layout expects in the manual dir (for layout errors)."""
-    mg = au_lists.megraphau_file_names(self.DS_NAME, 1)
-    ja = au_lists.jaanet_file_names(f'{self.DS_NAME}_part1')
-    return (
-        f'Manual dir {manual_dir}: expected the {au_lists.LAYOUT_MEGRAPHAU!r} layout '
-        f'({", ".join(mg.values())} for folds 1-3 in list/ or the manual dir, images under '
-        f'img/) or the {au_lists.LAYOUT_JAANET!r} layout ({", ".join(ja.values())} for parts '
-        '1-3, images under imgs/ or img/). See MANUAL_DOWNLOAD_INSTRUCTIONS.')
+    expected = '; '.join(f'{self.name}/{layout}: {files}'
+                         for layout, files in self.layout_requirements().items())
+    return f'Manual dir {manual_dir}: expected {expected}. See MANUAL_DOWNLOAD_INSTRUCTIONS.'
 
   def _image_root(self, manual_dir: str, candidates: Sequence[str]) -> str:
     for c in candidates:
@@ -402,17 +452,16 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   # ----------------------------------------------------------------- metadata
   def _fold_metadata(self, records: list[FrameRecord]) -> dict[str, Any]:
-    rates, counts = {}, {}
+    rates, counts, positives = {}, {}, {}
     for fold, test_part in sorted(self.TEST_PART_OF_FOLD.items()):
       train = [r for r in records if r.part != test_part and not r.validation]
       n = len(self.AUS)
       au = np.stack([r.au for r in train]) if train else np.zeros((0, n), np.float32)
       mask = np.stack([r.au_mask for r in train]) if train else np.zeros((0, n), np.float32)
-      pos, known = (au * mask).sum(0), mask.sum(0)
-      with np.errstate(invalid='ignore', divide='ignore'):
-        rate = np.where(known > 0, pos / np.maximum(known, 1), np.nan)
-      rates[f'fold{fold}'] = [float(x) for x in rate]
+      pos, known = statistics.occurrence_counts(au, mask)
+      rates[f'fold{fold}'] = [float(x) for x in statistics.occurrence_rates(au, mask)]
       counts[f'fold{fold}'] = {'positive': [int(x) for x in pos], 'known': [int(x) for x in known]}
+      positives[f'fold{fold}'] = [int(x) for x in pos]
     parts = {}
     for k in range(1, NUM_PARTS + 1):
       recs = [r for r in records if r.part == k]
@@ -425,13 +474,11 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           'num_train': sum(not r.validation for r in recs),
           'num_validation': sum(r.validation for r in recs),
       }
-    # The expression class counts the shared input pipeline reads (AU datasets have none).
-    class_counts = {f'fold{f}': [0] * len(labels.EXPRESSIONS_7) for f in self.TEST_PART_OF_FOLD}
     return {
         'train_occurrence_rates': rates,
+        'class_counts': positives,
         'train_label_counts': counts,
         'parts': parts,
-        'class_counts': class_counts,
     }
 
   # ------------------------------------------------------------------ splits
@@ -462,6 +509,8 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     meta = self.info.metadata
     meta.update({
         'task': 'au',
+        'label_names': labels.au_label_names(self.AUS),
+        'multi_label_names': [],
         'dataset': self.name,
         'layout': layout,
         'aus': list(self.AUS),

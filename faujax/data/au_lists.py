@@ -1,6 +1,6 @@
 """Readers for the list-file layouts that AU users already have on disk.
 
-Two layouts are widely shared (reference-facts, "Dataset protocols"):
+Two layouts are widely shared (docs/reference/datasets.md, "List-file layouts"):
 
 * ME-GraphAU / MACG style, one set of files per fold k in 1..3::
 

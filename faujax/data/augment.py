@@ -36,82 +36,70 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from faujax import config_schema
+
 from faujax.geometry import alignment
 from faujax.geometry import schemes
-
-
-def default_augment_config() -> ml_collections.ConfigDict:
-  """Defaults: 112 px output, crops of 80-100 % of the side, flip, +-10 deg, jitter 0.2."""
-  c = ml_collections.ConfigDict()
-  c.image_size = 112
-  c.crop_scale = (0.8, 1.0)
-  c.flip = True
-  c.rotation_deg = 10.0
-  c.brightness = 0.2
-  c.contrast = 0.2
-  c.saturation = 0.2
-  c.mean = (0.5, 0.5, 0.5)
-  c.std = (0.5, 0.5, 0.5)
-  c.eval_crop_scale = 1.0
-  c.align = 'none'
-  c.align_zoom = 1.0
-  return c
-
-
-@dataclasses.dataclass(frozen=True)
-class _Params:
-  image_size: int
-  crop_scale: tuple[float, float]
-  flip: bool
-  rotation_deg: float
-  brightness: float
-  contrast: float
-  saturation: float
-  mean: tuple[float, float, float]
-  std: tuple[float, float, float]
-  eval_crop_scale: float
-  align: str
-  align_zoom: float
 
 
 ALIGN_MODES = ('none', 'five_point')
 
 
-def _params(cfg: Any) -> _Params:
-  def get(key, default=None):
-    value = cfg.get(key, default) if hasattr(cfg, 'get') else getattr(cfg, key, default)
-    if value is None:
-      raise ValueError(f'aug_config.{key} is missing; see default_augment_config().')
-    return value
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+  """``config.augment``: the on-device preprocessing of every batch (train and eval).
 
-  size = get('image_size')
-  if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-    raise ValueError(f'aug_config.image_size must be an int >= 8; got {size!r}.')
-  lo, hi = (float(v) for v in get('crop_scale'))
-  if not 0 < lo <= hi <= 1:
-    raise ValueError(f'aug_config.crop_scale must be (min, max) with 0 < min <= max <= 1; '
-                     f'got {(lo, hi)}.')
-  mean = tuple(float(v) for v in get('mean'))
-  std = tuple(float(v) for v in get('std'))
-  if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-    raise ValueError(f'aug_config.mean and aug_config.std must have 3 entries (std > 0); '
-                     f'got {mean}, {std}.')
-  eval_scale = float(get('eval_crop_scale', 1.0))
-  if not 0 < eval_scale <= 1:
-    raise ValueError(f'aug_config.eval_crop_scale must be in (0, 1]; got {eval_scale}.')
-  jitter = {k: float(get(k)) for k in ('brightness', 'contrast', 'saturation')}
-  for k, v in jitter.items():
-    if not 0 <= v < 1:
-      raise ValueError(f'aug_config.{k} must be in [0, 1); got {v}.')
-  align = str(get('align', 'none'))
-  if align not in ALIGN_MODES:
-    raise ValueError(f'aug_config.align must be one of {ALIGN_MODES}; got {align!r}.')
-  zoom = float(get('align_zoom', 1.0))
-  if not 0.2 <= zoom <= 2.0:
-    raise ValueError(f'aug_config.align_zoom must be in [0.2, 2]; got {zoom}.')
-  return _Params(image_size=size, crop_scale=(lo, hi), flip=bool(get('flip')),
-                 rotation_deg=float(get('rotation_deg')), mean=mean, std=std,
-                 eval_crop_scale=eval_scale, align=align, align_zoom=zoom, **jitter)
+  Attributes:
+    image_size: model input side S (pixels).
+    crop_scale: (min, max) side of the random training crop, as a fraction of the (aligned) face.
+    flip: random horizontal flip with landmark re-indexing (training).
+    rotation_deg: random rotation in [-rotation_deg, rotation_deg] (training).
+    brightness, contrast, saturation: colour-jitter strengths in [0, 1) (training).
+    mean, std: per-channel normalisation of [0, 1] pixels.
+    eval_crop_scale: side of the centre crop at evaluation.
+    align: 'none' (the builder stores aligned faces) or 'five_point' (similarity alignment of the
+      eye centres, nose tip and mouth corners on the device; ``docs/reference/face_geometry.md``).
+    align_zoom: scale of the aligned face in the crop (1 = the template's size).
+  """
+  image_size: int = 112
+  crop_scale: tuple[float, float] = (0.8, 1.0)
+  flip: bool = True
+  rotation_deg: float = 10.0
+  brightness: float = 0.2
+  contrast: float = 0.2
+  saturation: float = 0.2
+  mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+  std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+  eval_crop_scale: float = 1.0
+  align: str = 'none'
+  align_zoom: float = 1.0
+
+  def __post_init__(self):
+    check = config_schema.check
+    size = self.image_size
+    check(not isinstance(size, bool) and isinstance(size, int) and size >= 8, 'image_size', size,
+          'an int >= 8')
+    lo, hi = (float(v) for v in self.crop_scale)
+    check(0 < lo <= hi <= 1, 'crop_scale', self.crop_scale, '(min, max) with 0 < min <= max <= 1')
+    check(len(self.mean) == 3 and len(self.std) == 3 and min(self.std) > 0, 'mean/std',
+          (self.mean, self.std), '3 entries each, std > 0')
+    check(0 < self.eval_crop_scale <= 1, 'eval_crop_scale', self.eval_crop_scale, 'a value in (0, 1]')
+    for k in ('brightness', 'contrast', 'saturation'):
+      check(0 <= getattr(self, k) < 1, k, getattr(self, k), 'a value in [0, 1)')
+    check(self.rotation_deg >= 0, 'rotation_deg', self.rotation_deg, 'a value >= 0')
+    check(self.align in ALIGN_MODES, 'align', self.align, f'one of {ALIGN_MODES}')
+    check(0.2 <= self.align_zoom <= 2.0, 'align_zoom', self.align_zoom, 'a value in [0.2, 2]')
+
+
+def default_augment_config() -> ml_collections.ConfigDict:
+  """``config.augment`` with every key's default (``AugmentConfig``)."""
+  return config_schema.section(AugmentConfig)
+
+
+def _params(cfg: Any) -> AugmentConfig:
+  if isinstance(cfg, AugmentConfig):
+    return cfg
+  return config_schema.read(AugmentConfig, cfg, 'augment')
 
 
 def hflip(images: jax.Array, landmarks: jax.Array) -> tuple[jax.Array, jax.Array]:

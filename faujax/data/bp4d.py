@@ -1,6 +1,6 @@
 """BP4D-Spontaneous AU occurrence dataset builder (tfds ``bp4d``), 3 subject-exclusive folds.
 
-Protocol (reference-facts, "Dataset protocols"): the 12 AUs of ``faujax.labels.BP4D_AUS``;
+Protocol (docs/reference/datasets.md, "BP4D"): the 12 AUs of ``faujax.labels.BP4D_AUS``;
 occurrence from ``AUCoding/AU_OCC/<subject>_<task>.csv`` where 9 means "not coded" and becomes
 ``au_mask`` 0 (never a negative); the JAA-Net / ME-GraphAU subject partition below. Fold 1 tests
 on part 3, fold 2 on part 2, fold 3 on part 1 (``TEST_PART_OF_FOLD``); 2 subjects of each part
@@ -127,8 +127,8 @@ class Bp4d(base.AUDatasetBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   BP4D-Spontaneous is licensed by Binghamton University: request it through the official
   agreement at http://www.cs.binghamton.edu/~lijun/Research/3DFE/3DFE_Analysis.html . Then lay
-  out the manual dir (`--manual_dir`, default ~/tensorflow_datasets/downloads/manual/) for the
-  chosen config:
+  out the manual dir (faujax: `--config.data.manual_dir=DIR`; the config is detected from the
+  files when `config.data.builder_config` is unset; the tfds CLI: `--manual_dir`) in one of:
 
   bp4d/official:
     <manual>/BP4D-training/<subject>/<task>/<frame>.jpg
@@ -146,6 +146,15 @@ class Bp4d(base.AUDatasetBuilder):
     <manual>/imgs/<path as listed>   (JAA-Net's 200x200 aligned faces, or raw frames)
   List files may also sit directly in <manual>/.
   """
+
+  OFFICIAL_FILES = (f'{AU_OCC_DIRS[0]}/<subject>_<task>.csv (or AU_OCC/), '
+                    f'{FRAME_ROOTS[0]}/<subject>/<task>/<frame>.jpg (or img/) and '
+                    f'{LANDMARK_ROOT}/<subject>/<task>/<frame>.pts')
+
+  @classmethod
+  def official_layout_present(cls, manual_dir: str) -> bool:
+    """The AU_OCC label directory is present (the official layout's distinctive files)."""
+    return any(os.path.isdir(os.path.join(manual_dir, d)) for d in AU_OCC_DIRS)
 
   def _official_records(self, manual_dir, skipped):
     occ_dir = next((os.path.join(manual_dir, d)

@@ -1,6 +1,6 @@
 """DISFA AU dataset builder (tfds ``disfa``): left camera, 8 AUs, 3 subject-exclusive folds.
 
-Protocol (reference-facts, "Dataset protocols"): AUs 1, 2, 4, 6, 9, 12, 25, 26
+Protocol (docs/reference/datasets.md, "DISFA"): AUs 1, 2, 4, 6, 9, 12, 25, 26
 (``faujax.labels.DISFA_AUS``) from 0-5 intensity labels, occurrence = intensity >= 2
 (``labels.OCCURRENCE_THRESHOLD``); part k = the test subjects of fold k (``TEST_PART_OF_FOLD``
 is the identity); 1 subject of each part (the last of its sorted present subjects) forms
@@ -147,6 +147,15 @@ class Disfa(base.AUDatasetBuilder):
     <manual>/imgs/<path as listed>
   List files may also sit directly in <manual>/.
   """
+
+  OFFICIAL_FILES = (f'{LABEL_ROOT}/SN001/SN001_au1.txt ..., {FRAME_ROOT}/SN001/0.png ... '
+                    f'(extracted left-camera frames) and '
+                    f'{LANDMARK_ROOT}/SN001/tmp_frame_lm/*.mat')
+
+  @classmethod
+  def official_layout_present(cls, manual_dir: str) -> bool:
+    """The ActionUnit_Labels directory is present (the official layout's distinctive files)."""
+    return os.path.isdir(os.path.join(manual_dir, LABEL_ROOT))
 
   def _official_records(self, manual_dir, skipped):
     label_root = os.path.join(manual_dir, LABEL_ROOT)

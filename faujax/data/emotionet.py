@@ -1,6 +1,6 @@
 """EmotioNet AU dataset builder (tfds ``emotionet``): manually annotated images, 12 AUs, 3 folds.
 
-Protocol (reference-facts, "Dataset protocols"; MACG): AUs 1, 2, 4, 5, 6, 9, 12, 17, 20, 25, 26,
+Protocol (docs/reference/datasets.md, "EmotioNet"; MACG): AUs 1, 2, 4, 5, 6, 9, 12, 17, 20, 25, 26,
 43 (``faujax.labels.EMOTIONET_AUS``), 3 folds. EmotioNet has no subject ids, so faujax defines
 the partition: image ``name`` (the file name of its URL) goes to part ``1 + sha1(name) mod 3``
 (``au_builder_base.part_by_hash``) and, within its part, to ``part<k>_val`` when
@@ -137,6 +137,15 @@ class Emotionet(base.AUDatasetBuilder):
     <manual>/list/EmotioNet_{train,test}_label_fold{1,2,3}.txt
     <manual>/img/<path as listed>
   """
+
+  OFFICIAL_FILES = (f'{ANNOTATION_DIR}/*.csv (image URL or file name, then AU columns) and '
+                    f'{IMAGE_DIR}/<file name of each URL>')
+
+  @classmethod
+  def official_layout_present(cls, manual_dir: str) -> bool:
+    """``annotations/`` holds a csv file (the official layout's distinctive files)."""
+    ann_dir = os.path.join(manual_dir, ANNOTATION_DIR)
+    return os.path.isdir(ann_dir) and any(f.lower().endswith('.csv') for f in os.listdir(ann_dir))
 
   def _official_records(self, manual_dir, skipped):
     ann_dir = os.path.join(manual_dir, ANNOTATION_DIR)

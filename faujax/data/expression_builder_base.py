@@ -21,8 +21,20 @@ datasets):
                     float32 (0,); empty, so that ``faujax.data.input_pipeline``'s
                     feature selection (shared with the AU builders) applies unchanged.
 
-Metadata ``task`` is 'expression' (single-label, ``class_names``, ``class_counts``) or
-'expression_multi' (``label_names`` = BASIC_6, ``label_counts``).
+Metadata (``builder.info.metadata``; ``faujax.data.input_pipeline`` reads the first four):
+  * ``task``: 'expression' (single-label classes) or 'expression_multi' (multi-label).
+  * ``label_names``: the task's labels in order: ``class_names`` (e.g. 8 names with contempt
+    for AffectNet's 8class) for 'expression', ``multi_label_names`` for 'expression_multi'.
+  * ``multi_label_names``: the columns of ``expression_multi`` (BASIC_6) where the dataset
+    annotates it (``has_expression_multi``), else [].
+  * ``class_counts``: training examples of each ``label_names`` entry (the class, or a
+    positive multi-label); ``train_occurrence_rates``: the fraction of labelled training
+    examples in which each label is positive (``faujax.statistics.occurrence_rates``; for
+    'expression' the class frequencies). Both are lists (official partitions: the same for
+    every fold) or ``{'fold<k>': list}`` where the training split depends on the fold (JAFFE).
+  * ``class_names``, ``split_class_counts`` (per split), ``label_counts`` /
+    ``split_label_counts`` (BASIC_6 positives), ``split_va_counts``, ``num_examples``,
+    ``skipped`` and the builder's own keys.
 
 Builders read their annotation files into ``ExpressionRecord`` lists first
 (validating every line and counting the skips the official distributions are
@@ -46,6 +58,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from faujax import labels
+from faujax import statistics
 
 NUM_LANDMARKS = 68
 NUM_BASIC = len(labels.BASIC_6)
@@ -148,20 +161,33 @@ def carve_validation(
 
 def class_counts(records: Sequence[ExpressionRecord], num_classes: int) -> list[int]:
   """Number of records per expression class (records with expression -1 are not counted)."""
-  counts = [0] * num_classes
-  for record in records:
-    if record.expression >= 0:
-      counts[record.expression] += 1
-  return counts
+  y, mask = task_label_matrix(records, 'expression', num_classes)
+  return [int(c) for c in statistics.occurrence_counts(y, mask)[0]]
 
 
 def label_counts(records: Sequence[ExpressionRecord]) -> list[int]:
   """Number of positive records per BASIC_6 label (multi-label frequencies)."""
-  counts = np.zeros((NUM_BASIC,), np.int64)
-  for record in records:
-    if record.expression_multi is not None:
-      counts += np.asarray(record.expression_multi) > 0.5
-  return [int(c) for c in counts]
+  y, mask = task_label_matrix(records, 'expression_multi', NUM_BASIC)
+  return [int(c) for c in statistics.occurrence_counts(y, mask)[0]]
+
+
+def task_label_matrix(records: Sequence[ExpressionRecord], task: str,
+                      num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+  """(labels, mask), both float64 (n, num_labels), of the task's labels of ``records``.
+
+  'expression': one-hot classes, mask 0 on the rows of records without a class (-1);
+  'expression_multi': the 0/1 multi-labels, mask 0 on records without them.
+  """
+  y = np.zeros((len(records), num_labels), np.float64)
+  known = np.zeros((len(records), 1), np.float64)
+  for i, record in enumerate(records):
+    if task == 'expression' and record.expression >= 0:
+      y[i, record.expression] = 1.0
+      known[i] = 1.0
+    elif task == 'expression_multi' and record.expression_multi is not None:
+      y[i] = np.asarray(record.expression_multi) > 0.5
+      known[i] = 1.0
+  return y, np.broadcast_to(known, y.shape)
 
 
 def load_rgb(path: str | epath.Path) -> np.ndarray:
@@ -223,12 +249,26 @@ class ExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
   def _image_size(self) -> int:
     return int(self.builder_config.image_size)
 
+  def _label_metadata(self) -> dict[str, Any]:
+    """'label_names' and 'multi_label_names' from the static metadata (see the module docstring)."""
+    static = self._static_metadata()
+    task = static['task']
+    if task not in ('expression', 'expression_multi'):
+      raise ValueError(f"{type(self).__name__}: metadata task must be 'expression' or "
+                       f"'expression_multi'; got {task!r}.")
+    multi = list(labels.BASIC_6) if static.get('has_expression_multi') else []
+    names = list(static['class_names']) if task == 'expression' else multi
+    if not names:
+      raise ValueError(f'{type(self).__name__}: task {task!r} without labels (class_names / '
+                       'has_expression_multi).')
+    return {'label_names': names, 'multi_label_names': multi}
+
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
         builder=self,
         description=(type(self).__doc__ or '').strip(),
         features=expression_features(self._image_size()),
-        metadata=tfds.core.MetadataDict(self._static_metadata()),
+        metadata=tfds.core.MetadataDict({**self._static_metadata(), **self._label_metadata()}),
         homepage=self._homepage(),
     )
 
@@ -258,6 +298,21 @@ class ExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
   def _train_split_name(self, splits: Mapping[str, Sequence[ExpressionRecord]]) -> str | None:
     return 'train' if 'train' in splits else None
 
+  def _fold_train_splits(
+      self, splits: Mapping[str, Sequence[ExpressionRecord]]) -> dict[int, list[str]] | None:
+    """{fold: its training splits} where the training data depends on the fold, else None."""
+    del splits
+    return None
+
+  def _training_statistics(self, records: Sequence[ExpressionRecord]) -> tuple[list, list]:
+    """(class_counts, train_occurrence_rates) of the task's labels over training records."""
+    meta = self._label_metadata()
+    y, mask = task_label_matrix(records, self._static_metadata()['task'],
+                                len(meta['label_names']))
+    counts = statistics.occurrence_counts(y, mask)[0]
+    rates = statistics.occurrence_rates(y, mask)
+    return [int(c) for c in counts], [float(r) for r in rates]
+
   def _dynamic_metadata(
       self, splits: Mapping[str, Sequence[ExpressionRecord]], skips: SkipCounter) -> dict[str, Any]:
     """Split sizes, per-split class / label counts, training frequencies, skip counts."""
@@ -270,8 +325,6 @@ class ExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     if static.get('has_expression'):
       n = len(static['class_names'])
       meta['split_class_counts'] = {name: class_counts(r, n) for name, r in splits.items()}
-      if train is not None:
-        meta['class_counts'] = meta['split_class_counts'][train]
     if static.get('has_expression_multi'):
       meta['split_label_counts'] = {name: label_counts(r) for name, r in splits.items()}
       if train is not None:
@@ -279,6 +332,16 @@ class ExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     if static.get('has_va'):
       meta['split_va_counts'] = {
           name: int(sum(r.va_mask for r in records)) for name, records in splits.items()}
+    # The task's training statistics (read by faujax.data.input_pipeline).
+    by_fold = self._fold_train_splits(splits)
+    if by_fold is not None:
+      stats = {k: self._training_statistics([r for name in names for r in splits[name]])
+               for k, names in sorted(by_fold.items())}
+      meta['class_counts'] = {f'fold{k}': c for k, (c, _) in stats.items()}
+      meta['train_occurrence_rates'] = {f'fold{k}': r for k, (_, r) in stats.items()}
+    elif train is not None:
+      meta['class_counts'], meta['train_occurrence_rates'] = self._training_statistics(
+          splits[train])
     return meta
 
   def _load_face(self, record: ExpressionRecord) -> tuple[np.ndarray, np.ndarray]:

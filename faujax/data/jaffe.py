@@ -27,6 +27,7 @@ from faujax.data import expression_builder_base as base
 
 SUBJECTS: tuple[str, ...] = ('KA', 'KL', 'KM', 'KR', 'MK', 'NA', 'NM', 'TM', 'UY', 'YM')
 NUM_FOLDS = 5
+FOLDS: tuple[int, ...] = tuple(range(1, NUM_FOLDS + 1))
 PARTS: dict[str, tuple[str, ...]] = {
     f'part{k + 1}': SUBJECTS[2 * k:2 * k + 2] for k in range(NUM_FOLDS)}
 # Ratings column -> BASIC_6 name.
@@ -107,9 +108,14 @@ class JaffeConfig(tfds.core.BuilderConfig):
 class Jaffe(base.ExpressionBuilder):
   """JAFFE (Lyons et al. 1998): rated posed expressions as 6-dim multi-labels, 5 folds."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Initial release.',
+      '1.1.0': "Metadata: 'label_names' (the task's labels), 'multi_label_names', "
+               "'class_counts' and 'train_occurrence_rates' of the task's labels.",
+  }
   BUILDER_CONFIGS = [JaffeConfig(name='threshold3', description='Ratings >= 3 (SVML-RGCN).')]
+  FOLDS = FOLDS  # config.data.fold: 1-5 (faujax.data.input_pipeline).
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
   JAFFE is distributed by Michael Lyons (https://zenodo.org/record/3451524, request
   access for non-commercial research). Unpack it so that
@@ -128,7 +134,6 @@ class Jaffe(base.ExpressionBuilder):
   def _static_metadata(self) -> dict[str, Any]:
     return {
         'task': 'expression_multi',
-        'label_names': list(labels.BASIC_6),
         'has_expression': False,
         'has_expression_multi': True,
         'has_va': False,
@@ -141,8 +146,19 @@ class Jaffe(base.ExpressionBuilder):
         'image_size': self._image_size(),
     }
 
+  @staticmethod
+  def fold_splits(fold: int) -> dict[str, str]:
+    """The tfds splits of fold k's logical splits (the module's ``fold_splits``), read by
+    ``faujax.data.input_pipeline.split_parts``."""
+    return fold_splits(fold)
+
   def _train_split_name(self, splits) -> None:
     return None  # Folds: use fold_label_counts(metadata, k).
+
+  def _fold_train_splits(self, splits) -> dict[int, list[str]]:
+    """Fold k trains on the four other parts (``fold_splits``)."""
+    del splits
+    return {k: fold_splits(k)['train'].split('+') for k in FOLDS}
 
   def _read_records(self, manual_dir: epath.Path, skips: base.SkipCounter):
     folder = manual_dir / 'jaffe'

@@ -115,8 +115,12 @@ class RafMlConfig(tfds.core.BuilderConfig):
 class RafMl(base.ExpressionBuilder):
   """RAF-ML (Li and Deng 2019): multi-label blended expressions in the wild."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Initial release.',
+      '1.1.0': "Metadata: 'label_names' (the task's labels), 'multi_label_names', "
+               "'class_counts' and 'train_occurrence_rates' of the task's labels.",
+  }
   BUILDER_CONFIGS = [RafMlConfig(name='default', description='Official partition.')]
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
   RAF-ML is released for non-commercial research by Weihong Deng's group (BUPT,
@@ -139,7 +143,6 @@ class RafMl(base.ExpressionBuilder):
   def _static_metadata(self) -> dict[str, Any]:
     return {
         'task': 'expression_multi',
-        'label_names': list(labels.BASIC_6),
         'has_expression': False,
         'has_expression_multi': True,
         'has_va': False,
@@ -216,8 +219,12 @@ class RafDbConfig(tfds.core.BuilderConfig):
 class RafDb(base.ExpressionBuilder):
   """RAF-DB (Li et al. 2017): basic (7 classes) and compound (11 -> 6-dim multi-label)."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Initial release.',
+      '1.1.0': "Metadata: 'label_names' (the task's labels), 'multi_label_names', "
+               "'class_counts' and 'train_occurrence_rates' of the task's labels.",
+  }
   BUILDER_CONFIGS = [
       RafDbConfig(name='basic', subset='basic', description='7 basic classes.'),
       RafDbConfig(name='compound', subset='compound',
@@ -251,7 +258,6 @@ class RafDb(base.ExpressionBuilder):
     basic = self._subset() == 'basic'
     meta = {
         'task': 'expression' if basic else 'expression_multi',
-        'label_names': list(labels.BASIC_6),
         'has_expression': basic,
         'has_expression_multi': True,
         'has_va': False,

@@ -7,7 +7,8 @@ bilinear sampler of ``sampling.py`` (differentiable in the image).
 Three alignments (every function returns the matrix and an ``ok`` flag; non-ok faces get
 a NaN matrix, a ``fill_value`` image and NaN landmarks, so they cannot pass for aligned):
 
-(a) JAA-Net, 200 x 200 with box enlargement 2.9 (reference-facts, "JAA-Net alignment").
+(a) JAA-Net, 200 x 200 with box enlargement 2.9 (docs/reference/face_geometry.md, "JAA-Net
+    alignment").
     Five points from 49-point landmarks: eye centres (mean of 19-24 and of 25-30), nose
     point 13, mouth corners 31 and 37. ``method='rule'`` (default) rebuilds the transform
     the JAA-Net preprocessing defines: rotate so the eye-centre vector is horizontal; take
@@ -23,13 +24,13 @@ a NaN matrix, a ``fill_value`` image and NaN landmarks, so they cannot pass for 
     distance is 68.62 px = 199 / 2.9 (here the eye distance is the box's longer side). Any
     similarity transform of the mean face comes out identical with either method; on other
     faces the template method is the least-squares (noise-robust) variant.
-(b) Emotion-GCN (paper, implementation details; reference-facts): eye centres (mean of 68-point 36-41
-    and 42-47); rotate about their midpoint by -theta, theta = atan2(ry - ly, rx - lx), so
-    the eyes are level; crop the face box and resize to 227 x 227. The box (x0, y0, x1, y1)
-    is given in source pixels (the dataset's face box) or, when absent, faujax's choice:
-    the bounding box of the rotated landmarks, made square on its centre and enlarged by
-    ``box_scale`` (default 1.25). A non-square given box yields different x / y scales
-    (an affine, not a similarity, exactly as cropping then resizing does).
+(b) Emotion-GCN (Sec. IV-B; docs/reference/face_geometry.md, "Emotion-GCN alignment"): eye
+    centres (mean of 68-point 36-41 and 42-47); rotate about their midpoint by -theta, theta =
+    atan2(ry - ly, rx - lx), so the eyes are level; crop the face box and resize to 227 x 227.
+    The box (x0, y0, x1, y1) is given in source pixels (the dataset's face box) or, when absent,
+    faujax's choice: the bounding box of the rotated landmarks, made square on its centre and
+    enlarged by ``box_scale`` (default 1.25). A non-square given box yields different x / y
+    scales (an affine, not a similarity, exactly as cropping then resizing does).
 (c) Generic 5-point template at 224: eye centres, nose tip (68-pt 30), mouth corners
     (48, 54) fitted by ``umeyama`` to ``FIVE_POINT_TEMPLATE_224``, the widely used
     ArcFace 112 x 112 template (left eye (38.2946, 51.6963), right eye (73.5318,

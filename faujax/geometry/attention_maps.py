@@ -1,9 +1,9 @@
 """Predefined AU attention maps of EAC-Net and JAA-Net, built from AU centres.
 
-EAC-Net (reference-facts, "Face geometry"): one map per face on a 100 x 100 grid. Every
-centre c (scaled from image to grid pixels, rounded to the nearest grid pixel) paints a
-diamond v(p) = 1 - 0.07 * (|px - cx| + |py - cy|) where the Manhattan distance is at most
-7; outside every diamond v = 0; overlapping diamonds are max-merged.
+EAC-Net (docs/reference/face_geometry.md, "Attention maps"): one map per face on a 100 x 100
+grid. Every centre c (scaled from image to grid pixels, rounded to the nearest grid pixel)
+paints a diamond v(p) = 1 - 0.07 * (|px - cx| + |py - cy|) where the Manhattan distance is at
+most 7; outside every diamond v = 0; overlapping diamonds are max-merged.
 
 JAA-Net (adaptive attention learning, the predefined map it refines): one map per AU on an
 ``map_size`` grid (JAA-Net: 44 + 8 = 52 cells for a 176 px crop, the 8 extra cells being

@@ -4,8 +4,8 @@ Every AU has two centres (a left/right pair, or an upper/lower pair for midline 
 A centre is the mean of one or more landmarks plus a vertical offset in units of the ruler
 r, the horizontal distance between the inner eye corners (JAA-Net: r = |x22 - x25| on 49
 points; EAC-Net: r = |x39 - x42| on 68 points -- the same two points). y grows downwards,
-so a negative offset is above the landmark. Rules (reference-facts, "Face geometry"), with
-indices in each method's own scheme (0-based):
+so a negative offset is above the landmark. Rules (docs/reference/face_geometry.md, "JAA-Net AU
+centres" and "EAC-Net AU centres"), with indices in each method's own scheme (0-based):
 
   JAA-Net, 49 points: AU1 (4,-r/2),(5,-r/2); AU2 (1,-r/3),(8,-r/3); AU4 (2,+r/3),(7,+r/3);
     AU6 (24,+r),(29,+r); AU7 21, 26; AU10 43, 45; AU12/14/15 31, 37; AU17 (39,+r/2),(41,+r/2);

@@ -1,7 +1,7 @@
 """Landmark scheme conversions (68 <-> 66 <-> 49 points), horizontal flips and validation.
 
-Index tables come from ``schemes.py`` (reference-facts, "Face geometry"): 66 = 68 without
-the inner mouth corners 60 and 64; 49 = 66 without the 17 jaw points.
+Index tables come from ``schemes.py`` (docs/reference/face_geometry.md, "Landmark schemes"):
+66 = 68 without the inner mouth corners 60 and 64; 49 = 66 without the 17 jaw points.
 
 Down-conversions (68 -> 66, 68 -> 49, 66 -> 49) select points. Up-conversions
 (49 -> 66, 49 -> 68, 66 -> 68) are defined only for the shared points: faujax's choice is

@@ -5,7 +5,8 @@ The 68-point iBUG scheme (0-based indices) is faujax's lingua franca:
   for a frontal face), 27-30 nose bridge, 31-35 nostrils, 36-41 right eye, 42-47 left eye,
   48-59 outer lips, 60-67 inner lips.
 DISFA's 66 points drop the inner mouth corners 60 and 64; the 49-point scheme of BP4D/DISFA
-tooling and JAA-Net additionally drops the 17 jaw points (reference-facts, "Face geometry").
+tooling and JAA-Net additionally drops the 17 jaw points (docs/reference/face_geometry.md,
+"Landmark schemes").
 
 Landmarks are arrays of shape (..., P, 2) holding (x, y) pixel coordinates.
 """

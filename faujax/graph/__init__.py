@@ -1,11 +1,17 @@
-"""Graph layers of the five papers as pure functions with thin Flax linen wrappers.
+"""Graph layers of the five papers as pure functions with thin Flax NNX wrappers.
 
 Conventions: node features ``(..., N, C)`` (leading batch dims broadcast),
 adjacency ``(N, N)`` shared or ``(..., N, N)`` per sample, row = receiving
 node. Every layer is ``<layer>_init(rng, ...) -> params`` (flat float32 dict)
 plus ``<layer>_apply(params, inputs, ..., *, rng=None, deterministic=True)``;
-the linen modules declare the same dict and call the same function. All work
-under jit, vmap, grad, pmap and a ``dtype`` compute argument (e.g. bfloat16).
+all work under jit, vmap, grad, pmap and a ``dtype`` compute argument (e.g.
+bfloat16). The thin Flax NNX wrappers (``GraphConv``, ``RelationalGraphConv``,
+``GraphAttention``, ``DotProductGraphAttention``, ``DynamicGraphLayer``,
+``PriorGraphConv``, ``GatedFusionCell``, ``MFB``) take their input sizes
+explicitly and ``rngs``, hold exactly the ``<layer>_init`` dict as
+``nnx.Param`` attributes of the same names (``params.declare_params``) and call
+the same ``<layer>_apply``; those with dropout or a BatchNorm take
+``train=...`` (and ``rngs`` for dropout) at call time.
 """
 
 from faujax.graph.adjacency import NORMALIZATIONS, normalize_adjacency, neighbour_mask

@@ -9,12 +9,21 @@ receiver), so a layer computes ``A @ X``.
 Normalisations (``normalize_adjacency(adj, method)``):
 
 * ``'kipf'``: Kipf & Welling, symmetric with self-loops,
-  ``D^-1/2 (A + I) D^-1/2`` with ``D`` the row sums of ``A + I``.
+  ``D^-1/2 (A + I) D^-1/2`` with ``D`` the row sums of ``A + I`` (default of the
+  GCN layer; a self-loop already in ``A`` gains weight 1 more).
+* ``'kipf_remaining'``: PyTorch Geometric's ``GCNConv`` convention (its
+  ``add_remaining_self_loops`` then ``gcn_norm``), a parity switch for the
+  public code built on PyG's ``GCNConv`` (the public code's behaviour; the
+  default stays ``'kipf'``): a weight-1 self-loop is added only to the nodes that have none
+  (``A_ii == 0``); existing self-loops keep their weight. ``A' = A + I'`` with
+  ``I'_ii = [A_ii == 0]``, then ``D^-1/2 A' D^-1/2`` with ``D`` the row sums of
+  ``A'`` (PyG's in-degree at the receiving node). Equal to ``'kipf'`` on graphs
+  without self-loops.
 * ``'sym'``: ``D^-1/2 A D^-1/2`` with ``D`` the row degrees of ``A`` (no
   self-loops added; MACG eq. 7-8, ME-GraphAU's ``normalize_digraph``).
 * ``'row'``: ``D^-1 A`` (every row sums to one; Emotion-GCN eq. 2 text).
 * ``'mlgcn'``: ``D^-1/2 A^T D^-1/2`` with ``D`` the row sums of ``A``, the form
-  used by ML-GCN / Emotion-GCN / SVML-GCN (reference-facts, "ML-GCN").
+  used by ML-GCN / Emotion-GCN / SVML-GCN (docs/reference/model_details.md, "ML-GCN").
 * ``'none'``: the matrix as given (AU-GCN eq. 6 uses the raw binary graph).
 
 A node whose degree is zero gets a zero row (never NaN, also in gradients).
@@ -25,7 +34,7 @@ from __future__ import annotations
 import chex
 import jax.numpy as jnp
 
-NORMALIZATIONS: tuple[str, ...] = ('kipf', 'sym', 'row', 'mlgcn', 'none')
+NORMALIZATIONS: tuple[str, ...] = ('kipf', 'kipf_remaining', 'sym', 'row', 'mlgcn', 'none')
 
 
 def safe_reciprocal(x: chex.Array, power: float = 1.0) -> chex.Array:
@@ -67,6 +76,10 @@ def normalize_adjacency(adj: chex.Array, method: str = 'kipf') -> chex.Array:
   n = adj.shape[-1]
   if method == 'kipf':
     adj = adj + jnp.eye(n, dtype=adj.dtype)
+  elif method == 'kipf_remaining':
+    eye = jnp.eye(n, dtype=bool)
+    missing = eye & (adj == 0)  # (..., N, N): the diagonal entries without a self-loop
+    adj = jnp.where(missing, jnp.ones_like(adj), adj)
   degree = jnp.sum(adj, axis=-1)
   if method == 'row':
     return adj * safe_reciprocal(degree)[..., :, None]

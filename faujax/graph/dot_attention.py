@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from faujax.graph import adjacency as adjacency_lib
 from faujax.graph import attention as attention_lib
@@ -102,31 +102,35 @@ def dot_attention_apply(params: params_lib.Params, x: chex.Array,
   return out if activation is None else activation(out)
 
 
-class DotProductGraphAttention(nn.Module):
-  """Linen wrapper of ``dot_attention_apply``; params are ``dot_attention_init``'s dict.
+class DotProductGraphAttention(nnx.Module):
+  """NNX wrapper of ``dot_attention_apply``: ``(..., N, in_features) -> (..., N, features)``.
 
-  Uses the ``'dropout'`` rng stream when ``deterministic=False``.
+  Params: exactly ``dot_attention_init``'s dict (``query``, ``key``, ``value``, ``output`` and
+  their ``*_bias``), one ``nnx.Param`` per key. Attention dropout (``dropout_rate``) runs when
+  ``train`` is True and needs ``rngs`` (its ``dropout`` stream) at call time. ``dtype``: compute
+  dtype (None: the inputs' dtype).
   """
 
-  features: int
-  hidden_dim: int
-  num_heads: int = 8
-  use_bias: bool = True
-  activation: Callable[[chex.Array], chex.Array] | None = jax.nn.relu
-  dropout_rate: float = 0.0
-  dtype: Any | None = None
+  def __init__(self, in_features: int, features: int, *, hidden_dim: int, num_heads: int = 8,
+               use_bias: bool = True,
+               activation: Callable[[chex.Array], chex.Array] | None = jax.nn.relu,
+               dropout_rate: float = 0.0, dtype: Any | None = None, rngs: nnx.Rngs):
+    if not 0.0 <= dropout_rate < 1.0:
+      raise ValueError(f'DotProductGraphAttention dropout_rate must be in [0, 1); got '
+                       f'{dropout_rate}.')
+    self.num_heads = num_heads
+    self.activation = activation
+    self.dropout_rate = dropout_rate
+    self.dtype = dtype
+    params_lib.declare_params(self, dot_attention_init(rngs.params(), in_features, features,
+                                                       hidden_dim=hidden_dim,
+                                                       num_heads=num_heads, use_bias=use_bias))
 
-  @nn.compact
-  def __call__(self, x: chex.Array, adj: chex.Array | None = None, *,
-               deterministic: bool = True) -> chex.Array:
-    in_dim = x.shape[-1]
-    params = params_lib.declare_params(
-        self, lambda rng: dot_attention_init(rng, in_dim, self.features,
-                                             hidden_dim=self.hidden_dim,
-                                             num_heads=self.num_heads, use_bias=self.use_bias))
-    rng = None
-    if not deterministic and self.dropout_rate > 0:
-      rng = self.make_rng('dropout')
-    return dot_attention_apply(params, x, adj, num_heads=self.num_heads,
-                               activation=self.activation, dropout_rate=self.dropout_rate,
-                               dtype=self.dtype, rng=rng, deterministic=deterministic)
+  def __call__(self, x: chex.Array, adj: chex.Array | None = None, *, train: bool,
+               rngs: nnx.Rngs | None = None) -> chex.Array:
+    deterministic = not train or self.dropout_rate == 0.0
+    return dot_attention_apply(
+        params_lib.declared_params(self), x, adj, num_heads=self.num_heads,
+        activation=self.activation, dropout_rate=self.dropout_rate, dtype=self.dtype,
+        rng=params_lib.dropout_key(rngs, deterministic, 'DotProductGraphAttention'),
+        deterministic=deterministic)

@@ -1,6 +1,6 @@
 """Top-K dynamic graph and its node update (MACG eq. 5-9; ME-GraphAU's GNN).
 
-Graph (MACG eq. 5-8, reference-facts "Top-K dynamic graph"): similarities
+Graph (MACG eq. 5-8; docs/reference/model_details.md, "Top-K dynamic graph"): similarities
 ``S = x x^T`` (``'dot'``, default) or cosine of the stop-gradient node features;
 ``A_ij = 1`` iff ``S_ij >=`` the K-th largest value of row ``i`` (self included,
 ties may add neighbours); ``A' = D^-1/2 A D^-1/2`` with ``D`` the row degrees.
@@ -10,10 +10,12 @@ Node update (eq. 9 as in the public code):
 BatchNorm1d whose feature axis is the node axis (statistics per node over the
 batch and the channels). Node features ``(..., N, C)`` -> ``(..., N, C)``.
 
-``dynamic_graph_apply`` is the whole layer as a pure function with a functional
-BatchNorm (``batch_stats`` in, updated ``batch_stats`` out);
-``DynamicGraphLayer`` wraps ``dynamic_graph_message`` (everything before the
-norm) with ``nn.BatchNorm(axis=-2)`` so that linen manages the statistics.
+``dynamic_graph_apply`` is the whole layer as a pure function with the functional
+``faujax.layers.batch_norm`` over the node axis (``batch_stats`` in, updated
+``batch_stats`` out); ``DynamicGraphLayer`` (Flax NNX) holds the same parameters and
+calls ``dynamic_graph_message`` (everything before the norm) and its
+``faujax.layers.BatchNorm(num_nodes, feature_axes=-2)`` child ``bn``, which owns the
+running statistics. Both are the same maths.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from __future__ import annotations
 from typing import Any
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
+from faujax import layers
 from faujax.graph import adjacency as adjacency_lib
 from faujax.graph import params as params_lib
 
@@ -96,37 +99,6 @@ def dynamic_graph_message(params: params_lib.Params, x: chex.Array, *, k: int,
   return a_norm.astype(dtype) @ v + u
 
 
-def node_batch_norm(h: chex.Array, scale: chex.Array, bias: chex.Array,
-                    batch_stats: params_lib.Params | None, *, train: bool,
-                    momentum: float = 0.9, epsilon: float = 1e-5,
-                    axis_name: str | None = None) -> tuple[chex.Array, params_lib.Params | None]:
-  """BatchNorm with the node axis (-2) as feature axis, as ``nn.BatchNorm(axis=-2)``.
-
-  Training uses batch statistics (per node, over all other axes; ``pmean`` over
-  ``axis_name`` if given) and returns updated running statistics
-  ``m' = momentum m + (1 - momentum) batch``; otherwise the running statistics.
-  """
-  reduce_axes = tuple(a for a in range(h.ndim) if a != h.ndim - 2)
-  hf = h.astype(jnp.float32)
-  if train:
-    mean = jnp.mean(hf, axis=reduce_axes)
-    mean_sq = jnp.mean(hf * hf, axis=reduce_axes)
-    if axis_name is not None:
-      mean, mean_sq = jax.lax.pmean((mean, mean_sq), axis_name)
-    var = jnp.maximum(mean_sq - mean * mean, 0.0)
-    new_stats = None
-    if batch_stats is not None:
-      new_stats = {'mean': momentum * batch_stats['mean'] + (1 - momentum) * mean,
-                   'var': momentum * batch_stats['var'] + (1 - momentum) * var}
-  else:
-    if batch_stats is None:
-      raise ValueError('batch_stats is required when train=False.')
-    mean, var, new_stats = batch_stats['mean'], batch_stats['var'], batch_stats
-  y = (hf - mean[:, None]) * jax.lax.rsqrt(var[:, None] + epsilon)
-  y = y * scale[:, None] + bias[:, None]
-  return y.astype(h.dtype), new_stats
-
-
 def dynamic_graph_apply(params: params_lib.Params, x: chex.Array, *, k: int,
                         metric: str = 'dot', batch_stats: params_lib.Params | None = None,
                         train: bool = False, momentum: float = 0.9, epsilon: float = 1e-5,
@@ -142,44 +114,61 @@ def dynamic_graph_apply(params: params_lib.Params, x: chex.Array, *, k: int,
     metric: ``'dot'`` or ``'cosine'``.
     batch_stats: from ``dynamic_graph_batch_stats_init``; required if not train.
     train: batch statistics (and updated running stats) if True.
-    axis_name: pmap/shard_map axis to average the batch statistics over.
+    momentum, epsilon: of the BatchNorm (``faujax.layers.batch_norm``, feature axis -2: the
+      statistics of node ``i`` are over the batch and the channels).
+    axis_name: a mapped axis (``jax.pmap`` / ``jax.vmap``) over which the batch statistics are
+      averaged, as ``faujax.layers.batch_norm`` (the NNX layer gets it from the training code).
 
   Returns:
-    ``(out (..., N, C), new_batch_stats)``.
+    ``(out (..., N, C), new_batch_stats)``; ``new_batch_stats`` is None when ``batch_stats`` is
+    None (train mode without running statistics).
   """
   del rng, deterministic
   n = x.shape[-2]
   if params['bn_scale'].shape != (n,):
     raise ValueError(f'params were built for {params["bn_scale"].shape[0]} nodes; x has {n}.')
+  if batch_stats is None and not train:
+    raise ValueError('batch_stats is required when train=False.')
   h = dynamic_graph_message(params, x, k=k, metric=metric, dtype=dtype)
-  h, new_stats = node_batch_norm(h, params['bn_scale'], params['bn_bias'], batch_stats,
-                                 train=train, momentum=momentum, epsilon=epsilon,
-                                 axis_name=axis_name)
+  stats = batch_stats if batch_stats is not None else dynamic_graph_batch_stats_init(n)
+  h, mean, var = layers.batch_norm(h, params['bn_scale'], params['bn_bias'], stats['mean'],
+                                   stats['var'], feature_axes=-2, train=train, momentum=momentum,
+                                   epsilon=epsilon, axis_name=axis_name)
+  new_stats = None if batch_stats is None else {'mean': mean, 'var': var}
   return jax.nn.relu(x.astype(h.dtype) + h), new_stats
 
 
-class DynamicGraphLayer(nn.Module):
-  """Linen top-K dynamic-graph layer (MACG eq. 5-9).
+class DynamicGraphLayer(nnx.Module):
+  """Top-K dynamic-graph layer (MACG eq. 5-9), Flax NNX: ``(..., N, C) -> (..., N, C)``.
 
-  Params: ``dynamic_graph_init(..., with_norm=False)``'s dict plus the
-  ``'bn'`` submodule (``nn.BatchNorm`` over the node axis, collection
-  ``batch_stats``). ``bn_axis_name`` syncs the statistics under pmap.
+  Params: ``dynamic_graph_init(..., with_norm=False)``'s dict (``U_kernel``, ``U_bias``,
+  ``V_kernel``, ``V_bias``), one ``nnx.Param`` per key, plus the child ``bn``, a
+  ``faujax.layers.BatchNorm(num_nodes, feature_axes=-2)`` (scale / bias params, mean / var
+  batch statistics of shape (N,)). ``dynamic_graph_apply`` with ``bn_scale`` / ``bn_bias`` =
+  ``bn``'s scale / bias is the same function. ``dtype``: compute dtype (None: the inputs' dtype).
   """
 
-  k: int
-  metric: str = 'dot'
-  momentum: float = 0.9
-  epsilon: float = 1e-5
-  bn_axis_name: str | None = None
-  dtype: Any | None = None
+  def __init__(self, num_nodes: int, in_features: int, *, k: int, metric: str = 'dot',
+               momentum: float = 0.9, epsilon: float = 1e-5, dtype: Any | None = None,
+               rngs: nnx.Rngs):
+    if not 1 <= k <= num_nodes:
+      raise ValueError(f'DynamicGraphLayer k must be in [1, num_nodes={num_nodes}]; got k={k}.')
+    if metric not in METRICS:
+      raise ValueError(f'DynamicGraphLayer metric={metric!r}; expected one of {list(METRICS)}.')
+    self.num_nodes = num_nodes
+    self.k = k
+    self.metric = metric
+    self.dtype = dtype
+    params_lib.declare_params(self, dynamic_graph_init(rngs.params(), num_nodes, in_features,
+                                                       with_norm=False))
+    self.bn = layers.BatchNorm(num_nodes, feature_axes=-2, momentum=momentum, epsilon=epsilon,
+                               dtype=dtype, rngs=rngs)
 
-  @nn.compact
-  def __call__(self, x: chex.Array, *, train: bool = False) -> chex.Array:
-    n, c = x.shape[-2], x.shape[-1]
-    params = params_lib.declare_params(
-        self, lambda rng: dynamic_graph_init(rng, n, c, with_norm=False))
-    h = dynamic_graph_message(params, x, k=self.k, metric=self.metric, dtype=self.dtype)
-    h = nn.BatchNorm(use_running_average=not train, axis=-2, momentum=self.momentum,
-                     epsilon=self.epsilon, axis_name=self.bn_axis_name, dtype=self.dtype,
-                     name='bn')(h)
+  def __call__(self, x: chex.Array, *, train: bool) -> chex.Array:
+    if x.ndim < 2 or x.shape[-2] != self.num_nodes:
+      raise ValueError(f'DynamicGraphLayer x must have shape (..., {self.num_nodes}, C); got '
+                       f'shape {x.shape}.')
+    h = dynamic_graph_message(params_lib.declared_params(self), x, k=self.k, metric=self.metric,
+                              dtype=self.dtype)
+    h = self.bn(h, train=train)
     return jax.nn.relu(x.astype(h.dtype) + h)

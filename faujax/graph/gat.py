@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from faujax.graph import adjacency as adjacency_lib
 from faujax.graph import attention as attention_lib
@@ -87,30 +87,32 @@ def gat_apply(params: params_lib.Params, x: chex.Array, adj: chex.Array | None =
   return out
 
 
-class GraphAttention(nn.Module):
-  """Linen wrapper of ``gat_apply``; params are exactly ``gat_init``'s dict.
+class GraphAttention(nnx.Module):
+  """NNX wrapper of ``gat_apply``: ``(..., N, in_features) -> (..., N, H * features)`` (concat)
+  or ``(..., N, features)`` (mean over the heads).
 
-  Uses the ``'dropout'`` rng stream when ``deterministic=False``.
+  Params: exactly ``gat_init``'s dict, one ``nnx.Param`` per key. Attention dropout
+  (``dropout_rate``) runs when ``train`` is True and needs ``rngs`` (its ``dropout`` stream) at
+  call time. ``dtype``: compute dtype (None: the inputs' dtype).
   """
 
-  features: int
-  num_heads: int = 1
-  concat: bool = True
-  use_bias: bool = True
-  negative_slope: float = 0.2
-  dropout_rate: float = 0.0
-  dtype: Any | None = None
+  def __init__(self, in_features: int, features: int, *, num_heads: int = 1,
+               concat: bool = True, use_bias: bool = True, negative_slope: float = 0.2,
+               dropout_rate: float = 0.0, dtype: Any | None = None, rngs: nnx.Rngs):
+    if not 0.0 <= dropout_rate < 1.0:
+      raise ValueError(f'GraphAttention dropout_rate must be in [0, 1); got {dropout_rate}.')
+    self.concat = concat
+    self.negative_slope = negative_slope
+    self.dropout_rate = dropout_rate
+    self.dtype = dtype
+    params_lib.declare_params(self, gat_init(rngs.params(), in_features, features, num_heads,
+                                             concat=concat, use_bias=use_bias))
 
-  @nn.compact
-  def __call__(self, x: chex.Array, adj: chex.Array | None = None, *,
-               deterministic: bool = True) -> chex.Array:
-    in_dim = x.shape[-1]
-    params = params_lib.declare_params(
-        self, lambda rng: gat_init(rng, in_dim, self.features, self.num_heads,
-                                   concat=self.concat, use_bias=self.use_bias))
-    rng = None
-    if not deterministic and self.dropout_rate > 0:
-      rng = self.make_rng('dropout')
-    return gat_apply(params, x, adj, concat=self.concat, negative_slope=self.negative_slope,
-                     dropout_rate=self.dropout_rate, dtype=self.dtype, rng=rng,
+  def __call__(self, x: chex.Array, adj: chex.Array | None = None, *, train: bool,
+               rngs: nnx.Rngs | None = None) -> chex.Array:
+    deterministic = not train or self.dropout_rate == 0.0
+    return gat_apply(params_lib.declared_params(self), x, adj, concat=self.concat,
+                     negative_slope=self.negative_slope, dropout_rate=self.dropout_rate,
+                     dtype=self.dtype,
+                     rng=params_lib.dropout_key(rngs, deterministic, 'GraphAttention'),
                      deterministic=deterministic)

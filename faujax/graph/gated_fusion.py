@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from faujax.graph import params as params_lib
 
@@ -78,16 +78,20 @@ def gated_fusion_apply(params: params_lib.Params, a: chex.Array, b: chex.Array, 
   return beta * l2_normalize(pa) + (1 - beta) * l2_normalize(pb)
 
 
-class GatedFusionCell(nn.Module):
-  """Linen wrapper of ``gated_fusion_apply``; params are ``gated_fusion_init``'s dict."""
+class GatedFusionCell(nnx.Module):
+  """NNX wrapper of ``gated_fusion_apply``: ``(..., in_features_a)``, ``(..., in_features_b)``
+  -> ``(..., features)``.
 
-  features: int
-  use_bias: bool = True
-  dtype: Any | None = None
+  Params: exactly ``gated_fusion_init``'s dict, one ``nnx.Param`` per key. ``dtype``: compute
+  dtype (None: the inputs' dtype).
+  """
 
-  @nn.compact
+  def __init__(self, in_features_a: int, in_features_b: int, features: int, *,
+               use_bias: bool = True, dtype: Any | None = None, rngs: nnx.Rngs):
+    self.dtype = dtype
+    params_lib.declare_params(self, gated_fusion_init(rngs.params(), in_features_a,
+                                                      in_features_b, features,
+                                                      use_bias=use_bias))
+
   def __call__(self, a: chex.Array, b: chex.Array) -> chex.Array:
-    ca, cb = a.shape[-1], b.shape[-1]
-    params = params_lib.declare_params(
-        self, lambda rng: gated_fusion_init(rng, ca, cb, self.features, use_bias=self.use_bias))
-    return gated_fusion_apply(params, a, b, dtype=self.dtype)
+    return gated_fusion_apply(params_lib.declared_params(self), a, b, dtype=self.dtype)

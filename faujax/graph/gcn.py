@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from faujax.graph import adjacency as adjacency_lib
 from faujax.graph import params as params_lib
@@ -27,7 +27,7 @@ def gcn_init(rng: chex.PRNGKey, in_dim: int, out_dim: int, *, use_bias: bool = F
 
   ``init='glorot'``: Kipf & Welling (Glorot uniform, zero bias).
   ``init='uniform_out'``: ML-GCN / Emotion-GCN, U(-1/sqrt(out_dim), 1/sqrt(out_dim))
-  for kernel and bias (reference-facts, "Emotion-GCN").
+  for kernel and bias (docs/reference/model_details.md, "Emotion-GCN").
   """
   if in_dim <= 0 or out_dim <= 0:
     raise ValueError(f'in_dim and out_dim must be positive; got {in_dim}, {out_dim}.')
@@ -76,19 +76,25 @@ def gcn_apply(params: params_lib.Params, x: chex.Array, adj: chex.Array, *,
   return out
 
 
-class GraphConv(nn.Module):
-  """Linen wrapper of ``gcn_apply``; params are exactly ``gcn_init``'s dict."""
+class GraphConv(nnx.Module):
+  """NNX wrapper of ``gcn_apply``: ``(..., N, in_features) -> (..., N, features)``.
 
-  features: int
-  normalization: str = 'kipf'
-  use_bias: bool = False
-  initializer: str = 'glorot'
-  dtype: Any | None = None
+  Params: exactly ``gcn_init``'s dict (``kernel`` (in_features, features)[, ``bias``]), one
+  ``nnx.Param`` per key. ``dtype`` is the compute dtype (None: the inputs' dtype, as
+  ``gcn_apply``); parameters are float32.
+  """
 
-  @nn.compact
+  def __init__(self, in_features: int, features: int, *, normalization: str = 'kipf',
+               use_bias: bool = False, initializer: str = 'glorot', dtype: Any | None = None,
+               rngs: nnx.Rngs):
+    if normalization not in adjacency_lib.NORMALIZATIONS:
+      raise ValueError(f'GraphConv normalization={normalization!r}; expected one of '
+                       f'{list(adjacency_lib.NORMALIZATIONS)}.')
+    self.normalization = normalization
+    self.dtype = dtype
+    params_lib.declare_params(self, gcn_init(rngs.params(), in_features, features,
+                                             use_bias=use_bias, init=initializer))
+
   def __call__(self, x: chex.Array, adj: chex.Array) -> chex.Array:
-    in_dim = x.shape[-1]
-    params = params_lib.declare_params(
-        self, lambda rng: gcn_init(rng, in_dim, self.features, use_bias=self.use_bias,
-                                   init=self.initializer))
-    return gcn_apply(params, x, adj, normalization=self.normalization, dtype=self.dtype)
+    return gcn_apply(params_lib.declared_params(self), x, adj, normalization=self.normalization,
+                     dtype=self.dtype)

@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import chex
-import flax.linen as nn
 import jax.numpy as jnp
-import numpy as np
+from flax import nnx
 
 from faujax.graph import adjacency as adjacency_lib
 from faujax.graph import params as params_lib
@@ -63,23 +62,19 @@ def prior_graph_apply(params: params_lib.Params, x: chex.Array, *,
   return out
 
 
-class PriorGraphConv(nn.Module):
-  """Linen wrapper of ``prior_graph_apply``; params are ``prior_graph_init``'s dict.
+class PriorGraphConv(nnx.Module):
+  """NNX wrapper of ``prior_graph_apply``: ``(..., N, in_features) -> (..., N, features)``.
 
-  ``prior`` is the (N, N) initial adjacency (a numpy array or nested tuple).
+  ``prior`` is the (N, N) initial adjacency (array-like). Params: exactly ``prior_graph_init``'s
+  dict (``adjacency`` (N, N), initialised to ``prior`` and trained; ``kernel`` [, ``bias``]),
+  one ``nnx.Param`` per key. ``dtype``: compute dtype (None: the inputs' dtype).
   """
 
-  features: int
-  prior: Any
-  per_node: bool = True
-  use_bias: bool = False
-  dtype: Any | None = None
+  def __init__(self, prior: Any, in_features: int, features: int, *, per_node: bool = True,
+               use_bias: bool = False, dtype: Any | None = None, rngs: nnx.Rngs):
+    self.dtype = dtype
+    params_lib.declare_params(self, prior_graph_init(rngs.params(), prior, in_features, features,
+                                                     per_node=per_node, use_bias=use_bias))
 
-  @nn.compact
   def __call__(self, x: chex.Array) -> chex.Array:
-    in_dim = x.shape[-1]
-    prior = np.asarray(self.prior, np.float32)
-    params = params_lib.declare_params(
-        self, lambda rng: prior_graph_init(rng, prior, in_dim, self.features,
-                                           per_node=self.per_node, use_bias=self.use_bias))
-    return prior_graph_apply(params, x, dtype=self.dtype)
+    return prior_graph_apply(params_lib.declared_params(self), x, dtype=self.dtype)

@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from faujax.graph import gated_fusion
 from faujax.graph import params as params_lib
@@ -85,26 +85,30 @@ def mfb_apply(params: params_lib.Params, x: chex.Array, y: chex.Array, *, factor
   return gated_fusion.l2_normalize(signed_sqrt(z))
 
 
-class MFB(nn.Module):
-  """Linen wrapper of ``mfb_apply``; params are exactly ``mfb_init``'s dict.
+class MFB(nnx.Module):
+  """NNX wrapper of ``mfb_apply``: ``(..., in_features_x)``, ``(..., in_features_y)`` ->
+  ``(..., features)`` with projections of width ``factor * features``.
 
-  Uses the ``'dropout'`` rng stream when ``deterministic=False``.
+  Params: exactly ``mfb_init``'s dict, one ``nnx.Param`` per key. Dropout on the product
+  (``dropout_rate``) runs when ``train`` is True and needs ``rngs`` (its ``dropout`` stream) at
+  call time. ``dtype``: compute dtype (None: the inputs' dtype).
   """
 
-  features: int
-  factor: int
-  use_bias: bool = True
-  dropout_rate: float = 0.0
-  dtype: Any | None = None
+  def __init__(self, in_features_x: int, in_features_y: int, features: int, factor: int, *,
+               use_bias: bool = True, dropout_rate: float = 0.0, dtype: Any | None = None,
+               rngs: nnx.Rngs):
+    if not 0.0 <= dropout_rate < 1.0:
+      raise ValueError(f'MFB dropout_rate must be in [0, 1); got {dropout_rate}.')
+    self.factor = factor
+    self.dropout_rate = dropout_rate
+    self.dtype = dtype
+    params_lib.declare_params(self, mfb_init(rngs.params(), in_features_x, in_features_y,
+                                             features, factor, use_bias=use_bias))
 
-  @nn.compact
-  def __call__(self, x: chex.Array, y: chex.Array, *, deterministic: bool = True) -> chex.Array:
-    dx, dy = x.shape[-1], y.shape[-1]
-    params = params_lib.declare_params(
-        self, lambda rng: mfb_init(rng, dx, dy, self.features, self.factor,
-                                   use_bias=self.use_bias))
-    rng = None
-    if not deterministic and self.dropout_rate > 0:
-      rng = self.make_rng('dropout')
-    return mfb_apply(params, x, y, factor=self.factor, dropout_rate=self.dropout_rate,
-                     dtype=self.dtype, rng=rng, deterministic=deterministic)
+  def __call__(self, x: chex.Array, y: chex.Array, *, train: bool,
+               rngs: nnx.Rngs | None = None) -> chex.Array:
+    deterministic = not train or self.dropout_rate == 0.0
+    return mfb_apply(params_lib.declared_params(self), x, y, factor=self.factor,
+                     dropout_rate=self.dropout_rate, dtype=self.dtype,
+                     rng=params_lib.dropout_key(rngs, deterministic, 'MFB'),
+                     deterministic=deterministic)

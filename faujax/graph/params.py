@@ -1,33 +1,66 @@
-"""Plain-dict parameter pytrees shared by the pure graph layers and their linen wrappers.
+"""Plain-dict parameter pytrees shared by the pure graph layers and their Flax NNX wrappers.
 
 Every layer in ``faujax.graph`` is one pure function ``<layer>_apply(params, ...)``
 with ``params`` a flat ``dict[str, Array]`` built by ``<layer>_init(rng, ...)``.
-The linen wrappers declare exactly that dict with ``self.param`` (one entry per
-key, initialised by the same ``<layer>_init``) and call the same
-``<layer>_apply``, so there is a single implementation of every layer.
+The NNX wrappers hold exactly that dict, one ``nnx.Param`` attribute per key with
+the same name (``declare_params``), and call the same ``<layer>_apply`` with
+``declared_params(module)``, so there is a single implementation of every layer
+and the variable paths are the dict keys (``gnn_0/U_kernel``, ``gcn0/kernel``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 Params = dict[str, chex.Array]
 
+# The attribute of a wrapper that lists its declared parameter names (static, part of the graph).
+_NAMES_ATTR = 'param_names'
 
-def declare_params(module: nn.Module, init_fn: Callable[[chex.PRNGKey], Params]) -> Params:
-  """Declares ``init_fn``'s dict entries as params of ``module`` and returns them.
 
-  Must be called inside a compact method. Entry ``name`` is initialised as
-  ``init_fn(rng_name)[name]`` where ``rng_name`` is the module's rng for that param.
+def declare_params(module: nnx.Module, params: Params) -> None:
+  """Holds every entry of ``params`` (a ``<layer>_init`` dict) as an ``nnx.Param`` of ``module``.
+
+  Entry ``name`` becomes the attribute ``module.<name>`` (so its variable path is ``name``);
+  the names are kept in ``module.param_names`` for ``declared_params``. Called once, in the
+  wrapper's ``__init__``.
+
+  Raises:
+    ValueError: a name is not a plain identifier-like string, or it would overwrite an attribute
+      the module already has.
   """
-  shapes = jax.eval_shape(init_fn, jax.random.key(0))
-  return {name: module.param(name, lambda rng, name=name: init_fn(rng)[name])
-          for name in shapes}
+  names = tuple(params)
+  for name in names:
+    if not isinstance(name, str) or not name or name.startswith('_') or hasattr(module, name):
+      raise ValueError(f'declare_params: cannot hold parameter {name!r} on '
+                       f'{type(module).__name__} (empty, private or an existing attribute).')
+    setattr(module, name, nnx.Param(jnp.asarray(params[name])))
+  setattr(module, _NAMES_ATTR, names)
+
+
+def declared_params(module: nnx.Module) -> Params:
+  """The current values of the parameters ``declare_params`` put on ``module``, as a flat dict."""
+  return {name: getattr(module, name)[...] for name in getattr(module, _NAMES_ATTR)}
+
+
+def dropout_key(rngs: nnx.Rngs | None, deterministic: bool, where: str) -> chex.PRNGKey | None:
+  """The key a wrapper passes to its ``<layer>_apply`` as ``rng``: None when deterministic, else
+  the next key of the call-time ``rngs``' ``dropout`` stream.
+
+  Raises:
+    ValueError: dropout is active but ``rngs`` is None.
+  """
+  if deterministic:
+    return None
+  if rngs is None:
+    raise ValueError(f'{where}: train=True with a dropout rate > 0 needs rngs (an nnx.Rngs with '
+                     f'a dropout stream) at call time.')
+  return rngs.dropout()
 
 
 def cast_params(params: Params, dtype: Any | None) -> Params:

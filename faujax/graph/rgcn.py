@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from faujax.graph import adjacency as adjacency_lib
 from faujax.graph import params as params_lib
@@ -94,20 +94,24 @@ def rgcn_apply(params: params_lib.Params, x: chex.Array, relations: chex.Array, 
   return out if activation is None else activation(out)
 
 
-class RelationalGraphConv(nn.Module):
-  """Linen wrapper of ``rgcn_apply``; params are exactly ``rgcn_init``'s dict."""
+class RelationalGraphConv(nnx.Module):
+  """NNX wrapper of ``rgcn_apply``: ``(..., N, in_features) -> (..., N, features)``.
 
-  features: int
-  num_relations: int
-  num_bases: int | None = None
-  use_bias: bool = False
-  activation: Callable[[chex.Array], chex.Array] | None = None
-  dtype: Any | None = None
+  Params: exactly ``rgcn_init``'s dict (``self_kernel`` and ``kernel`` or ``basis`` /
+  ``coefficients`` [, ``bias``]), one ``nnx.Param`` per key. ``dtype``: compute dtype (None:
+  the inputs' dtype).
+  """
 
-  @nn.compact
+  def __init__(self, in_features: int, features: int, num_relations: int, *,
+               num_bases: int | None = None, use_bias: bool = False,
+               activation: Callable[[chex.Array], chex.Array] | None = None,
+               dtype: Any | None = None, rngs: nnx.Rngs):
+    self.activation = activation
+    self.dtype = dtype
+    params_lib.declare_params(self, rgcn_init(rngs.params(), in_features, features,
+                                              num_relations, num_bases=num_bases,
+                                              use_bias=use_bias))
+
   def __call__(self, x: chex.Array, relations: chex.Array) -> chex.Array:
-    in_dim = x.shape[-1]
-    params = params_lib.declare_params(
-        self, lambda rng: rgcn_init(rng, in_dim, self.features, self.num_relations,
-                                    num_bases=self.num_bases, use_bias=self.use_bias))
-    return rgcn_apply(params, x, relations, activation=self.activation, dtype=self.dtype)
+    return rgcn_apply(params_lib.declared_params(self), x, relations,
+                      activation=self.activation, dtype=self.dtype)

@@ -1,86 +1,109 @@
-"""Model registry: ``config.model`` -> a Flax module ``model(batch, *, train) -> outputs``.
+"""Model registry: ``config.model`` -> a Flax NNX module ``model(batch, *, train, rngs) -> outputs``.
 
-Every model takes the preprocessed batch (``image`` (B, S, S, 3) float, ``landmarks`` (B, P, 2))
-and returns a dict of float32 outputs that the task's loss reads (``au_logits`` or ``au_probs``,
-``expression_logits``, ``va``, ``landmarks``, ...).
+Every model takes the dataset info (label space, training labels) first and its options as keyword
+arguments with their defaults, written once, in its constructor: ``default_config(name)`` reads
+them from the signature (plus the options of the named trunk), so ``config.model`` declares every
+key a model reads and config files write only what differs. ``build`` is ``Model(info,
+**config.model)``. Every model takes the preprocessed batch (``image`` (B, S, S, 3) float,
+``landmarks`` (B, P, 2)) and returns a dict of float32 outputs that the task's loss reads
+(``au_logits`` or ``au_probs``, ``expression_logits``, ``va``, ``expression_multi_logits``, ...).
 
-Config keys: ``model.name`` (one of ``MODELS``), ``model.dtype`` ('float32' | 'bfloat16'),
-``model.backbone.name``, ``model.backbone.init_from`` (an orbax checkpoint written by
-``python -m faujax.tools.import_weights``), and the model's own keys.
+A paper's ablation rows are ``ABLATIONS`` in its model module: row name -> the config keys it sets
+(``faujax.config_base.resolve`` applies ``config.ablation``), one mechanism for every model.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import inspect
+from typing import Any, Mapping
 
-import flax
 import jax.numpy as jnp
 import ml_collections
+from flax import nnx
 
 from faujax import backbones
+from faujax import config_schema
 from faujax.models import emotion_gcn
 from faujax.models import macg
 from faujax.models.baseline import Baseline
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-
-
-def _baseline(cfg: ml_collections.ConfigDict, info: Any, dtype: Any, bn_axis_name: str | None):
-  return Baseline(task=info.task, num_labels=info.num_labels, backbone=cfg.backbone.name,
-                  backbone_kwargs=dict(cfg.backbone.get('kwargs', None) or {}),
-                  pooling=cfg.get('pooling', 'avg'), dropout=cfg.get('dropout', 0.0),
-                  dtype=dtype, bn_axis_name=bn_axis_name)
-
-
-_BUILDERS: dict[str, Callable[..., Any]] = {
-    'baseline': _baseline,
-    'emotion_gcn': emotion_gcn.from_config,
-    'macg': macg.from_config,
+MODELS: dict[str, type[nnx.Module]] = {
+    'baseline': Baseline,
+    'emotion_gcn': emotion_gcn.EmotionGCN,
+    'macg': macg.MACG,
 }
-MODELS: tuple[str, ...] = tuple(_BUILDERS)
+_ABLATIONS: dict[str, Mapping[str, Mapping[str, Any]]] = {
+    'emotion_gcn': emotion_gcn.ABLATIONS,
+    'macg': macg.ABLATIONS,
+}
+# Constructor arguments that are not config keys.
+_NOT_CONFIG = ('info', 'dtype', 'rngs', 'self')
 
 
-def check_config(cfg: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the config key of an unknown model, dtype or backbone."""
-  if cfg.name not in _BUILDERS:
-    raise ValueError(f'Unknown config.model.name {cfg.name!r}; expected one of {MODELS}.')
-  if cfg.get('dtype', 'float32') not in DTYPES:
-    raise ValueError(f'Unknown config.model.dtype {cfg.dtype!r}; expected one of {tuple(DTYPES)}.')
-  if 'backbone' in cfg and cfg.backbone.name not in backbones.ARCHS:
-    raise ValueError(f'Unknown config.model.backbone.name {cfg.backbone.name!r}; expected one of '
-                     f'{backbones.ARCHS}.')
+def _check_name(name: str) -> type[nnx.Module]:
+  if name not in MODELS:
+    raise config_schema.ConfigError(f'Unknown config.model.name {name!r}; expected one of '
+                                    f'{tuple(MODELS)}.')
+  return MODELS[name]
 
 
-def build(cfg: ml_collections.ConfigDict, info: Any, *, bn_axis_name: str | None = None) -> Any:
-  """The Flax module named by ``cfg.name`` for the dataset described by ``info``."""
-  check_config(cfg)
-  return _BUILDERS[cfg.name](cfg, info, DTYPES[cfg.get('dtype', 'float32')], bn_axis_name)
+def _options(cls: type) -> dict[str, inspect.Parameter]:
+  return {p.name: p for p in inspect.signature(cls.__init__).parameters.values()
+          if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _NOT_CONFIG}
 
 
-def load_pretrained_backbone(cfg: ml_collections.ConfigDict, variables: Any) -> Any:
-  """Replaces the ``backbone`` sub-tree of ``variables`` by ``cfg.backbone.init_from`` if set."""
-  path = cfg.get('backbone', {}).get('init_from', None) if 'backbone' in cfg else None
-  if not path:
-    return variables
-  from faujax.backbones import pretrained  # orbax restore; only needed with init_from
-  loaded = pretrained.load_pretrained(path, cfg.backbone.name)
-  variables = flax.core.unfreeze(variables)
-  for collection, tree in loaded.items():
-    if 'backbone' not in variables.get(collection, {}):
-      raise ValueError(f'config.model.backbone.init_from={path!r}: the model has no '
-                       f'{collection}/backbone sub-tree to load it into.')
-    _check_same_shapes(variables[collection]['backbone'], tree, f'{path} ({collection})')
-    variables[collection]['backbone'] = tree
-  return variables
+def backbone_config(name: str, **overrides: Any) -> ml_collections.ConfigDict:
+  """``config.model.backbone`` for the trunk ``name``: its name and every option's default."""
+  if name not in backbones.ARCHS:
+    raise config_schema.ConfigError(f'Unknown config.model.backbone.name {name!r}; expected one '
+                                    f'of {backbones.ARCHS}.')
+  section = ml_collections.ConfigDict({'name': name, **backbones.default_kwargs(name)})
+  for key, value in overrides.items():
+    if key not in section:
+      raise config_schema.unknown_key_error(key, 'model.backbone', section.keys())
+    section[key] = value
+  return section
 
 
-def _check_same_shapes(expected: Any, got: Any, where: str) -> None:
-  flat_e = flax.traverse_util.flatten_dict(expected, sep='/')
-  flat_g = flax.traverse_util.flatten_dict(got, sep='/')
-  missing = sorted(set(flat_e) - set(flat_g))
-  extra = sorted(set(flat_g) - set(flat_e))
-  shapes = [f'{k}: model {flat_e[k].shape}, checkpoint {flat_g[k].shape}'
-            for k in sorted(set(flat_e) & set(flat_g)) if flat_e[k].shape != flat_g[k].shape]
-  if missing or extra or shapes:
-    raise ValueError(f'Pretrained backbone {where} does not fit the model: missing {missing[:10]}, '
-                     f'unexpected {extra[:10]}, shape mismatches {shapes[:10]}.')
+def default_config(name: str) -> ml_collections.ConfigDict:
+  """``config.model`` of model ``name`` with every key it reads and the constructor's default."""
+  cls = _check_name(name)
+  section = ml_collections.ConfigDict({'name': name, 'dtype': 'float32'})
+  for key, param in _options(cls).items():
+    if key == 'backbone':
+      section.backbone = backbone_config(param.default['name'])
+    else:
+      section[key] = param.default
+  return section
+
+
+def ablations(name: str) -> Mapping[str, Mapping[str, Any]]:
+  """The ablation rows of model ``name``: {row: {dotted config key: value}} (may be empty)."""
+  _check_name(name)
+  return _ABLATIONS.get(name, {})
+
+
+def build(cfg: Any, info: Any, *, rngs: nnx.Rngs) -> nnx.Module:
+  """``MODELS[cfg.name](info, **options)`` for the dataset described by ``info``.
+
+  Raises:
+    ConfigError: an unknown model, dtype, trunk or key (naming it and the valid ones).
+  """
+  values = config_schema.to_plain(cfg)
+  cls = _check_name(values.pop('name', None))
+  dtype = values.pop('dtype', 'float32')
+  if dtype not in DTYPES:
+    raise config_schema.ConfigError(f'Unknown config.model.dtype {dtype!r}; expected one of '
+                                    f'{tuple(DTYPES)}.')
+  known = _options(cls)
+  for key in values:
+    if key not in known:
+      raise config_schema.unknown_key_error(key, 'model', list(known) + ['name', 'dtype'])
+  if 'backbone' in values:
+    trunk = dict(values['backbone'])
+    declared = backbone_config(trunk.get('name', ''))
+    for key in trunk:
+      if key not in declared:
+        raise config_schema.unknown_key_error(key, 'model.backbone', declared.keys())
+  return cls(info, **values, dtype=DTYPES[dtype], rngs=rngs)

@@ -1,7 +1,7 @@
 """Emotion-GCN: GCN-generated expression classifiers and valence-arousal regressors.
 
 Antoniadis, Filntisis, Maragos, "Exploiting Emotional Dependencies with Graph Convolutional
-Networks for Facial Expression Recognition" (paper ``emotion_gcn.md``), Sec. III, Fig. 2:
+Networks for Facial Expression Recognition", Sec. III, Fig. 2:
 
   x = f_gmp(f_cnn(I))                      (eq. 1)  trunk feature map (B, h, w, C) -> max -> (B, C)
   H^{l+1} = h(A_hat H^l W^l)               (eq. 2)  GCN over the 9 label nodes, H^1 = Z (9, d)
@@ -9,7 +9,8 @@ Networks for Facial Expression Recognition" (paper ``emotion_gcn.md``), Sec. III
   expression_logits = x W^c^T              (eq. 7, softmax applied by the loss)
   va = x W^r^T                             (eq. 10, no activation)
 
-Node order (reference-facts): the 7 expression classes of the dataset (``info.label_names``,
+Node order (``docs/reference/model_details.md``, "Emotion-GCN"): the K expression classes of the
+dataset (``info.label_names``,
 Neutral, Happy, Sad, Surprise, Fear, Disgust, Anger), then Valence, Arousal. Z comes from
 ``faujax.models.label_embeddings`` (MiniLM default, GloVe files, one-hot).
 
@@ -20,51 +21,57 @@ of eq. 6, Fig. 3) and kept as a constant; each GCN layer applies ML-GCN's normal
 'spearman' (the paper) or 'conditional' (Sec. IV-E and its appendix: the expression-expression
 block holds ML-GCN conditional probabilities P(j | i) of a multi-label expression set).
 
-GCN (reference-facts, ML-GCN code): ``L = gcn_layers`` layers without bias, weights
+GCN (``docs/reference/model_details.md``, "ML-GCN"): ``L = gcn_layers`` layers without bias, weights
 U(+-1/sqrt(out)), widths d -> 512 -> C for L = 2 (C = the trunk's channel count, 1024 for
 DenseNet-121), LeakyReLU(0.2) between layers and none after the last. L = 1 maps d -> C directly;
 L > 2 inserts further 512 -> 512 hidden layers (d -> 512 -> ... -> 512 -> C), Table II.
 
-Config keys read (``config.model``): ``backbone.name``, ``backbone.kwargs``, ``adjacency``
-('spearman' | 'conditional'), ``tau``, ``p``, ``gcn_layers``, ``hidden_dim`` (512),
-``leaky_slope`` (0.2), ``embeddings`` ('default' | 'onehot' | GloVe path),
-``cooccurrence_labels`` (conditional variant only: 'train_multi' or a .npy / text file path).
+Table I rows (``config.ablation``, see ``ABLATIONS``): ``classifier='linear'`` replaces the
+generated W by free linear classifiers / regressors on the same max-pooled trunk feature
+(single-task, multi-task MSE, multi-task CCC), so the only difference to Emotion-GCN is how W is
+obtained; the loss keys pick the valence-arousal term.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
+from flax import nnx
 
-from faujax import backbones
 from faujax import labels as labels_lib
 from faujax import relations
+from faujax.config_schema import frozen_mapping
 from faujax.graph import gcn as gcn_lib
 from faujax.models import label_embeddings
+from faujax.models import trunk as trunk_lib
 
 DIMENSIONS: tuple[str, ...] = ('valence', 'arousal')
 ADJACENCIES: tuple[str, ...] = ('spearman', 'conditional')
-DEFAULT_HIDDEN = 512
+CLASSIFIERS: tuple[str, ...] = ('gcn', 'linear')
+
+# Table I rows and the Sec. IV-E variant: name -> the config keys they set.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    'single_task': {'model.classifier': 'linear', 'loss.va': 'none'},   # (i) weighted CE only
+    'mtl_mse': {'model.classifier': 'linear', 'loss.va': 'mse'},        # (ii) + MSE on V / A
+    'mtl_ccc': {'model.classifier': 'linear', 'loss.va': 'ccc'},        # (iii) + CCC (eq. 12)
+    'emotion_gcn': {'model.classifier': 'gcn', 'loss.va': 'ccc',        # (iv) the proposed model
+                    'model.adjacency': 'spearman'},
+    'conditional': {'model.classifier': 'gcn', 'loss.va': 'ccc',        # Sec. IV-E, appendix
+                    'model.adjacency': 'conditional', 'model.p': 0.5},
+}
 
 
-def _as_tuple(a: np.ndarray) -> tuple[tuple[float, ...], ...]:
-  """A hashable copy of a 2-D array (Flax module attributes must be hashable)."""
-  return tuple(tuple(float(v) for v in row) for row in np.asarray(a, np.float64))
-
-
-class LabelGCN(nn.Module):
+class LabelGCN(nnx.Module):
   """Label embeddings Z (N, d) -> dependent classifiers/regressors W (N, out_features) (eq. 2).
 
-  Attributes:
-    embeddings: Z as nested tuples (N, d), a constant.
-    adjacency: the re-weighted A'' (N, N) as nested tuples, a constant; normalised per layer by
+  Args:
+    embeddings: Z (N, d), a constant (not trained).
+    adjacency: the re-weighted A'' (N, N), a constant; normalised per layer by
       ``D^-1/2 A''^T D^-1/2``.
     out_features: C, the width of the image feature x.
     num_layers: L >= 1.
@@ -72,70 +79,92 @@ class LabelGCN(nn.Module):
     leaky_slope: LeakyReLU negative slope between layers (0.2).
   """
 
-  embeddings: tuple[tuple[float, ...], ...]
-  adjacency: tuple[tuple[float, ...], ...]
-  out_features: int
-  num_layers: int = 2
-  hidden_dim: int = DEFAULT_HIDDEN
-  leaky_slope: float = 0.2
+  def __init__(self, embeddings: np.ndarray, adjacency: np.ndarray, out_features: int, *,
+               num_layers: int = 2, hidden_dim: int = 512, leaky_slope: float = 0.2,
+               rngs: nnx.Rngs):
+    self.embeddings = np.asarray(embeddings, np.float32)
+    self.adjacency = np.asarray(adjacency, np.float32)
+    self.leaky_slope = leaky_slope
+    widths = [self.embeddings.shape[1]] + [hidden_dim] * (num_layers - 1) + [out_features]
+    self.num_layers = num_layers
+    for i in range(num_layers):  # gcn0, gcn1, ...: the variable paths
+      setattr(self, f'gcn{i}', gcn_lib.GraphConv(
+          widths[i], widths[i + 1], normalization='mlgcn', use_bias=False,
+          initializer='uniform_out', dtype=jnp.float32, rngs=rngs))
 
-  @nn.compact
   def __call__(self) -> jax.Array:
-    z = jnp.asarray(self.embeddings, jnp.float32)
-    adj = jnp.asarray(self.adjacency, jnp.float32)
-    widths = [self.hidden_dim] * (self.num_layers - 1) + [self.out_features]
-    h = z
-    for i, width in enumerate(widths):
-      h = gcn_lib.GraphConv(features=width, normalization='mlgcn', use_bias=False,
-                            initializer='uniform_out', dtype=jnp.float32, name=f'gcn{i}')(h, adj)
-      if i < len(widths) - 1:
-        h = nn.leaky_relu(h, self.leaky_slope)
+    h = jnp.asarray(self.embeddings)
+    adj = jnp.asarray(self.adjacency)
+    for i in range(self.num_layers):
+      h = getattr(self, f'gcn{i}')(h, adj)
+      if i < self.num_layers - 1:
+        h = jax.nn.leaky_relu(h, self.leaky_slope)
     return h
 
 
-class EmotionGCN(nn.Module):
-  """Trunk -> global max pool -> x (B, C); logits/VA = x @ GCN(Z, A)^T (Emotion-GCN eq. 1-10).
+class EmotionGCN(nnx.Module):
+  """Trunk -> global max pool -> x (B, C); logits/VA = x @ W^T (Emotion-GCN eq. 1-10).
 
-  Attributes:
-    embeddings: Z (num_classes + 2, d) as nested tuples.
-    adjacency: A'' (num_classes + 2, num_classes + 2) as nested tuples (eq. 6, not normalised).
-    num_classes: K expression classes (7).
-    arch: trunk name (``faujax.backbones.ARCHS``); 'densenet121' in the paper. The trunk's
-      parameters live under 'backbone' (``config.model.backbone.init_from`` loads into it).
-    backbone_kwargs: extra trunk attributes.
+  Args:
+    info: an expression dataset (``label_names``: the K classes; ``train_labels`` for the
+      adjacency).
+    backbone: ``config.model.backbone``; DenseNet-121 in the paper.
+    classifier: 'gcn' (W = GCN(Z, A), the paper) or 'linear' (free classifiers: Table I (i)-(iii)).
+    adjacency: 'spearman' (eq. 3-6) or 'conditional' (Sec. IV-E: ML-GCN conditional probabilities
+      between the expressions).
+    tau: binarisation threshold of eq. 5 (0.1).
+    p: re-weighting of eq. 6 (0.7 in the paper; 0.5 in the public code and the appendix).
+    keep_va_edge: keep the valence-arousal edge when |rho(V, A)| >= tau (the public code's
+      behaviour; the paper zeroes every dimensional-dimensional and categorical-categorical
+      off-diagonal).
     gcn_layers: L (Table II).
-    hidden_dim: GCN hidden width.
-    leaky_slope: LeakyReLU slope.
+    hidden_dim: GCN hidden width (512).
+    leaky_slope: LeakyReLU slope (0.2).
+    embeddings: 'default' (shipped MiniLM vectors), 'onehot' or a GloVe text file.
+    cooccurrence_labels: 'conditional' only: 'train_multi' or a .npy / text file of (m, K) 0/1
+      rows.
     dtype: trunk compute dtype; the GCN and the products with W run in float32.
-    bn_axis_name: pmap axis for synced BatchNorm statistics.
+    rngs: parameter initialisation.
   """
 
-  embeddings: tuple[tuple[float, ...], ...]
-  adjacency: tuple[tuple[float, ...], ...]
-  num_classes: int = 7
-  arch: str = 'densenet121'
-  backbone_kwargs: Any = None
-  gcn_layers: int = 2
-  hidden_dim: int = DEFAULT_HIDDEN
-  leaky_slope: float = 0.2
-  dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
+  def __init__(self, info: Any, *,
+               backbone: Mapping[str, Any] = frozen_mapping({'name': 'densenet121'}),
+               classifier: str = 'gcn', adjacency: str = 'spearman', tau: float = 0.1,
+               p: float = 0.7, keep_va_edge: bool = False, gcn_layers: int = 2,
+               hidden_dim: int = 512, leaky_slope: float = 0.2, embeddings: str = 'default',
+               cooccurrence_labels: str = 'train_multi', dtype: Any = jnp.float32,
+               rngs: nnx.Rngs):
+    if getattr(info, 'task', 'expression') != 'expression':
+      raise ValueError(f'config.model.name=emotion_gcn needs an expression dataset; '
+                       f'config.data gives task {info.task!r}.')
+    if classifier not in CLASSIFIERS:
+      raise ValueError(f'config.model.classifier={classifier!r}; expected one of {CLASSIFIERS}.')
+    if gcn_layers < 1:
+      raise ValueError(f'config.model.gcn_layers must be >= 1; got {gcn_layers}.')
+    self.num_classes = int(info.num_labels)
+    self.classifier = classifier
+    self.backbone = trunk_lib.build(backbone, dtype=dtype, rngs=rngs)
+    c = self.backbone.num_features
+    if classifier == 'gcn':
+      z = label_embeddings.load_embeddings(embeddings, node_names(info.label_names))
+      a = build_adjacency(info, kind=adjacency, tau=tau, p=p, keep_va_edge=keep_va_edge,
+                          cooccurrence_labels=cooccurrence_labels)
+      self.label_gcn = LabelGCN(z, a, c, num_layers=gcn_layers, hidden_dim=hidden_dim,
+                                leaky_slope=leaky_slope, rngs=rngs)
+    else:
+      self.head = nnx.Linear(c, self.num_classes, dtype=dtype, rngs=rngs)
+      self.va_head = nnx.Linear(c, len(DIMENSIONS), dtype=dtype, rngs=rngs)
 
-  def setup(self):
-    num_nodes = self.num_classes + len(DIMENSIONS)
-    if len(self.embeddings) != num_nodes or len(self.adjacency) != num_nodes:
-      raise ValueError(f'EmotionGCN needs {num_nodes} node embeddings and a {num_nodes} x '
-                       f'{num_nodes} adjacency; got {len(self.embeddings)} and '
-                       f'{len(self.adjacency)}.')
-    self.backbone = backbones.build(self.arch, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                                 **dict(self.backbone_kwargs or {}))
-    self.label_gcn = LabelGCN(embeddings=self.embeddings, adjacency=self.adjacency,
-                              out_features=self.backbone.num_features, num_layers=self.gcn_layers,
-                              hidden_dim=self.hidden_dim, leaky_slope=self.leaky_slope)
+  @property
+  def adjacency(self) -> np.ndarray | None:
+    """A'' (K + 2, K + 2) of eq. 6 (not normalised), None for the linear classifiers."""
+    return self.label_gcn.adjacency if self.classifier == 'gcn' else None
 
   def classifier_weights(self) -> jax.Array:
-    """W (num_classes + 2, C) float32: rows 0..K-1 are W^c, the last two W^r (valence, arousal)."""
-    return self.label_gcn()
+    """W (K + 2, C) float32: rows 0..K-1 are W^c, the last two W^r (valence, arousal)."""
+    if self.classifier == 'gcn':
+      return self.label_gcn()
+    return jnp.concatenate([self.head.kernel[...].T, self.va_head.kernel[...].T], axis=0)
 
   def features(self, images: jax.Array, *, train: bool) -> jax.Array:
     """x = global max pool of the trunk's final map (eq. 1), (B, C) float32."""
@@ -143,10 +172,15 @@ class EmotionGCN(nn.Module):
     chex.assert_rank(fmap, 4)
     return jnp.max(fmap, axis=(1, 2)).astype(jnp.float32)
 
-  def __call__(self, batch: dict[str, jax.Array], *, train: bool) -> dict[str, jax.Array]:
+  def __call__(self, batch: dict[str, jax.Array], *, train: bool,
+               rngs: nnx.Rngs | None = None) -> dict[str, jax.Array]:
+    del rngs  # no dropout
     images = batch['image']
     chex.assert_rank(images, 4)
     x = self.features(images, train=train)
+    if self.classifier == 'linear':
+      return {'expression_logits': self.head(x).astype(jnp.float32),
+              'va': self.va_head(x).astype(jnp.float32)}
     w = self.classifier_weights()
     chex.assert_equal(w.shape[-1], x.shape[-1])
     scores = x @ w.T
@@ -201,7 +235,7 @@ def _multi_from_basic6(multi: np.ndarray, label_names: Sequence[str]) -> np.ndar
   return out
 
 
-def cooccurrence_labels(source: str, info: Any) -> np.ndarray:
+def cooccurrence_labels_from(source: str, info: Any) -> np.ndarray:
   """Multi-label (m, K) 0/1 expression matrix for the Sec. IV-E conditional-probability variant.
 
   Args:
@@ -235,85 +269,19 @@ def cooccurrence_labels(source: str, info: Any) -> np.ndarray:
   return y
 
 
-def build_adjacency(cfg: ml_collections.ConfigDict, info: Any) -> np.ndarray:
+def build_adjacency(info: Any, *, kind: str = 'spearman', tau: float = 0.1, p: float = 0.7,
+                    keep_va_edge: bool = False,
+                    cooccurrence_labels: str = 'train_multi') -> np.ndarray:
   """The fixed A'' (K + 2, K + 2) of Emotion-GCN eq. 3-6 (or Sec. IV-E) from ``info``'s training
-  labels, with ``config.model.tau`` and ``config.model.p``; not yet normalised."""
-  kind = cfg.get('adjacency', 'spearman')
+  labels; not yet normalised. Arguments as ``EmotionGCN``'s."""
   if kind not in ADJACENCIES:
     raise ValueError(f'Unknown config.model.adjacency {kind!r}; expected one of {ADJACENCIES}.')
-  tau = float(cfg.get('tau', 0.1))
-  p = float(cfg.get('p', 0.7))
   if not 0.0 <= p <= 1.0:
     raise ValueError(f'config.model.p must lie in [0, 1]; got {p}.')
   expr, va = _training_labels(info)
   multi = None
   if kind == 'conditional':
-    multi = cooccurrence_labels(cfg.get('cooccurrence_labels', 'train_multi'), info)
+    multi = cooccurrence_labels_from(cooccurrence_labels, info)
   return relations.emotion_gcn_adjacency(expr, va, num_classes=info.num_labels, tau=tau, p=p,
-                                         expression_labels=multi, normalize=False)
-
-
-def from_config(cfg: ml_collections.ConfigDict, info: Any, dtype: Any,
-                bn_axis_name: str | None) -> EmotionGCN:
-  """Builds ``EmotionGCN`` from ``config.model`` and the dataset info (see the module docstring).
-
-  The adjacency and the embeddings are computed here, once, and stored in the module as
-  constants (they are not parameters and are not trained).
-  """
-  if getattr(info, 'task', 'expression') != 'expression':
-    raise ValueError(f'config.model.name=emotion_gcn needs an expression dataset; '
-                     f'config.data gives task {info.task!r}.')
-  layers = int(cfg.get('gcn_layers', 2))
-  if layers < 1:
-    raise ValueError(f'config.model.gcn_layers must be >= 1; got {layers}.')
-  names = node_names(info.label_names)
-  z = label_embeddings.load_embeddings(cfg.get('embeddings', 'default'), names)
-  adjacency = build_adjacency(cfg, info)
-  return EmotionGCN(embeddings=_as_tuple(z), adjacency=_as_tuple(adjacency),
-                    num_classes=info.num_labels, arch=cfg.backbone.name,
-                    backbone_kwargs=dict(cfg.backbone.get('kwargs', None) or {}),
-                    gcn_layers=layers, hidden_dim=int(cfg.get('hidden_dim', DEFAULT_HIDDEN)),
-                    leaky_slope=float(cfg.get('leaky_slope', 0.2)), dtype=dtype,
-                    bn_axis_name=bn_axis_name)
-
-
-def model_adjacency(model: Any) -> np.ndarray | None:
-  """A'' of an ``EmotionGCN`` (for Fig. 3), None for other models."""
-  if isinstance(model, EmotionGCN):
-    return np.asarray(model.adjacency, np.float64)
-  return None
-
-
-# ------------------------------------------------------------------------------- variants
-
-# Table I rows and the Sec. IV-E variant, as config switches (``apply_variant``):
-#   name -> (config.model.name, config.loss.va, config.model.adjacency or None)
-VARIANTS: dict[str, tuple[str, str, str | None]] = {
-    'single_task': ('baseline', 'none', None),     # Table I (i): weighted CE only
-    'mtl_mse': ('baseline', 'mse', None),          # (ii) + MSE on valence/arousal
-    'mtl_ccc': ('baseline', 'ccc', None),          # (iii) + CCC loss (eq. 12)
-    'emotion_gcn': ('emotion_gcn', 'ccc', 'spearman'),     # (iv) the proposed model
-    'conditional': ('emotion_gcn', 'ccc', 'conditional'),  # Sec. IV-E, appendix: p = 0.5
-}
-
-
-def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
-  """Sets ``config.model.name``, ``config.loss.va`` (and the adjacency) for a ``VARIANTS`` row.
-
-  The baselines (``faujax.models.baseline``) keep the same trunk and global MAX pooling
-  (``model.pooling='max'``, eq. 1) with free linear classifiers/regressors, so the only difference
-  to Emotion-GCN is how W is obtained. 'conditional' also sets ``model.p = 0.5`` (appendix).
-  """
-  if variant not in VARIANTS:
-    raise ValueError(f'Unknown Emotion-GCN variant {variant!r}; expected one of '
-                     f'{tuple(VARIANTS)} (e.g. --config configs/emotion_gcn/synthetic.py:mtl_ccc).')
-  name, va, adjacency = VARIANTS[variant]
-  config.model.name = name
-  config.model.pooling = 'max'
-  config.loss.va = va
-  if adjacency is not None:
-    config.model.adjacency = adjacency
-  if variant == 'conditional':
-    config.model.p = 0.5
-  config.model.variant = variant
-  return config
+                                         expression_labels=multi, normalize=False,
+                                         keep_va_edge=keep_va_edge)

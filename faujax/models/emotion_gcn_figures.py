@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-import flax
 import numpy as np
 
 from faujax import plots
@@ -27,21 +26,20 @@ CONFUSION_PNG = 'confusion_matrix.png'
 COSINE_PNG = 'classifier_cosine_similarity.png'
 
 
-def classifier_vectors(model: Any, variables: Any) -> np.ndarray:
+def classifier_vectors(model: Any) -> np.ndarray:
   """The (K + 2, C) expression classifiers and valence/arousal regressors of a trained model.
 
-  Emotion-GCN: W = GCN(Z, A) (``EmotionGCN.classifier_weights``). Baseline: the transposed
-  kernels of its ``head`` (K classes) and ``va_head`` (2) Dense layers.
+  Emotion-GCN: W = GCN(Z, A) or its free linear classifiers (``EmotionGCN.classifier_weights``).
+  Baseline: the transposed kernels of its ``head`` (K classes) and ``va_head`` (2) layers.
   """
   if isinstance(model, emotion_gcn.EmotionGCN):
-    w = model.apply(variables, method=emotion_gcn.EmotionGCN.classifier_weights)
-    return np.asarray(w, np.float64)
-  params = flax.core.unfreeze(variables).get('params', {})
-  if 'head' in params and 'va_head' in params:
-    return np.concatenate([np.asarray(params['head']['kernel'], np.float64).T,
-                           np.asarray(params['va_head']['kernel'], np.float64).T], axis=0)
+    return np.asarray(model.classifier_weights(), np.float64)
+  head, va_head = getattr(model, 'head', None), getattr(model, 'va_head', None)
+  if head is not None and va_head is not None:
+    return np.concatenate([np.asarray(head.kernel[...], np.float64).T,
+                           np.asarray(va_head.kernel[...], np.float64).T], axis=0)
   raise ValueError(f'classifier_vectors: {type(model).__name__} has neither GCN classifiers nor '
-                   f"'head' and 'va_head' kernels (params {sorted(params)}).")
+                   "'head' and 'va_head' layers.")
 
 
 def cosine_similarity(vectors: np.ndarray) -> np.ndarray:
@@ -63,14 +61,13 @@ def normalized_confusion(confusion: np.ndarray) -> np.ndarray:
   return np.where(rows > 0, c / np.where(rows > 0, rows, 1.0), 0.0)
 
 
-def write_figures(workdir: str, model: Any, variables: Any, adjacency: np.ndarray | None,
+def write_figures(workdir: str, model: Any, adjacency: np.ndarray | None,
                   confusion: np.ndarray | None, label_names: Sequence[str]) -> dict[str, str]:
   """Writes the Emotion-GCN figures (Fig. 3, 4, 6) as PNG files into ``workdir``.
 
   Args:
     workdir: output directory (created if needed).
-    model: the Flax module (``EmotionGCN`` or ``Baseline``).
-    variables: its trained variables ({'params': ..., 'batch_stats': ...}).
+    model: the trained NNX module (``EmotionGCN`` or ``Baseline``).
     adjacency: A'' (K + 2, K + 2) or None (no Fig. 3; e.g. baselines). If None and the model is
       an ``EmotionGCN``, its own adjacency is used.
     confusion: (K, K) counts (``faujax.metrics.confusion_matrix``), or None (no Fig. 4).
@@ -83,8 +80,8 @@ def write_figures(workdir: str, model: Any, variables: Any, adjacency: np.ndarra
   nodes = emotion_gcn.node_names(names)
   os.makedirs(workdir, exist_ok=True)
   written = {}
-  if adjacency is None:
-    adjacency = emotion_gcn.model_adjacency(model)
+  if adjacency is None and isinstance(model, emotion_gcn.EmotionGCN):
+    adjacency = model.adjacency
   if adjacency is not None:
     a = np.asarray(adjacency, np.float64)
     if a.shape != (len(nodes), len(nodes)):
@@ -106,7 +103,7 @@ def write_figures(workdir: str, model: Any, variables: Any, adjacency: np.ndarra
     fig.tight_layout()
     written['confusion'] = os.path.join(workdir, CONFUSION_PNG)
     fig.savefig(written['confusion'], dpi=150)
-  sim = cosine_similarity(classifier_vectors(model, variables))
+  sim = cosine_similarity(classifier_vectors(model))
   if sim.shape != (len(nodes), len(nodes)):
     raise ValueError(f'The model gives {sim.shape[0]} classifier/regressor vectors; expected '
                      f'{len(nodes)} for {nodes}.')

@@ -1,7 +1,8 @@
 """MACG: multi-scale attention nodes, a top-K dynamic graph and a channel-topology branch.
 
 Paper: Li et al., "Enhancing facial action unit recognition through topological feature integration
-and relational learning" (``papers/macg.md``); the public code calls the model MACG.
+and relational learning"; the public code calls the model MACG. Facts the paper leaves open:
+``docs/reference/model_details.md`` ("MAFG", "CCFG", "MACG head", "Top-K dynamic graph").
 
   image (B, S, S, 3)
     -> trunk (ResNet-50: (B, 7, 7, 2048) at 224 px)
@@ -13,7 +14,8 @@ and relational learning" (``papers/macg.md``); the public code calls the model M
   f = LinearBlock 2C -> C (concat(v^GNN, v^CCFG)) (eq. 13)                    f (B, N, C)
   p = cosine head (eq. 14)                                                    au_probs (B, N)
 
-Ablation rows of MACG Tables 4-5 as switches (the rest of the network unchanged):
+Ablation rows of MACG Tables 4-5 (``config.ablation``, see ``ABLATIONS``) set these switches (the
+rest of the network unchanged):
   ResNet50          use_mafg=False use_gnn=False use_ccfg=False  (trunk -> LinearBlock -> per-AU
                                                                   LinearBlocks + mean -> head)
   ResNet50+MAFG     use_mafg=True  use_gnn=False use_ccfg=False
@@ -25,20 +27,23 @@ Without CCFG there is nothing to concatenate, so the fusion block of eq. 13 is s
 reads the node features directly (as in ME-GraphAU). The Fig. 6 K sweep is ``top_k``.
 
 Output: ``{'au_probs': (B, N) float32 in [0, 1]}`` for the 'asymmetric' loss (eq. 15-16).
+
+Public-code switches (defaults are the paper's): ``shared_ccfg_block`` (one CCFG block for all AUs),
+``axial_order='xy'``, ``ccfg_trainable_lambda=False`` (a fixed lambda).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
+from flax import nnx
 
-from faujax import backbones
+from faujax.config_schema import frozen_mapping
 from faujax.graph import dynamic_graph
+from faujax.models import trunk as trunk_lib
 from faujax.models.parts.ccfg import CCFG
 from faujax.models.parts.cosine_head import CosineHead
 from faujax.models.parts.linear_block import LinearBlock
@@ -46,24 +51,25 @@ from faujax.models.parts.mafg import AXIAL_ORDERS, MAFG
 
 SIMILARITIES: tuple[str, ...] = dynamic_graph.METRICS
 
-# The ablation rows of MACG Tables 4-5: name -> (use_mafg, use_gnn, use_ccfg).
-ABLATIONS: dict[str, tuple[bool, bool, bool]] = {
-    'resnet50': (False, False, False),
-    'resnet50+mafg': (True, False, False),
-    'baseline': (False, True, False),
-    'baseline+mafg': (True, True, False),
-    'baseline+ccfg': (False, True, True),
-    'full': (True, True, True),
-}
+# The ablation rows of MACG Tables 4-5: name -> the config keys they set.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    name: {'model.use_mafg': mafg, 'model.use_gnn': gnn, 'model.use_ccfg': ccfg}
+    for name, (mafg, gnn, ccfg) in {
+        'resnet50': (False, False, False),
+        'resnet50+mafg': (True, False, False),
+        'baseline': (False, True, False),
+        'baseline+mafg': (True, True, False),
+        'baseline+ccfg': (False, True, True),
+        'full': (True, True, True),
+    }.items()}
 
 
-class MACG(nn.Module):
+class MACG(nnx.Module):
   """The MACG AU detector (see the module docstring).
 
-  Attributes:
-    num_labels: N AUs (8 DISFA, 12 BP4D / EmotioNet).
-    backbone: trunk name (``faujax.backbones.ARCHS``); 'resnet50' in the paper.
-    backbone_kwargs: extra trunk attributes.
+  Args:
+    info: the dataset: an AU task with ``num_labels`` N AUs (8 DISFA, 12 BP4D / EmotioNet).
+    backbone: ``config.model.backbone``; ResNet-50 in the paper.
     node_dim: C, width of the global LinearBlock, the AU nodes, CCFG and the fusion (512).
     rel_features: CCFG relation channels R (64).
     use_mafg: multi-scale axial attention (eq. 1-3) before the per-AU blocks.
@@ -72,126 +78,89 @@ class MACG(nn.Module):
     top_k: K neighbours per node (3 DISFA, 4 BP4D / EmotioNet).
     similarity: 'dot' (paper eq. 5) or 'cosine' similarity of the graph.
     gnn_layers: number of dynamic-graph layers (1 in the public code).
-    shared_ccfg_block: one LinearBlock shared by all AUs in CCFG (public code) instead of the
-      paper's per-AU phi_i (eq. 12).
-    mafg_kernel_sizes, mafg_square_kernel, axial_order: MAFG scales (7, 11, 21), 5, 'yx'.
+    shared_ccfg_block: one LinearBlock shared by all AUs in CCFG (the public code's behaviour)
+      instead of the paper's per-AU phi_i (eq. 12).
+    mafg_kernel_sizes, mafg_square_kernel, axial_order: MAFG scales (7, 11, 21), 5, 'yx'
+      ('xy': the public code's order).
     ccfg_lambda_init: initial CCFG lambda (eq. 11).
+    ccfg_trainable_lambda: False keeps lambda fixed at its initial value (the public code's
+      behaviour).
     dtype: compute dtype; parameters float32.
-    bn_axis_name: pmap axis of every BatchNorm's statistics.
+    rngs: parameter initialisation.
   """
 
-  num_labels: int
-  backbone: str = 'resnet50'
-  backbone_kwargs: Any = None
-  node_dim: int = 512
-  rel_features: int = 64
-  use_mafg: bool = True
-  use_gnn: bool = True
-  use_ccfg: bool = True
-  top_k: int = 3
-  similarity: str = 'dot'
-  gnn_layers: int = 1
-  shared_ccfg_block: bool = False
-  mafg_kernel_sizes: Sequence[int] = (7, 11, 21)
-  mafg_square_kernel: int = 5
-  axial_order: str = 'yx'
-  ccfg_lambda_init: float = 1.0
-  dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
+  def __init__(self, info: Any, *,
+               backbone: Mapping[str, Any] = frozen_mapping({'name': 'resnet50'}),
+               node_dim: int = 512, rel_features: int = 64, use_mafg: bool = True,
+               use_gnn: bool = True, use_ccfg: bool = True, top_k: int = 3,
+               similarity: str = 'dot', gnn_layers: int = 1, shared_ccfg_block: bool = False,
+               mafg_kernel_sizes: Sequence[int] = (7, 11, 21), mafg_square_kernel: int = 5,
+               axial_order: str = 'yx', ccfg_lambda_init: float = 1.0,
+               ccfg_trainable_lambda: bool = True, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    if getattr(info, 'task', 'au') != 'au':
+      raise ValueError(f"config.model.name='macg' is an AU model; the dataset's task is "
+                       f'{info.task!r}.')
+    n = int(info.num_labels)
+    _validate(n, use_gnn=use_gnn, top_k=top_k, similarity=similarity, gnn_layers=gnn_layers,
+              axial_order=axial_order, node_dim=node_dim, rel_features=rel_features)
+    self.num_labels = n
+    self.node_dim = node_dim
+    self.dtype = dtype
+    self.backbone = trunk_lib.build(backbone, dtype=dtype, rngs=rngs)
+    self.global_block = LinearBlock(self.backbone.num_features, node_dim, dtype=dtype, rngs=rngs)
+    self.mafg = MAFG(n, node_dim, features=node_dim, use_attention=use_mafg,
+                     kernel_sizes=tuple(mafg_kernel_sizes), square_kernel=mafg_square_kernel,
+                     axial_order=axial_order, dtype=dtype, rngs=rngs)
+    layers = gnn_layers if use_gnn else 0
+    for i in range(layers):  # attribute names gnn_0, gnn_1, ... (the variable paths)
+      setattr(self, f'gnn_{i}', dynamic_graph.DynamicGraphLayer(
+          n, node_dim, k=top_k, metric=similarity, dtype=dtype, rngs=rngs))
+    self.gnn_layers = layers
+    self.ccfg = (CCFG(n, node_dim, features=node_dim, rel_features=rel_features,
+                      lambda_init=ccfg_lambda_init,
+                      trainable_lambda=ccfg_trainable_lambda, shared_block=shared_ccfg_block,
+                      dtype=dtype, rngs=rngs) if use_ccfg else None)
+    self.fusion = (LinearBlock(2 * node_dim, node_dim, dtype=dtype, rngs=rngs)
+                   if use_ccfg else None)
+    self.head = CosineHead(n, node_dim, rngs=rngs)
 
-  @nn.compact
-  def __call__(self, batch: dict[str, jax.Array], *, train: bool) -> dict[str, jax.Array]:
-    validate(self)
+  def __call__(self, batch: dict[str, jax.Array], *, train: bool,
+               rngs: nnx.Rngs | None = None) -> dict[str, jax.Array]:
+    del rngs  # no dropout
     images = batch['image']
     chex.assert_rank(images, 4)
     chex.assert_type(images, float)
     b = images.shape[0]
-    # ``backbones.build``'s first parameter is called ``name``: build an orphan, then adopt it.
-    trunk = backbones.build(self.backbone, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                            parent=None, **dict(self.backbone_kwargs or {}))
-    trunk = trunk.clone(parent=self, name='backbone')
-    fmap = trunk(images, train=train)                                   # (B, h, w, C_trunk)
+    fmap = self.backbone(images, train=train)                            # (B, h, w, C_trunk)
     _, h, w, c_trunk = fmap.shape
-    x = LinearBlock(self.node_dim, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                    name='global_block')(fmap.reshape(b, h * w, c_trunk), train=train)
-    x = x.reshape(b, h, w, self.node_dim)                               # X (B, h, w, C)
-
-    nodes = MAFG(self.num_labels, self.node_dim, use_attention=self.use_mafg,
-                 kernel_sizes=tuple(self.mafg_kernel_sizes), square_kernel=self.mafg_square_kernel,
-                 axial_order=self.axial_order, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                 name='mafg')(x, train=train)                           # V (B, N, C)
-    f = nodes
-    if self.use_gnn:
-      for layer in range(self.gnn_layers):
-        f = dynamic_graph.DynamicGraphLayer(k=self.top_k, metric=self.similarity,
-                                            bn_axis_name=self.bn_axis_name, dtype=self.dtype,
-                                            name=f'gnn_{layer}')(f, train=train)
-    if self.use_ccfg:
-      v_ccfg = CCFG(self.num_labels, self.node_dim, self.rel_features,
-                    lambda_init=self.ccfg_lambda_init, shared_block=self.shared_ccfg_block,
-                    dtype=self.dtype, bn_axis_name=self.bn_axis_name, name='ccfg')(x, train=train)
+    x = self.global_block(fmap.reshape(b, h * w, c_trunk), train=train)
+    x = x.reshape(b, h, w, self.node_dim)                                # X (B, h, w, C)
+    f = self.mafg(x, train=train)                                        # V (B, N, C)
+    for i in range(self.gnn_layers):
+      f = getattr(self, f'gnn_{i}')(f, train=train)
+    if self.ccfg is not None:
+      v_ccfg = self.ccfg(x, train=train)
       fused = jnp.concatenate([f.astype(self.dtype), v_ccfg.astype(self.dtype)], axis=-1)
-      f = LinearBlock(self.node_dim, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                      name='fusion')(fused, train=train)                # eq. 13, (B, N, C)
-    probs = CosineHead(name='head')(f)
+      f = self.fusion(fused, train=train)                                # eq. 13, (B, N, C)
+    probs = self.head(f)
     chex.assert_shape(probs, (b, self.num_labels))
     return {'au_probs': probs.astype(jnp.float32)}
 
 
-def validate(m: MACG) -> None:
+def _validate(n: int, *, use_gnn: bool, top_k: int, similarity: str, gnn_layers: int,
+              axial_order: str, node_dim: int, rel_features: int) -> None:
   """Raises ValueError naming the config key of an inconsistent MACG setting."""
-  n = m.num_labels
   if n < 1:
-    raise ValueError(f'MACG.num_labels must be >= 1; got {n}.')
-  if m.use_gnn and not 1 <= m.top_k <= n:
-    raise ValueError(f'config.model.top_k={m.top_k} must be in [1, {n}] (the number of AUs).')
-  if m.similarity not in SIMILARITIES:
-    raise ValueError(f'config.model.similarity={m.similarity!r}; expected one of '
-                     f'{SIMILARITIES}.')
-  if m.use_gnn and m.gnn_layers < 1:
-    raise ValueError(f'config.model.gnn_layers={m.gnn_layers}; expected >= 1.')
-  if m.axial_order not in AXIAL_ORDERS:
-    raise ValueError(f'config.model.axial_order={m.axial_order!r}; expected one of '
+    raise ValueError(f'MACG needs at least one AU; the dataset has {n}.')
+  if use_gnn and not 1 <= top_k <= n:
+    raise ValueError(f'config.model.top_k={top_k} must be in [1, {n}] (the number of AUs).')
+  if similarity not in SIMILARITIES:
+    raise ValueError(f'config.model.similarity={similarity!r}; expected one of {SIMILARITIES}.')
+  if use_gnn and gnn_layers < 1:
+    raise ValueError(f'config.model.gnn_layers={gnn_layers}; expected >= 1.')
+  if axial_order not in AXIAL_ORDERS:
+    raise ValueError(f'config.model.axial_order={axial_order!r}; expected one of '
                      f'{AXIAL_ORDERS}.')
-  for key, value in (('node_dim', m.node_dim), ('rel_features', m.rel_features)):
+  for key, value in (('node_dim', node_dim), ('rel_features', rel_features)):
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'config.model.{key}={value!r}; expected a positive int.')
-
-
-def from_config(cfg: ml_collections.ConfigDict, info: Any, dtype: Any,
-                bn_axis_name: str | None) -> MACG:
-  """MACG from ``config.model`` for the dataset ``info`` (``info.num_labels`` AUs).
-
-  Keys read (defaults in brackets): ``backbone.name`` ['resnet50'], ``backbone.kwargs`` [{}],
-  ``node_dim`` [512], ``rel_features`` [64], ``use_mafg`` / ``use_gnn`` / ``use_ccfg`` [True],
-  ``ablation`` [''] (a name of ``ABLATIONS``; when set it overrides the three switches),
-  ``top_k`` [3], ``similarity`` ['dot'], ``gnn_layers`` [1], ``shared_ccfg_block`` [False],
-  ``mafg_kernel_sizes`` [(7, 11, 21)], ``mafg_square_kernel`` [5], ``axial_order`` ['yx'],
-  ``ccfg_lambda_init`` [1.0].
-  """
-  if getattr(info, 'task', 'au') != 'au':
-    raise ValueError(f"config.model.name='macg' is an AU model; the dataset's task is "
-                     f'{info.task!r}.')
-  use = (cfg.get('use_mafg', True), cfg.get('use_gnn', True), cfg.get('use_ccfg', True))
-  ablation = cfg.get('ablation', '') or ''
-  if ablation:
-    if ablation not in ABLATIONS:
-      raise ValueError(f'config.model.ablation={ablation!r}; expected one of {tuple(ABLATIONS)} '
-                       f'or empty.')
-    use = ABLATIONS[ablation]
-  backbone = cfg.get('backbone', None)
-  model = MACG(
-      num_labels=int(info.num_labels),
-      backbone=backbone.get('name', 'resnet50') if backbone is not None else 'resnet50',
-      backbone_kwargs=dict((backbone.get('kwargs', None) or {}) if backbone is not None else {}),
-      node_dim=cfg.get('node_dim', 512), rel_features=cfg.get('rel_features', 64),
-      use_mafg=bool(use[0]), use_gnn=bool(use[1]), use_ccfg=bool(use[2]),
-      top_k=cfg.get('top_k', 3), similarity=cfg.get('similarity', 'dot'),
-      gnn_layers=cfg.get('gnn_layers', 1), shared_ccfg_block=cfg.get('shared_ccfg_block', False),
-      mafg_kernel_sizes=tuple(cfg.get('mafg_kernel_sizes', (7, 11, 21))),
-      mafg_square_kernel=cfg.get('mafg_square_kernel', 5),
-      axial_order=cfg.get('axial_order', 'yx'),
-      ccfg_lambda_init=float(cfg.get('ccfg_lambda_init', 1.0)), dtype=dtype,
-      bn_axis_name=bn_axis_name)
-  validate(model)
-  return model

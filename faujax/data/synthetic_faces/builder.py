@@ -1,11 +1,13 @@
 """tensorflow-datasets builder `synthetic_faces`: procedurally rendered faces with AU and expression labels.
 
 Builder configs (one per label space of the real datasets, identical features):
-  bp4d       12 AUs (faujax.labels.BP4D_AUS)
-  disfa      8 AUs (DISFA_AUS)
-  emotionet  12 AUs (EMOTIONET_AUS)
-  expression all 18 AUs (ALL_AUS) + the expression labels as the task
-  all        all 18 AUs
+  bp4d              12 AUs (faujax.labels.BP4D_AUS), task 'au'
+  disfa             8 AUs (DISFA_AUS), task 'au'
+  emotionet         12 AUs (EMOTIONET_AUS), task 'au'
+  expression        all 18 AUs (ALL_AUS); task 'expression': the 7 classes (+ valence / arousal)
+  expression_multi  all 18 AUs; task 'expression_multi': the 6-dim BASIC_6 multi-label
+                    (the same examples as 'expression', built under its own name)
+  all               all 18 AUs, task 'au'
 Custom sizes: ``SyntheticFaces(config=SyntheticFacesConfig(name='bp4d_tiny', au_set='bp4d',
 image_size=40, num_subjects=12, frames_per_subject=6), data_dir=...)``.
 
@@ -21,11 +23,14 @@ Features of every example:
   subject           int64 subject id
 
 Splits follow ``faujax.data.splits``: subjects are permuted with the seed and cut into 3 parts; in
-each part ~20% of the subjects (at least 1) form ``part{p}_val``. The dataset metadata holds, per
-fold, the training occurrence rates of the config's AUs and the training class counts of the 7
-expressions (``metadata['train_occurrence_rates']['fold1']`` etc.), plus the subject ids of each
-physical split. Every example is a pure function of (seed, subject, frame), so the dataset is
-deterministic for a seed whatever the worker count.
+each part ~20% of the subjects (at least 1) form ``part{p}_val``. The dataset metadata holds the
+config's 'task', its 'label_names' (AU names, EXPRESSIONS_7 or BASIC_6), 'multi_label_names'
+(BASIC_6), 'aus', and per fold the training statistics of the task's labels:
+'train_occurrence_rates' (``faujax.statistics.occurrence_rates``; for 'expression' the class
+frequencies) and 'class_counts' (positives of each label; for 'expression' examples per class),
+e.g. ``metadata['train_occurrence_rates']['fold1']``, plus the subject ids of each physical split.
+Every example is a pure function of (seed, subject, frame), so the dataset is deterministic for a
+seed whatever the worker count.
 """
 
 from __future__ import annotations
@@ -34,16 +39,18 @@ import dataclasses
 import multiprocessing
 import os
 
+from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
 from faujax import labels
+from faujax import statistics
 from faujax.data import splits
 from faujax.data.synthetic_faces import examples
 from faujax.data.synthetic_faces import face_model
 from faujax.data.synthetic_faces import png
 
-TASKS = ('au', 'expression')
+TASKS = labels.TASKS
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 24, 512
 VAL_FRACTION = 0.2
 
@@ -54,7 +61,8 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
 
   Attributes:
     au_set: 'bp4d', 'disfa', 'emotionet' or 'all' (faujax.labels.AU_SETS).
-    task: 'au' or 'expression' (what the config is meant to train; features are identical).
+    task: 'au', 'expression' or 'expression_multi' (what the config is meant to train; the
+      features are identical).
     image_size: S of the S x S images.
     num_subjects: subjects (>= 6: each of the 3 parts needs a training and a validation subject).
     frames_per_subject: frames rendered per subject.
@@ -108,28 +116,47 @@ def subject_assignment(num_subjects: int, seed: int) -> dict[str, list[int]]:
   return out
 
 
+def label_names(config: SyntheticFacesConfig) -> list[str]:
+  """The labels of the config's task, in order (AU names, EXPRESSIONS_7 or BASIC_6)."""
+  if config.task == 'expression':
+    return list(labels.EXPRESSIONS_7)
+  if config.task == 'expression_multi':
+    return list(labels.BASIC_6)
+  return labels.au_label_names(config.aus)
+
+
+def _task_labels(config: SyntheticFacesConfig, state: face_model.FrameState,
+                 idx: list[int]) -> np.ndarray:
+  """The task's 0/1 label vector of one frame (one-hot class for 'expression')."""
+  if config.task == 'expression':
+    return np.eye(len(labels.EXPRESSIONS_7))[state.expression]
+  if config.task == 'expression_multi':
+    return np.asarray(state.expression_multi, np.float64)
+  return np.asarray(state.au_occurrence[idx], np.float64)
+
+
 def label_statistics(config: SyntheticFacesConfig, test_part_of_fold) -> dict:
-  """Per-fold training occurrence rates and expression class counts, from the face model only."""
+  """Per-fold training statistics of the task's labels, from the face model only (no rendering).
+
+  Returns:
+    {'train_occurrence_rates': {'fold<k>': [K floats]} (``statistics.occurrence_rates``),
+     'class_counts': {'fold<k>': [K ints]} (positives per label), 'subjects': the assignment}.
+  """
   assignment = subject_assignment(config.num_subjects, config.seed)
   idx = [face_model.AU_INDEX[a] for a in config.aus]
   per_subject = {}
   for s in range(config.num_subjects):
     identity = face_model.sample_identity(config.seed, s)
-    occ = np.zeros(len(idx))
-    counts = np.zeros(len(labels.EXPRESSIONS_7), np.int64)
-    for f in range(config.frames_per_subject):
-      state = face_model.sample_frame(identity, config.seed, f)
-      occ += state.au_occurrence[idx]
-      counts[state.expression] += 1
-    per_subject[s] = (occ, counts)
+    per_subject[s] = np.stack([
+        _task_labels(config, face_model.sample_frame(identity, config.seed, f), idx)
+        for f in range(config.frames_per_subject)])
   rates, class_counts = {}, {}
   for fold in splits.FOLDS:
     subjects = [s for part in splits.split_parts(fold, 'train', test_part_of_fold)
                 for s in assignment[part]]
-    occ = sum(per_subject[s][0] for s in subjects)
-    n = len(subjects) * config.frames_per_subject
-    rates[f'fold{fold}'] = [float(v) for v in occ / max(n, 1)]
-    class_counts[f'fold{fold}'] = [int(v) for v in sum(per_subject[s][1] for s in subjects)]
+    y = np.concatenate([per_subject[s] for s in subjects])
+    rates[f'fold{fold}'] = [float(v) for v in statistics.occurrence_rates(y)]
+    class_counts[f'fold{fold}'] = [int(v) for v in statistics.occurrence_counts(y)[0]]
   return {'train_occurrence_rates': rates, 'class_counts': class_counts, 'subjects': assignment}
 
 
@@ -154,13 +181,18 @@ def _render(args) -> tuple[str, dict]:
 class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
   """Procedural faces with 68 landmarks, 18 AU intensities and expression labels."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'First release.',
+      '1.1.0': "Config 'expression_multi'; metadata 'label_names' / 'multi_label_names'; "
+               "'class_counts' and 'train_occurrence_rates' are those of the task's labels.",
+  }
   BUILDER_CONFIGS = [
       _config('bp4d', 'bp4d'),
       _config('disfa', 'disfa'),
       _config('emotionet', 'emotionet'),
       _config('expression', 'all', task='expression'),
+      _config('expression_multi', 'all', task='expression_multi'),
       _config('all', 'all'),
   ]
   DEFAULT_CONFIG_NAME = 'bp4d'
@@ -197,14 +229,20 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
     self.info.metadata.update({
         'task': cfg.task,
         'aus': list(cfg.aus),
-        'label_names': (list(labels.EXPRESSIONS_7) if cfg.task == 'expression'
-                        else labels.au_label_names(cfg.aus)),
+        'label_names': label_names(cfg),
+        'multi_label_names': list(labels.BASIC_6),
         'test_part_of_fold': {str(k): v for k, v in self.TEST_PART_OF_FOLD.items()},
         'seed': cfg.seed,
         **stats,
     })
     return {name: self._generate_examples(stats['subjects'][name])
             for name in splits.PHYSICAL_SPLITS}
+
+  def _log_download_bytes(self) -> None:
+    # tfds' DatasetBuilder.download_and_prepare prints "Downloading and preparing dataset Unknown
+    # size (download: Unknown size, ...)" to stdout through this hook (dataset_builder.py,
+    # tensorflow-datasets 4.9). Nothing is downloaded here: the examples are rendered locally.
+    logging.info('Rendering %s locally into %s.', self.info.full_name, self.data_dir)
 
   def _generate_examples(self, subjects):
     cfg = self.builder_config

@@ -1,4 +1,5 @@
-"""Cosine-similarity AU head (MACG eq. 14, after ME-GraphAU).
+"""Cosine-similarity AU head (MACG eq. 14, after ME-GraphAU; docs/reference/model_details.md,
+"MACG head").
 
 ``p_i = <ReLU(f_i), ReLU(s_i)> / (||ReLU(f_i)||_2 ||ReLU(s_i)||_2)`` with one trainable vector
 ``s_i`` per AU (``s``: (N, C), Xavier-uniform). Both factors are non-negative, so ``p_i`` lies in
@@ -10,9 +11,9 @@ Computed in float32 whatever the compute dtype. ``(B, N, C) -> (B, N)``.
 from __future__ import annotations
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 
 def _safe_norm(x: jax.Array, eps: float) -> jax.Array:
@@ -34,16 +35,25 @@ def cosine_probabilities(f: jax.Array, s: jax.Array, eps: float = 1e-12) -> jax.
   return jnp.einsum('bnc,nc->bn', f, s)
 
 
-class CosineHead(nn.Module):
-  """Eq. 14 with the class vectors ``s`` (N, C) as a parameter named ``'sc'``."""
+class CosineHead(nnx.Module):
+  """Eq. 14 with the class vectors ``s`` (N, C) as an ``nnx.Param`` named ``sc``.
 
-  eps: float = 1e-12
+  Args:
+    num_nodes: N AUs.
+    in_features: C, channels of the node features.
+    eps: norm clamp (torch ``F.normalize``).
+    rngs: parameter initialisation (``sc``: torch ``xavier_uniform_`` on (N, C), i.e.
+      fan_in = C, fan_out = N).
+  """
 
-  @nn.compact
+  def __init__(self, num_nodes: int, in_features: int, *, eps: float = 1e-12, rngs: nnx.Rngs):
+    for value, name in ((num_nodes, 'num_nodes'), (in_features, 'in_features')):
+      if not isinstance(value, int) or value <= 0:
+        raise ValueError(f'CosineHead {name} must be a positive int; got {value!r}.')
+    self.eps = eps
+    init = nnx.initializers.xavier_uniform(in_axis=-1, out_axis=-2)
+    self.sc = nnx.Param(init(rngs.params(), (num_nodes, in_features), jnp.float32))
+
   def __call__(self, f: jax.Array) -> jax.Array:
-    chex.assert_rank(f, 3)
-    _, n, c = f.shape
-    # torch xavier_uniform_ on an (N, C) tensor: fan_in = C, fan_out = N.
-    s = self.param('sc', nn.initializers.xavier_uniform(in_axis=-1, out_axis=-2), (n, c),
-                   jnp.float32)
-    return cosine_probabilities(f, s, self.eps)
+    """``f`` (B, N, C) -> probabilities (B, N) float32."""
+    return cosine_probabilities(f, self.sc[...], self.eps)

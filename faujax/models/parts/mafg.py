@@ -1,6 +1,7 @@
 """MAFG: multi-scale axial attention and per-AU node features (MACG eq. 1-4).
 
-``MultiScaleAxialAttention`` (MACG eq. 1-3; reference-facts "MAFG"), on a map ``x`` (B, H, W, C):
+``MultiScaleAxialAttention`` (MACG eq. 1-3; docs/reference/model_details.md, "MAFG"), on a map
+``x`` (B, H, W, C):
 
   d    = dw5x5(x)                                  (depthwise 5x5, padding 2)
   M_k  = dw_x^k(dw_y^k(d))   for k in (7, 11, 21)  (eq. 1-2: depthwise k x 1 along y, then 1 x k
@@ -16,6 +17,10 @@ separable convolutions commute, so the two orders differ only through the convol
 LinearBlock per AU (``PerNodeLinearBlock``) and are averaged over the H * W tokens, giving the AU
 nodes (B, N, C_out). ``use_attention=False`` skips eq. 1-3 (the "ResNet50" / "Baseline" ablation
 rows of MACG Tables 4-5: the per-AU blocks read the map directly).
+
+Flax NNX; variable paths (unchanged, so checkpoints keep loading):
+``attention/{conv0, conv1_y, conv1_x, ..., mix}`` (``kernel`` (kh, kw, 1, C) depthwise,
+``mix/kernel`` (1, 1, C, C), each with ``bias``) and ``au_blocks`` (a ``PerNodeLinearBlock``).
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from faujax.models.parts.linear_block import PerNodeLinearBlock
 
@@ -33,7 +38,7 @@ AXIAL_ORDERS: tuple[str, ...] = ('yx', 'xy')
 
 # MCANet / SegNext convention: conv weights from PyTorch's default Conv2d init (kaiming-uniform with
 # a = sqrt(5), i.e. U(+-1/sqrt(fan_in))) as no special init is stated for MAFG.
-_torch_conv_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
+_torch_conv_init = nnx.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
 
 
 def _torch_conv_bias_init(fan_in: int) -> Any:
@@ -44,88 +49,117 @@ def _torch_conv_bias_init(fan_in: int) -> Any:
   return init
 
 
-def depthwise_conv(features: int, kernel: tuple[int, int], *, name: str, dtype: Any) -> nn.Conv:
+def depthwise_conv(features: int, kernel: tuple[int, int], *, dtype: Any,
+                   rngs: nnx.Rngs) -> nnx.Conv:
   """A depthwise (groups = C) 'same' conv with bias, torch-style symmetric padding k // 2."""
   kh, kw = kernel
-  return nn.Conv(features, (kh, kw), padding=((kh // 2, kh // 2), (kw // 2, kw // 2)),
-                 feature_group_count=features, use_bias=True, dtype=dtype,
-                 param_dtype=jnp.float32, kernel_init=_torch_conv_init,
-                 bias_init=_torch_conv_bias_init(kh * kw), name=name)
+  return nnx.Conv(features, features, (kh, kw),
+                  padding=((kh // 2, kh // 2), (kw // 2, kw // 2)),
+                  feature_group_count=features, use_bias=True, dtype=dtype,
+                  param_dtype=jnp.float32, kernel_init=_torch_conv_init,
+                  bias_init=_torch_conv_bias_init(kh * kw), rngs=rngs)
 
 
-class MultiScaleAxialAttention(nn.Module):
+def _check_positive(value: int, name: str) -> None:
+  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    raise ValueError(f'{name} must be a positive int; got {value!r}.')
+
+
+class MultiScaleAxialAttention(nnx.Module):
   """MACG eq. 1-3 attention, returning ``attn * x``: ``(B, H, W, C) -> (B, H, W, C)``.
 
-  Attributes:
+  Args:
+    in_features: C, the channels of the map (every conv keeps C channels).
     kernel_sizes: the axial scales (7, 11, 21 in the paper, after MCANet).
     square_kernel: the initial depthwise square kernel (5).
     axial_order: 'yx' (paper, default) or 'xy' (public code / SegNext).
     dtype: compute dtype; parameters float32.
+    rngs: parameter initialisation.
+
+  Children: ``conv0``, ``conv{i}_y`` / ``conv{i}_x`` for i = 1 .. len(kernel_sizes), ``mix``.
   """
 
-  kernel_sizes: Sequence[int] = (7, 11, 21)
-  square_kernel: int = 5
-  axial_order: str = 'yx'
-  dtype: Any = jnp.float32
+  def __init__(self, in_features: int, *, kernel_sizes: Sequence[int] = (7, 11, 21),
+               square_kernel: int = 5, axial_order: str = 'yx', dtype: Any = jnp.float32,
+               rngs: nnx.Rngs):
+    _check_positive(in_features, 'MultiScaleAxialAttention in_features')
+    if axial_order not in AXIAL_ORDERS:
+      raise ValueError(f'MultiScaleAxialAttention axial_order={axial_order!r}; expected one '
+                       f'of {AXIAL_ORDERS}.')
+    kernel_sizes = tuple(int(k) for k in kernel_sizes)
+    for k in (square_kernel, *kernel_sizes):
+      if k <= 0 or k % 2 == 0:
+        raise ValueError(f'MultiScaleAxialAttention kernel sizes must be positive and odd; got '
+                         f'square_kernel={square_kernel}, kernel_sizes={kernel_sizes}.')
+    c = in_features
+    self.in_features = c
+    self.kernel_sizes = kernel_sizes
+    self.axial_order = axial_order
+    self.dtype = dtype
+    self.conv0 = depthwise_conv(c, (square_kernel,) * 2, dtype=dtype, rngs=rngs)
+    for i, k in enumerate(kernel_sizes):
+      setattr(self, f'conv{i + 1}_y', depthwise_conv(c, (k, 1), dtype=dtype, rngs=rngs))
+      setattr(self, f'conv{i + 1}_x', depthwise_conv(c, (1, k), dtype=dtype, rngs=rngs))
+    self.mix = nnx.Conv(c, c, (1, 1), use_bias=True, dtype=dtype, param_dtype=jnp.float32,
+                        kernel_init=_torch_conv_init, bias_init=_torch_conv_bias_init(c),
+                        rngs=rngs)
 
-  @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     chex.assert_rank(x, 4)
     chex.assert_type(x, float)
-    if self.axial_order not in AXIAL_ORDERS:
-      raise ValueError(f'MultiScaleAxialAttention.axial_order={self.axial_order!r}; expected one '
-                       f'of {AXIAL_ORDERS}.')
-    for k in (self.square_kernel, *self.kernel_sizes):
-      if k <= 0 or k % 2 == 0:
-        raise ValueError(f'MultiScaleAxialAttention kernel sizes must be positive and odd; got '
-                         f'square_kernel={self.square_kernel}, kernel_sizes={self.kernel_sizes}.')
-    c = x.shape[-1]
+    if x.shape[-1] != self.in_features:
+      raise ValueError(f'MultiScaleAxialAttention input x must have {self.in_features} channels; '
+                       f'got shape {x.shape}.')
     x = x.astype(self.dtype)
-    d = depthwise_conv(c, (self.square_kernel,) * 2, name='conv0', dtype=self.dtype)(x)
+    d = self.conv0(x)
     total = d
-    for i, k in enumerate(self.kernel_sizes):
-      conv_y = depthwise_conv(c, (k, 1), name=f'conv{i + 1}_y', dtype=self.dtype)
-      conv_x = depthwise_conv(c, (1, k), name=f'conv{i + 1}_x', dtype=self.dtype)
+    for i in range(len(self.kernel_sizes)):
+      conv_y = getattr(self, f'conv{i + 1}_y')
+      conv_x = getattr(self, f'conv{i + 1}_x')
       m = conv_x(conv_y(d)) if self.axial_order == 'yx' else conv_y(conv_x(d))
       total = total + m
-    attn = nn.Conv(c, (1, 1), use_bias=True, dtype=self.dtype, param_dtype=jnp.float32,
-                   kernel_init=_torch_conv_init, bias_init=_torch_conv_bias_init(c),
-                   name='mix')(total)
+    attn = self.mix(total)
     return attn * x
 
 
-class MAFG(nn.Module):
+class MAFG(nnx.Module):
   """Multi-scale attention feature generator: map -> AU nodes (MACG eq. 1-4).
 
-  Attributes:
+  Args:
     num_nodes: N AUs.
+    in_features: C_in, channels of the input map (MACG: the node width C of the global block).
     features: node channels (512 in MACG).
-    use_attention: apply eq. 1-3 before the per-AU blocks (False: ablation rows without MAFG).
+    use_attention: apply eq. 1-3 before the per-AU blocks (False: ablation rows without MAFG;
+      then there is no ``attention`` child).
     kernel_sizes, square_kernel, axial_order: see ``MultiScaleAxialAttention``.
-    dtype: compute dtype; bn_axis_name: pmap axis of the BatchNorm statistics.
+    dtype: compute dtype; parameters float32.
+    rngs: parameter initialisation.
+
+  Children: ``attention`` (``MultiScaleAxialAttention``, or None) and ``au_blocks``
+  (``PerNodeLinearBlock(num_nodes, in_features, features)``).
   """
 
-  num_nodes: int
-  features: int = 512
-  use_attention: bool = True
-  kernel_sizes: Sequence[int] = (7, 11, 21)
-  square_kernel: int = 5
-  axial_order: str = 'yx'
-  dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
+  def __init__(self, num_nodes: int, in_features: int, *, features: int = 512,
+               use_attention: bool = True, kernel_sizes: Sequence[int] = (7, 11, 21),
+               square_kernel: int = 5, axial_order: str = 'yx', dtype: Any = jnp.float32,
+               rngs: nnx.Rngs):
+    self.num_nodes = num_nodes
+    self.features = features
+    self.attention = (MultiScaleAxialAttention(in_features, kernel_sizes=kernel_sizes,
+                                               square_kernel=square_kernel,
+                                               axial_order=axial_order, dtype=dtype, rngs=rngs)
+                      if use_attention else None)
+    self.au_blocks = PerNodeLinearBlock(num_nodes, in_features, features, shared_input=True,
+                                        dtype=dtype, rngs=rngs)
 
-  @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    """``x`` (B, H, W, C) -> AU nodes (B, N, features)."""
+    """``x`` (B, H, W, C_in) -> AU nodes (B, N, features)."""
     chex.assert_rank(x, 4)
     b, h, w, c = x.shape
-    if self.use_attention:
-      x = MultiScaleAxialAttention(self.kernel_sizes, self.square_kernel, self.axial_order,
-                                   dtype=self.dtype, name='attention')(x)
+    if self.attention is not None:
+      x = self.attention(x)
     tokens = x.reshape(b, h * w, c)
-    per_au = PerNodeLinearBlock(self.num_nodes, self.features, shared_input=True,
-                                dtype=self.dtype, bn_axis_name=self.bn_axis_name,
-                                name='au_blocks')(tokens, train=train)   # (B, HW, N, F)
+    per_au = self.au_blocks(tokens, train=train)   # (B, HW, N, F)
     nodes = per_au.mean(axis=1)
     chex.assert_shape(nodes, (b, self.num_nodes, self.features))
     return nodes
