@@ -41,13 +41,58 @@ def main(argv):
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
-  from faujax import config_schema  # pylint: disable=g-import-not-at-top
   from faujax import train  # after jax.distributed.initialize, which must precede device use
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except config_schema.ConfigError as e:  # a config mistake: one line, no traceback
-    sys.exit(f'faujax: {e}')
+  except ValueError as e:  # a config or input mistake, named in the message: one line
+    if FLAGS['verbosity'].present:
+      raise
+    sys.exit(f'faujax: {e}\n(run with --verbosity=1 for the traceback)')
+
+
+def _override_error(argv: list[str], error: Exception) -> str:
+  """Names the first ``--config.KEY`` override whose key the config does not have."""
+  from faujax import config_schema  # pylint: disable=g-import-not-at-top
+  path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
+  if path is None and '--config' in argv[:-1]:
+    path = argv[argv.index('--config') + 1]
+  overrides = [a[len('--config.'):].split('=', 1)[0] for a in argv if a.startswith('--config.')]
+  if path is None:
+    return str(error)
+  try:
+    config = _load_config_file(path)
+  except Exception:  # pylint: disable=broad-except
+    return str(error)
+  for key in overrides:
+    node, parts = config, key.split('.')
+    for i, part in enumerate(parts):
+      if not hasattr(node, 'keys') or part not in node.keys():
+        where = '.'.join(parts[:i])
+        known = list(node.keys()) if hasattr(node, 'keys') else []
+        return str(config_schema.unknown_key_error(part, where, known)).replace('config..',
+                                                                                'config.')
+      node = node[part]
+  return f'cannot apply the --config overrides: {error}'
+
+
+def _load_config_file(spec: str):
+  """``get_config([arg])`` of a ``path[:arg]`` config flag value."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path, _, arg = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('_faujax_cli_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def run() -> None:
+  """``app.run(main)``; an unknown ``--config.KEY`` override (raised while absl parses the flags)
+  becomes one line naming the key and the nearest valid ones."""
+  try:
+    app.run(main)
+  except (AttributeError, KeyError) as e:
+    sys.exit(f'faujax: {_override_error(sys.argv, e)}')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  run()

@@ -109,9 +109,11 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   rows = models.ablations(config.model.name)
   if config.get('ablation', ''):
     if config.ablation not in rows:
+      expected = (f'one of {tuple(rows)} or empty' if rows else
+                  'empty (this model has no ablation rows)')
       raise config_schema.ConfigError(
           f'config.ablation={config.ablation!r} is not an ablation of model '
-          f'{config.model.name!r}; expected one of {tuple(rows) or "(none)"} or empty.')
+          f'{config.model.name!r}; expected {expected}.')
     for dotted, value in rows[config.ablation].items():
       section, key = dotted.split('.', 1)
       config[section][key] = value

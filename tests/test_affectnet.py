@@ -260,3 +260,24 @@ def test_input_pipeline_affectnet_8class_label_space(manual_dir, tmp_path):
   seven = input_pipeline.get_dataset_info({**cfg, 'builder_config': None})
   assert seven.builder_config == '7class' and seven.num_labels == 7
   assert seven.class_counts.shape == (7,)
+
+
+def test_affectnet_8class_trains_end_to_end(manual_dir, tmp_path):
+  """An 8-class Emotion-GCN run: the head, the class weights and the graph get 8 classes (the
+  label space used to be fixed at 7 and failed on the first step)."""
+  from faujax import config_base, models, train  # pylint: disable=g-import-not-at-top
+  config = config_base.get_config('emotion_gcn')
+  config.data.update({'name': 'affectnet', 'builder_config': '8class',
+                      'data_dir': str(tmp_path / 'tfds'), 'manual_dir': str(manual_dir)})
+  config.model.backbone = models.backbone_config('small_cnn', widths=(8, 16))
+  config.model.embeddings = 'onehot'  # the shipped vectors cover the 7 classes + V, A only
+  config.model.hidden_dim = 8
+  config.augment.image_size = 32
+  config.train.update({'batch_size': 8, 'num_steps': 2, 'eval_every': 2})
+  config.eval.batch_size = 8
+  config.checkpoint.every = 2
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert results['label_names'] == list(labels.EXPRESSIONS_8)
+  assert results['dataset'] == 'affectnet/8class'
+  assert {'mean_class_accuracy', 'accuracy', 'ccc_valence'} <= set(results['metrics'])
+  assert (tmp_path / 'run' / 'classifier_cosine_similarity.png').stat().st_size > 1000

@@ -123,7 +123,7 @@ def pure_apply(model, **call_kwargs):
   return apply
 
 
-def set_bn_axis_name(model, axis_name):
+def set_batch_norm_axis(model, axis_name):
   """What the training code does for ``jax.pmap``: ``axis_name`` on every BatchNorm."""
   count = 0
   for _, m in nnx.iter_modules(model):
@@ -288,7 +288,7 @@ def test_small_cnn_paths_and_train_step_changes_batch_stats():
 def test_batch_norm_statistics_are_global_under_pmap_and_sharded_jit():
   ref_model = build('small_cnn', widths=(8, 16))
   model = build('small_cnn', widths=(8, 16))
-  set_bn_axis_name(model, 'batch')
+  set_batch_norm_axis(model, 'batch')
   # The two device shards have different scales, so per-shard statistics would differ.
   x = jax.random.normal(jax.random.key(2), (2, 4, 16, 16, 3)) * jnp.arange(1., 3.)[:, None, None,
                                                                                     None, None]

@@ -126,6 +126,7 @@ def t_densenet121():
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_densenet121_matches_torch_after_import(tmp_path):
   torch.manual_seed(1)
   net = t_densenet121()

@@ -12,7 +12,8 @@ with the stem of JAA-Net; its layer layout is summarised in docs/reference/model
 * ``hierarchical=True`` (default, JAA-Net's "hierarchical" region learning as in its public code):
   the 8x8 branch reads the conv output, the 4x4 branch reads the 8x8 output and the 2x2 branch
   the 4x4 output. ``hierarchical=False``: the three branches all read the conv output in parallel
-  (the wording of the MGRR-Net paper), same channel counts.
+  (the other reading described in docs/reference/model_details.md, "JAA-Net stem"), same channel
+  counts.
 * Landmark branch on O_G: conv3x3-BN-ReLU 96, 96, max-pool 2, 128, 128, pool, 160, 160, pool
   (44 -> 5), flatten 160*5*5 -> Linear 512 -> ReLU -> Linear 2 * num_landmarks, (x, y) interleaved
   (loss: MGRR-Net eq. 10). The width of the first Linear depends on the input side, hence the

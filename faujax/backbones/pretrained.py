@@ -151,7 +151,8 @@ def read_meta(path: str) -> dict[str, Any]:
     with open(meta_path) as f:
       meta = json.load(f)
   except json.JSONDecodeError as e:
-    raise ValueError(f'{meta_path}: invalid JSON at line {e.lineno}: {e.msg}') from e
+    row = e.doc.count('\n', 0, e.pos) + 1
+    raise ValueError(f'{meta_path}: invalid JSON at line {row}: {e.msg}') from e
   if not isinstance(meta, dict) or meta.get('format') != FORMAT_NAME:
     raise ValueError(f'{meta_path}: expected format {FORMAT_NAME!r}, got {meta.get("format")!r}'
                      if isinstance(meta, dict) else f'{meta_path}: expected a JSON object')

@@ -63,7 +63,8 @@ def _torch_prefix(arch: str) -> str:
 def torch_key_map(arch: str) -> dict[str, tuple[str, tuple[str, ...], tuple[int, ...]]]:
   """``{torch key: (collection, flax path, torch shape)}`` for every tensor the backbone needs.
 
-  Derived from the Flax module's own variable tree, whose names mirror torchvision's.
+  Derived from the NNX module's own variable tree (``faujax.model_state.variables`` layout, via
+  ``faujax.backbones.pretrained.variable_shapes``), whose names mirror torchvision's.
   """
   if arch not in TORCHVISION_ARCHS:
     raise ValueError(f'--arch {arch!r}: torchvision weights exist only for '

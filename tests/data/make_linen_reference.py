@@ -1,6 +1,9 @@
 """Records the linen models' outputs for fixed weights and inputs (run once, before the NNX port).
 
-  python tests/data/make_linen_reference.py  ->  tests/data/linen_reference.npz
+It imports the linen modules, so it runs only on the commit that wrote the fixture (7dc1ab2, the
+last linen code): ``git worktree add /tmp/linen 7dc1ab2 && cd /tmp/linen &&
+python tests/data/make_linen_reference.py`` -> tests/data/linen_reference.npz. Kept as the record
+of how the fixture was made.
 
 For each case: the flattened variables (``<collection>/<path>``), the input images, the eval-mode
 outputs and the train-mode outputs with the updated ``batch_stats``. ``tests/test_nnx_equivalence.py``
