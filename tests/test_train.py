@@ -293,3 +293,15 @@ def test_multilabel_expression_run_on_synthetic_data(tmp_path):
   table = (tmp_path / 'run' / 'results.md').read_text()
   assert '| hamming_loss |' in table and '| lower |' in table and '| higher |' in table
   assert results['checkpoint'].startswith('best validation ml/average_precision')
+
+
+def test_writer_creates_no_events_file_until_it_writes(tmp_path):
+  """A resume that writes nothing (e.g. of a finished run) leaves no empty events file."""
+  from faujax import reporting  # pylint: disable=g-import-not-at-top
+  writer = reporting.create_writer(str(tmp_path))
+  writer.write_scalars(1, {})
+  writer.flush()
+  assert not any('tfevents' in f for f in os.listdir(tmp_path))
+  writer.write_scalars(1, {'test/f1_mean': 0.5})
+  writer.flush()
+  assert sum('tfevents' in f for f in os.listdir(tmp_path)) == 1

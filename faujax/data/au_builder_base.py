@@ -3,8 +3,8 @@
 Every AU builder produces the same example features:
 
   image            uint8 (200, 200, 3) JPEG: the face aligned with faujax.geometry.alignment
-                   (JAA-Net similarity alignment, box enlargement 2.9, reference-facts "Face
-                   geometry"); layouts without landmarks store the image centre-cropped to a
+                   (JAA-Net similarity alignment, box enlargement 2.9,
+                   docs/reference/face_geometry.md, "JAA-Net alignment"); layouts without landmarks store the image centre-cropped to a
                    square and resized.
   landmarks        float32 (P, 2) (x, y) in the stored image's pixels; P is the config's native
                    scheme (metadata 'num_landmarks': 49, 66, or 0 when the layout has none).
