@@ -385,3 +385,13 @@ def test_synthetic_config_trains_end_to_end_and_writes_the_figures(tmp_path):
     assert (workdir / name).stat().st_size > 1000, name
   with open(workdir / 'results.json') as f:
     assert json.load(f)['model'] == 'emotion_gcn'
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    ({'tau': 1.5}, r'config\.model\.tau=1\.5'), ({'p': -0.1}, r'config\.model\.p=-0\.1'),
+    ({'hidden_dim': 0}, r'config\.model\.hidden_dim=0'),
+    ({'leaky_slope': -1.0}, r'config\.model\.leaky_slope=-1\.0'),
+])
+def test_numeric_options_are_range_checked_naming_the_key(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    _model(_random_info(), **kwargs)

@@ -310,3 +310,14 @@ def test_synthetic_config_trains_end_to_end(tmp_path, tiny_data_dir):
       results['metrics'])
   assert np.isfinite(results['validation_history'][-1]['f1_mean'])
   assert results['checkpoint'].startswith('best validation f1_mean')
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    ({'mafg_kernel_sizes': (3, 4)}, r'config\.model\.mafg_kernel_sizes=\(3, 4\)'),
+    ({'mafg_square_kernel': 0}, r'config\.model\.mafg_square_kernel=0'),
+    ({'node_dim': 0}, r'config\.model\.node_dim=0'),
+    ({'gnn_layers': 0}, r'config\.model\.gnn_layers=0'),
+])
+def test_numeric_options_are_range_checked_naming_the_key(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    tiny(**kwargs)

@@ -139,8 +139,14 @@ class EmotionGCN(nnx.Module):
                        f'config.data gives task {info.task!r}.')
     if classifier not in CLASSIFIERS:
       raise ValueError(f'config.model.classifier={classifier!r}; expected one of {CLASSIFIERS}.')
-    if gcn_layers < 1:
-      raise ValueError(f'config.model.gcn_layers must be >= 1; got {gcn_layers}.')
+    for key, ok, expected in (
+        ('gcn_layers', gcn_layers >= 1, 'an int >= 1'),
+        ('hidden_dim', hidden_dim >= 1, 'an int >= 1'),
+        ('tau', 0.0 <= tau <= 1.0, 'a threshold in [0, 1] on |Spearman rho|'),
+        ('p', 0.0 <= p <= 1.0, 'a weight in [0, 1]'),
+        ('leaky_slope', leaky_slope >= 0.0, 'a slope >= 0')):
+      if not ok:
+        raise ValueError(f'config.model.{key}={locals()[key]!r}; expected {expected}.')
     self.num_classes = int(info.num_labels)
     self.classifier = classifier
     self.backbone = trunk_lib.build(backbone, dtype=dtype, rngs=rngs)

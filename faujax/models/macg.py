@@ -102,7 +102,8 @@ class MACG(nnx.Module):
                        f'{info.task!r}.')
     n = int(info.num_labels)
     _validate(n, use_gnn=use_gnn, top_k=top_k, similarity=similarity, gnn_layers=gnn_layers,
-              axial_order=axial_order, node_dim=node_dim, rel_features=rel_features)
+              axial_order=axial_order, node_dim=node_dim, rel_features=rel_features,
+              mafg_kernel_sizes=mafg_kernel_sizes, mafg_square_kernel=mafg_square_kernel)
     self.num_labels = n
     self.node_dim = node_dim
     self.dtype = dtype
@@ -148,7 +149,8 @@ class MACG(nnx.Module):
 
 
 def _validate(n: int, *, use_gnn: bool, top_k: int, similarity: str, gnn_layers: int,
-              axial_order: str, node_dim: int, rel_features: int) -> None:
+              axial_order: str, node_dim: int, rel_features: int,
+              mafg_kernel_sizes: Sequence[int], mafg_square_kernel: int) -> None:
   """Raises ValueError naming the config key of an inconsistent MACG setting."""
   if n < 1:
     raise ValueError(f'MACG needs at least one AU; the dataset has {n}.')
@@ -164,3 +166,7 @@ def _validate(n: int, *, use_gnn: bool, top_k: int, similarity: str, gnn_layers:
   for key, value in (('node_dim', node_dim), ('rel_features', rel_features)):
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'config.model.{key}={value!r}; expected a positive int.')
+  for key, value, sizes in (('mafg_kernel_sizes', mafg_kernel_sizes, tuple(mafg_kernel_sizes)),
+                            ('mafg_square_kernel', mafg_square_kernel, (mafg_square_kernel,))):
+    if not sizes or any(not isinstance(k, int) or k < 1 or k % 2 == 0 for k in sizes):
+      raise ValueError(f'config.model.{key}={value!r}; expected positive odd kernel sizes.')
