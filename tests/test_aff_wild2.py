@@ -161,10 +161,90 @@ def test_expr_file_mapping_and_layout_errors(tmp_path):
   path = _write(tmp_path / 'e.txt', EXPR_HEADER + '\n' + '\n'.join(
       str(c) for c in range(-1, 8)) + '\n')
   assert aff_wild2.read_expr_file(aff_wild2.epath.Path(path)) == [None] + [
-      AW_TO_F7[c] for c in range(8)]
+      aff_wild2.OTHER if AW_TO_F7[c] is None else AW_TO_F7[c] for c in range(8)]
   builder = aff_wild2.AffWild2(data_dir=str(tmp_path / 'data'))
   (tmp_path / 'manual' / 'cropped_aligned').mkdir(parents=True)
   with pytest.raises(ValueError, match=r'EXPR_Set/Train_Set'):
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=str(tmp_path / 'manual')))
   assert base.stable_unit_hash('x') == base.stable_unit_hash('x')
+
+
+# --------------------------------------------------------------------------- issue 20
+@pytest.mark.parametrize('reader, header, body, line, message', [
+    # A blank line inside would shift every later frame's label by one.
+    ('expr', EXPR_HEADER, '0\n1\n\n4\n5\n', 4, 'blank line inside the file'),
+    ('expr', EXPR_HEADER, '0\n   \n4\n', 3, 'blank line inside the file'),
+    ('va', 'valence,arousal', '0.1,0.1\n\n0.3,0.3\n', 3, 'blank line inside the file'),
+    # A form feed / NEL used to be a line break for str.splitlines (one more frame).
+    ('expr', EXPR_HEADER, '0\n1\x0c4\n', 3, r'control character \(U\+000C\)'),
+    ('expr', EXPR_HEADER, '0\n1\x854\n', 3, r'control character \(U\+0085\)'),
+    ('expr', EXPR_HEADER, '0\n1\r4\n', 3, 'carriage return'),
+    ('expr', EXPR_HEADER, '0\n\ufeff4\n', 3, 'byte-order mark'),
+    ('expr', EXPR_HEADER, '0\n4.0\n', 3, 'expected an integer expression code'),
+    ('expr', EXPR_HEADER, '0\n1_0\n', 3, 'expected an integer expression code'),
+    ('expr', EXPR_HEADER, '0\n\u0663\n', 3, 'expected an integer expression code'),
+    ('expr', 'Neutral,Happy,Happiness', '0\n', 1, 'names a class more than once'),
+    ('expr', 'Neutral,Other,Other', '0\n', 1, 'names a class more than once'),
+    ('expr', '', '0\n', 1, 'expected a header line'),
+    # -5 marks an unlabelled frame only as a pair; nan / inf / overflow are errors.
+    ('va', 'valence,arousal', '0.1,0.1\n-5,0.3\n', 3, r'or both -5 \(unlabelled\)'),
+    ('va', 'valence,arousal', '0.1,nan\n', 2, 'a valence / arousal value'),
+    ('va', 'valence,arousal', '0.1,-inf\n', 2, 'a valence / arousal value'),
+    ('va', 'valence,arousal', '0.1,1e309\n', 2, 'finite number'),
+    ('va', 'valence,arousal', '0.1,0.2,0.3\n', 2, 'expected "valence,arousal"'),
+])
+def test_annotation_faults_name_file_and_line(tmp_path, reader, header, body, line, message):
+  path = _write(tmp_path / 'a.txt', header + '\n' + body)
+  read = aff_wild2.read_expr_file if reader == 'expr' else aff_wild2.read_va_file
+  with pytest.raises(base.AnnotationError, match=message) as err:
+    read(aff_wild2.epath.Path(path))
+  assert err.value.line == line and f'a.txt, line {line}: ' in str(err.value)
+
+
+def test_non_utf8_and_bom_and_trailing_blank_lines(tmp_path):
+  path = aff_wild2.epath.Path(tmp_path / 'a.txt')
+  path.write_bytes(b'\xef\xbb\xbf' + (EXPR_HEADER + '\r\n0\r\n4\r\n\r\n\n').encode())
+  assert aff_wild2.read_expr_file(path) == [0, 1]  # BOM, CRLF, blank lines at the end
+  path.write_bytes((EXPR_HEADER + '\n0\n').encode() + b'4\xff\n')
+  with pytest.raises(base.AnnotationError, match=r'a.txt, line 3: byte 0xff at column 2'):
+    aff_wild2.read_expr_file(path)
+  path.write_bytes('valence,arousal\n0.1,0.2\n-5,-5\n'.encode('utf-16'))
+  with pytest.raises(base.AnnotationError, match='line 1: .*UTF-16'):
+    aff_wild2.read_va_file(path)
+
+
+def test_builder_rejects_a_video_in_both_sets_and_counts_every_skip(manual_dir, tmp_path,
+                                                                   capsys):
+  import shutil
+  root = tmp_path / 'manual'
+  shutil.copytree(manual_dir, root)
+  # v4 has no VA file: in config 'both' its frame is a counted skip (it used to vanish).
+  builder = _build(root, tmp_path / 'd1', 'both', fraction=0.0)
+  skipped = builder.info.metadata['skipped']
+  assert skipped["frames of videos without the annotation file(s) config 'both' needs"] == 1
+  assert skipped['frames with expression -1 (unlabelled)'] == 2  # v1 3, v2_right 2
+  assert skipped['frames of class Other (no 7-class label)'] == 1  # v1 5
+  assert skipped['frames with valence/arousal -5 (unlabelled)'] == 3  # v1 2, v2_left 3, val1 2
+  assert skipped['annotated frame missing from cropped_aligned'] == 1  # v1 4
+  out = capsys.readouterr().out
+  assert 'aff_wild2: built 9 example(s)' in out
+  assert 'skipped 1 example(s): frames of class Other (no 7-class label) (e.g. ' \
+         'EXPR_Set/Train_Set/v1.txt:6)' in out
+  assert 'VA_Set/Train_Set/v1.txt:3' in out  # the -5 of frame 2, named in its VA file
+  # Every annotated frame is kept or counted (none vanishes).
+  annotated = sum(len(codes) for _, codes, _, _ in VIDEOS.values())
+  assert sum(builder.info.metadata['num_examples'].values()) + sum(skipped.values()) == annotated
+  _write(root / 'EXPR_Set' / 'Validation_Set' / 'v3.txt', EXPR_HEADER + '\n0\n')
+  with pytest.raises(base.AnnotationError, match=r'Validation_Set/v3.txt, line 1: video v3 is '
+                                                 r'annotated in .*Train_Set/v3.txt too'):
+    _build(root, tmp_path / 'd2', 'expr', fraction=0.0)
+
+
+def test_blank_line_inside_fails_the_build_before_encoding(manual_dir, tmp_path):
+  import shutil
+  root = tmp_path / 'manual'
+  shutil.copytree(manual_dir, root)
+  _write(root / 'EXPR_Set' / 'Train_Set' / 'v3.txt', EXPR_HEADER + '\n6\n\n0\n')
+  with pytest.raises(base.AnnotationError, match=r'Train_Set/v3.txt, line 3: blank line'):
+    _build(root, tmp_path / 'd', 'expr', fraction=0.0)

@@ -180,30 +180,97 @@ def test_affectnet_8class_keeps_contempt(manual_dir, tmp_path):
 
 
 def _csv_with(tmp_path, row_override: str | None = None, header: str = HEADER, image=True):
+  """training.csv: the header, a good row for a/x.jpg (line 2), then row_override (line 3)."""
   root = tmp_path / 'bad'
   root.mkdir(exist_ok=True)
   if image:
     _write_image(root / 'Manually_Annotated_Images' / 'a' / 'x.jpg', 1)
+    _write_image(root / 'Manually_Annotated_Images' / 'a' / 'y.jpg', 2)
   good = f'a/x.jpg,4,5,30,30,{_lm_field(_landmarks(0))},1,0.1,0.2'
-  lines = [header, good, row_override or good]
+  lines = [header, good] + ([] if row_override is None else [row_override])
   (root / 'training.csv').write_text('\n'.join(lines) + '\n')
   return root
 
 
+_LM = _lm_field(_landmarks(0))
+
+
 @pytest.mark.parametrize('row, message', [
-    (f'a/x.jpg,4,5,30,30,{_lm_field(_landmarks(0)[:67])},1,0.1,0.2', '68 points'),
-    (f'a/x.jpg,4,5,30,30,{_lm_field(_landmarks(0))},11,0.1,0.2', 'unknown AffectNet expression'),
-    (f'a/x.jpg,4,5,30,30,{_lm_field(_landmarks(0))},happy,0.1,0.2', 'integer expression code'),
-    (f'a/x.jpg,4,5,30,30,{_lm_field(_landmarks(0))},1,1.5,0.2', 'valence/arousal must be'),
-    (f'a/x.jpg,4,5,0,30,{_lm_field(_landmarks(0))},1,0.1,0.2', 'positive face_width'),
-    ('a/x.jpg,4,5,30,30', 'expected 9 comma-separated fields'),
-    (f'a/missing.jpg,4,5,30,30,{_lm_field(_landmarks(0))},1,0.1,0.2', 'does not exist'),
+    (f'a/y.jpg,4,5,30,30,{_lm_field(_landmarks(0)[:67])},1,0.1,0.2', '68 points'),
+    (f'a/y.jpg,4,5,30,30,{_LM},11,0.1,0.2', 'unknown AffectNet expression'),
+    (f'a/y.jpg,4,5,30,30,{_LM},happy,0.1,0.2', 'integer expression code'),
+    (f'a/y.jpg,4,5,30,30,{_LM},1,1.5,0.2', 'valence/arousal must be'),
+    (f'a/y.jpg,4,5,0,30,{_LM},1,0.1,0.2', 'positive face_width'),
+    ('a/y.jpg,4,5,30,30', 'expected 9 comma-separated fields'),
+    (f'a/missing.jpg,4,5,30,30,{_LM},1,0.1,0.2', 'does not exist'),
+    # Issue 20: a second row of an image (whatever its code) names both lines.
+    (f'a/x.jpg,4,5,30,30,{_LM},1,0.1,0.2', r'image a/x.jpg is already listed at .*line 2'),
+    (f'a/x.jpg,4,5,30,30,{_LM},9,-2,-2', r'image a/x.jpg is already listed at .*line 2'),
+    (f'a/./x.jpg,4,5,30,30,{_LM},1,0.1,0.2', r'image a/x.jpg is already listed'),
+    # Paths outside the image root.
+    (f'../outside.jpg,4,5,30,30,{_LM},1,0.1,0.2', 'points outside Manually_Annotated_Images'),
+    (f'/etc/x.jpg,4,5,30,30,{_LM},1,0.1,0.2', 'points outside'),
+    (f'a/../../x.jpg,4,5,30,30,{_LM},9,-2,-2', 'points outside'),
+    (f'a\\y.jpg,4,5,30,30,{_LM},1,0.1,0.2', 'points outside'),
+    # Numbers: non-finite, overflowing, non-ASCII, underscores; half-annotated VA.
+    (f'a/y.jpg,4,5,30,30,{_LM},1,nan,0.2', 'expected a valence value'),
+    (f'a/y.jpg,4,5,30,30,{_LM},1,0.1,1e309', r'arousal value \(a finite number\)'),
+    (f'a/y.jpg,4,5,1_0,30,{_LM},1,0.1,0.2', 'number in column face_width'),
+    (f'a/y.jpg,4,5,30,30,{_LM},\u0661,0.1,0.2', 'integer expression code'),
+    (f'a/y.jpg,4,5,30,30,{_LM},1.0,0.1,0.2', 'integer expression code'),
+    (f'a/y.jpg,4,5,30,30,{_LM},1,-2,0.2', 'or both -2'),
+    (f'a/y.jpg,4,5,30,30,{_LM},-1,0.1,0.2', 'unknown AffectNet expression code -1'),
+    ('a/y.jpg,4,5,30,30,"1;2,1,0.1,0.2', 'not a valid csv row'),
+    (f'a/y.jpg,4,5,30,30,{_LM},1,0.1,0.2\x0c', 'control character'),
+    (f'\ufeffa/y.jpg,4,5,30,30,{_LM},1,0.1,0.2', 'byte-order mark'),
 ])
 def test_bad_rows_name_file_and_line(tmp_path, row, message):
   root = _csv_with(tmp_path, row)
-  with pytest.raises(ValueError, match=message) as err:
+  with pytest.raises(affectnet.base.AnnotationError, match=message) as err:
     affectnet.read_affectnet_csv(root, 'training.csv', 7, affectnet.base.SkipCounter())
-  assert 'training.csv, line 3' in str(err.value)
+  assert 'training.csv, line 3' in str(err.value) and err.value.line == 3
+
+
+def test_spaces_bom_crlf_and_blank_lines_are_read(tmp_path):
+  """A leading BOM, CRLF endings, blank lines and a path with spaces parse as documented."""
+  root = _csv_with(tmp_path)
+  _write_image(root / 'Manually_Annotated_Images' / 'a b' / 'x y.jpg', 3)
+  rows = [HEADER, f'a/x.jpg,4,5,30,30,{_LM},1,0.1,0.2', '',
+          f' a b/x y.jpg ,4,5,30,30,{_LM};,2,-2,-2', '   ', '']
+  (root / 'training.csv').write_bytes(b'\xef\xbb\xbf' + '\r\n'.join(rows).encode())
+  records = affectnet.read_affectnet_csv(root, 'training.csv', 7, affectnet.base.SkipCounter())
+  assert [r.file_name for r in records] == ['Manually_Annotated_Images/a/x.jpg',
+                                            'Manually_Annotated_Images/a b/x y.jpg']
+  assert [r.source[1] for r in records] == [2, 4]
+  assert records[1].va_mask == 0 and records[1].expression == 2
+
+
+def test_non_utf8_bytes_name_the_line(tmp_path):
+  root = _csv_with(tmp_path)
+  good = f'a/x.jpg,4,5,30,30,{_LM},1,0.1,0.2'
+  (root / 'training.csv').write_bytes(
+      (HEADER + '\n' + good + '\n').encode() + b'a/\xe9.jpg,4,5,30,30\n')
+  with pytest.raises(affectnet.base.AnnotationError, match=r'training.csv, line 3: byte 0xe9'):
+    affectnet.read_affectnet_csv(root, 'training.csv', 7, affectnet.base.SkipCounter())
+
+
+def test_image_in_both_csv_files_is_an_error_before_encoding(tmp_path):
+  """A duplicate (within or across the csv files) is found while reading, not by tfds'
+  'Two examples share the same hashed key!' after every image is encoded."""
+  root = _csv_with(tmp_path)
+  (root / 'validation.csv').write_text(
+      HEADER + '\n' + f'a/x.jpg,4,5,30,30,{_LM},3,0.1,0.2\n')
+  builder = affectnet.Affectnet(data_dir=str(tmp_path / 'data'))
+  with pytest.raises(affectnet.base.AnnotationError,
+                     match=r'validation.csv, line 2: image a/x.jpg is already listed at '
+                           r'.*training.csv, line 2'):
+    builder.download_and_prepare(download_config=SKIP_STATS(manual_dir=str(root)))
+  # Within one file, through the builder.
+  rows = [HEADER] + [f'a/x.jpg,4,5,30,30,{_LM},1,0.1,0.2'] * 2
+  (root / 'training.csv').write_text('\n'.join(rows) + '\n')
+  with pytest.raises(ValueError, match=r'training.csv, line 3: .*already listed.*line 2') as err:
+    builder.download_and_prepare(download_config=SKIP_STATS(manual_dir=str(root)))
+  assert 'hashed key' not in str(err.value)
 
 
 def test_bad_header_and_missing_files(tmp_path):

@@ -139,3 +139,42 @@ def test_input_pipeline_jaffe_folds_and_label_space(manual_dir, tmp_path):
     assert info.class_counts.tolist() == jaffe.fold_label_counts(meta, fold)
   with pytest.raises(ValueError, match=r'config\.data\.fold must be one of \(1, 2, 3, 4, 5\)'):
     input_pipeline.get_dataset_info({**cfg, 'fold': 6})
+
+
+# --------------------------------------------------------------------------- issue 20
+@pytest.mark.parametrize('text, line, message', [
+    (b'N HAP SAD SUR ANG DIS FEA PIC\n1 2 2 2 2 2 2 ZZ-HA1\n', 2, "unknown JAFFE subject 'ZZ'"),
+    (b'N HAP SAD SUR ANG DIS FEA PIC\n1\xb5 2 2 2 2 2 2 KA-HA1\n', 2, 'byte 0xb5'),
+    ('N HAP SAD SUR ANG DIS FEA PIC\n1 2 2 2 2 2 2 KA-HA\u0661\n'.encode(), 2, 'picture id'),
+    (b'N HAP SAD SUR ANG DIS FEA PIC\n1 2 2 2 2 2 inf KA-HA1\n', 2, 'a FEA rating'),
+    (b'N HAP SAD SUR ANG DIS FEA PIC\n1 2 2 2 2 2 1e309 KA-HA1\n', 2, 'finite number'),
+    (b'N HAP SAD SUR ANG DIS FEA PIC\n1 2 2 2 2 2 2 KA-HA1\x0c\n', 2, 'control character'),
+    (b'N HAP HAP SAD SUR ANG DIS FEA PIC\n', 1, r"repeats column\(s\) \['HAP'\]"),
+    (b'\n\nN HAP SAD SUR ANG DIS PIC\n', 3, 'expected a header with columns'),
+    (b'N HAP SAD SUR ANG DIS FEA PIC\n1 2 2 2 2 2 2 KA-HA1\n\n2 3 3 3 3 3 3 KA-HA1\n', 4,
+     'picture KA-HA1 rated twice .first at line 2'),
+])
+def test_ratings_faults_name_file_and_line(tmp_path, text, line, message):
+  path = jaffe.epath.Path(tmp_path / 'ratings.txt')
+  path.write_bytes(text)
+  with pytest.raises(jaffe.base.AnnotationError, match=message) as err:
+    jaffe.read_ratings(path)
+  assert err.value.line == line and f'ratings.txt, line {line}: ' in str(err.value)
+
+
+def test_ratings_bom_crlf_and_blank_lines(tmp_path):
+  path = jaffe.epath.Path(tmp_path / 'ratings.txt')
+  path.write_bytes(b'\xef\xbb\xbf\r\n#HAP SAD SUR ANG DIS FEA PIC\r\n\r\n'
+                   b'1 3 1 1 1 1 1 KA-HA1\r\n\r\n')
+  assert jaffe.read_ratings(path) == {'KA-HA1': (4, (1.0, 1.0, 1.0, 3.0, 1.0, 1.0))}
+
+
+def test_build_prints_the_skip_counts_at_the_end(manual_dir, tmp_path, capsys):
+  _build(manual_dir, tmp_path, 3.0)
+  out = capsys.readouterr().out.splitlines()
+  summary = [line for line in out if line.startswith('jaffe:')]
+  assert summary[0] == 'jaffe: built 19 example(s) (part1 4, part2 4, part3 4, part4 4, part5 3).'
+  assert summary[1:] == [
+      'jaffe: skipped 1 example(s): image without a rating (e.g. KA.NE1.26.tiff).',
+      'jaffe: skipped 1 example(s): rated picture without an image (e.g. '
+      'A_Semantic_Ratings.txt:21 YM-SA2).']

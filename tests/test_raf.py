@@ -210,3 +210,90 @@ def test_input_pipeline_raf_db_compound_and_basic(raf_db_dir, tmp_path):
   assert basic.builder_config == 'basic' and basic.task == 'expression'
   assert basic.label_names == list(labels.EXPRESSIONS_7) and basic.class_counts.shape == (7,)
   assert basic.multi_label_names == list(labels.BASIC_6)
+
+
+# --------------------------------------------------------------------------- issue 20
+def _raf_ml_root(raf_ml_dir, tmp_path, **files):
+  import shutil
+  root = tmp_path / 'manual'
+  shutil.copytree(raf_ml_dir, root)
+  for name, text in files.items():
+    path = root / f'{name}.txt'
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+  return root
+
+
+DIST = ''.join(f'{n} ' + ' '.join(str(v) for v in s) + '\n' for n, (s, _) in RAF_ML.items())
+PART = ''.join(f'{n} {p}\n' for n, (_, p) in RAF_ML.items())
+
+
+@pytest.mark.parametrize('files, where, message', [
+    # A second row of an image used to replace the first (distribution, multilabel) or fail
+    # after every image was encoded with tfds' hashed-key error (partition).
+    ({'distribution': DIST + '0001.jpg 0 0 0 0 0 9\n'}, 'distribution.txt, line 7',
+     "image '0001.jpg' already has a row at line 1"),
+    ({'partition_label': PART + '0002.jpg 1\n'}, 'partition_label.txt, line 7',
+     "image '0002.jpg' already has a row at line 2"),
+    ({'multilabel': '0001.jpg 1 0 0 0 0 0\n' * 2}, 'multilabel.txt, line 2',
+     'already has a row at line 1'),
+    ({'distribution': DIST + '0001.png 1 1 1 1 1 1\n'}, 'distribution.txt, line 7',
+     "as '0001.jpg': the same aligned image"),
+    ({'distribution': DIST + '0009.jpg 1 1 1 1 1 1\n'}, 'distribution.txt, line 7',
+     "image '0009.jpg' has no row in .*partition_label.txt"),
+    ({'distribution': DIST + '../../x.jpg 1 1 1 1 1 1\n'}, 'distribution.txt, line 7',
+     'must be a plain file name'),
+    ({'distribution': DIST + 'my img.jpg 1 1 1 1 1 1\n'}, 'distribution.txt, line 7',
+     'cannot contain whitespace'),
+    ({'distribution': DIST + '0007.jpg 1 1 1 1 1 1e309\n'}, 'distribution.txt, line 7',
+     'finite number'),
+    ({'distribution': DIST + '0007.jpg 1 1 1 1 1 nan\n'}, 'distribution.txt, line 7',
+     'an emotion score'),
+    ({'distribution': DIST + '0007.jpg 1e308 1e308 0 0 0 0\n'}, 'distribution.txt, line 7',
+     'positive sum'),
+    ({'distribution': DIST.encode() + b'0007.jpg 1 1 1 1 1 \xb5\n'}, 'distribution.txt, line 7',
+     'byte 0xb5 at column 20 is not valid UTF-8'),
+    ({'partition_label': PART + '\ufeff0007.jpg 1\n'}, 'partition_label.txt, line 7',
+     'byte-order mark'),
+])
+def test_raf_ml_faults_are_clear_errors_while_reading(raf_ml_dir, tmp_path, files, where,
+                                                      message):
+  root = _raf_ml_root(raf_ml_dir, tmp_path, **files)
+  with pytest.raises(raf.base.AnnotationError, match=message) as err:
+    raf.read_raf_ml(raf.epath.Path(root), 1 / 6)
+  assert where in str(err.value)
+  # The builder fails the same way, before encoding.
+  with pytest.raises(raf.base.AnnotationError, match=message):
+    _build(raf.RafMl, raf.RafMlConfig(name='bad'), root, tmp_path / 'data')
+
+
+def test_raf_ml_reads_bom_crlf_and_blank_lines(raf_ml_dir, tmp_path):
+  root = _raf_ml_root(raf_ml_dir, tmp_path,
+                      distribution=b'\xef\xbb\xbf' + DIST.replace('\n', '\r\n\r\n').encode(),
+                      partition_label='\n' + PART + '\n\n')
+  splits, source = raf.read_raf_ml(raf.epath.Path(root), 1 / 6)
+  assert source.startswith('distribution.txt')
+  assert sorted(r.key for r in splits['train'] + splits['test']) == sorted(RAF_ML)
+  assert [r.source[1] for r in splits['train']] == [2, 3, 4, 5]
+
+
+@pytest.mark.parametrize('text, message', [
+    ('train_00001.jpg 1\ntrain_00002.jpg 4\ntrain_00001.jpg 4\n',
+     "line 3: image 'train_00001.jpg' already has a row at line 1"),
+    ('train_00001.jpg 1\ntrain_00001.png 4\n', "line 2: .*the same aligned image"),
+    ('train_00001.jpg 1\ntrain_../x.jpg 4\n', 'line 2: .*must be a plain file name'),
+    ('train_00001.jpg 1\ntrain 00002.jpg 4\n', 'line 2: .*cannot contain whitespace'),
+    ('train_00001.jpg 1\ntrain_00002.jpg 4.0\n', 'line 2: expected an expression code'),
+    ('train_00001.jpg 1\ntrain_00002.jpg \u0664\n', 'line 2: expected an expression code'),
+])
+def test_raf_db_faults_are_clear_errors_while_reading(raf_db_dir, tmp_path, text, message):
+  import shutil
+  root = tmp_path / 'manual'
+  shutil.copytree(raf_db_dir, root)
+  (root / 'basic' / 'EmoLabel' / 'list_patition_label.txt').write_text(text)
+  with pytest.raises(raf.base.AnnotationError, match=message):
+    raf.read_raf_db(raf.epath.Path(root), 'basic')
+  builder = raf.RafDb(config='basic', data_dir=str(tmp_path / 'data'))
+  with pytest.raises(raf.base.AnnotationError, match=message) as err:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(root)))
+  assert 'hashed key' not in str(err.value)

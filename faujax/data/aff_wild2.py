@@ -19,6 +19,17 @@ Splits: ``test`` = the official Validation_Set; ``train`` = Train_Set minus
 Frames that the annotations list but ``cropped_aligned`` lacks (the official
 distribution is known to miss some) are counted skips. The frames are cropped and
 aligned already: they are only resized (to 227 x 227 for Emotion-GCN).
+
+Reading rules (the text rules of ``expression_builder_base``): line order is the frame
+number, so a blank line before the last entry is an error (it would shift every later
+frame's label by one); blank lines at the end of a file are accepted. The header must
+name each class once. Codes outside -1 / 0..n-1, valence / arousal outside [-1, 1]
+other than the -5 pair, a -5 paired with an annotated value, and non-finite numbers
+are errors naming file:line. Counted skips (printed after the build): frames marked
+unlabelled (-1, -5), ``Other`` frames in the configs that need a 7-class label, frames
+past the end of the shorter of a video's EXPR / VA files, videos with only one of the
+two files in config ``both``, and annotated frames missing from ``cropped_aligned``.
+A video annotated in both Train_Set and Validation_Set is an error.
 """
 
 from __future__ import annotations
@@ -59,67 +70,92 @@ class AffWild2Config(tfds.core.BuilderConfig):
   validation_fraction: float = 0.1
 
 
-def read_expr_file(path: epath.Path) -> list[int | None]:
-  """Per-frame EXPRESSIONS_7 index (None = unlabelled or 'Other') of one EXPR_Set file.
+# read_expr_file's marker of a frame whose class has no 7-class label ('Other').
+OTHER = 'other'
+
+
+def read_expr_file(path: epath.Path) -> list[int | str | None]:
+  """Per-frame labels of one EXPR_Set file: line k + 1 is frame k (see the module docstring).
+
+  Returns:
+    One entry per frame: the EXPRESSIONS_7 index, ``OTHER`` for a class without a 7-class
+    label, or None for an unlabelled frame (-1).
 
   Raises:
-    ValueError: naming file and line for an unknown header name or code, or a bad line.
+    ValueError: when the file does not exist.
+    base.AnnotationError: naming file and line for an unknown or repeated header name, an
+      unknown code, a malformed line or a blank line before the last entry.
   """
   lines = base.read_text_lines(path, 'an Aff-Wild2 expression annotation file')
-  if not lines:
-    raise ValueError(f'{path} is empty; expected a header line of class names.')
+  if not lines or not lines[0].strip():
+    raise base.AnnotationError(path, 1, 'expected a header line of class names such as '
+                               'Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other.')
   names = [n.strip().lower() for n in lines[0].split(',')]
   unknown = [n for n in names if n not in EXPR_NAME_TO_INDEX]
   if unknown:
-    raise ValueError(
-        f'{path}, line 1: unknown expression name(s) {unknown}; expected a header such as '
-        f'Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other.')
-  mapping = [EXPR_NAME_TO_INDEX[n] for n in names]
-  out: list[int | None] = []
-  for line_no, line in enumerate(lines[1:], start=2):
+    raise base.AnnotationError(
+        path, 1, f'unknown expression name(s) {unknown}; expected a header such as '
+        'Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other.')
+  classes = [EXPR_NAME_TO_INDEX[n] for n in names]
+  repeated = sorted({n for n, c in zip(names, classes)
+                     if c is not None and classes.count(c) > 1 or names.count(n) > 1})
+  if repeated:
+    raise base.AnnotationError(path, 1, f'header names a class more than once ({repeated}).')
+  mapping = [OTHER if c is None else c for c in classes]
+  out: list[int | str | None] = []
+  for line_no, line in enumerate(lines[1:base.last_entry(lines)], start=2):
     if not line.strip():
-      continue
+      raise base.blank_line_error(path, line_no)
     code = base.parse_int(line, path, line_no, 'an integer expression code')
     if code == EXPR_UNLABELLED:
       out.append(None)
     elif 0 <= code < len(mapping):
       out.append(mapping[code])
     else:
-      raise ValueError(
-          f'{path}, line {line_no}: unknown expression code {code}; expected -1 '
+      raise base.AnnotationError(
+          path, line_no, f'unknown expression code {code}; expected -1 '
           f'(unlabelled) or 0-{len(mapping) - 1} ({",".join(names)}).')
   return out
 
 
 def read_va_file(path: epath.Path) -> list[tuple[float, float] | None]:
-  """Per-frame (valence, arousal) (None = unlabelled, -5) of one VA_Set file."""
+  """Per-frame (valence, arousal) (None = unlabelled, -5) of one VA_Set file.
+
+  Raises:
+    ValueError: when the file does not exist.
+    base.AnnotationError: naming file and line for a bad header, a malformed, out-of-range
+      or half-unlabelled line, or a blank line before the last entry.
+  """
   lines = base.read_text_lines(path, 'an Aff-Wild2 valence-arousal annotation file')
   if not lines or [h.strip().lower() for h in lines[0].split(',')] != ['valence', 'arousal']:
-    raise ValueError(f'{path}, line 1: expected the header "valence,arousal".')
+    raise base.AnnotationError(path, 1, 'expected the header "valence,arousal".')
   out: list[tuple[float, float] | None] = []
-  for line_no, line in enumerate(lines[1:], start=2):
+  for line_no, line in enumerate(lines[1:base.last_entry(lines)], start=2):
     if not line.strip():
-      continue
+      raise base.blank_line_error(path, line_no)
     tokens = line.split(',')
     if len(tokens) != 2:
-      raise ValueError(f'{path}, line {line_no}: expected "valence,arousal", got {line!r}.')
+      raise base.AnnotationError(path, line_no, f'expected "valence,arousal", got {line[:80]!r}.')
     v, a = (base.parse_float(t, path, line_no, 'a valence / arousal value') for t in tokens)
-    if v == VA_UNLABELLED or a == VA_UNLABELLED:
+    if v == VA_UNLABELLED and a == VA_UNLABELLED:
       out.append(None)
     elif -1.0 <= v <= 1.0 and -1.0 <= a <= 1.0:
       out.append((v, a))
     else:
-      raise ValueError(
-          f'{path}, line {line_no}: valence/arousal must be in [-1, 1] or -5 (unlabelled); '
+      raise base.AnnotationError(
+          path, line_no, 'valence/arousal must be in [-1, 1], or both -5 (unlabelled); '
           f'got {v}, {a}.')
   return out
 
 
-def _read_set(manual_dir: epath.Path, task_dir: str, set_dir: str, reader) -> dict[str, list]:
+def _read_set(manual_dir: epath.Path, task_dir: str, set_dir: str,
+              reader) -> dict[str, tuple[epath.Path, list]]:
+  """{video: (annotation file, per-frame labels)} of one <task_dir>/<set_dir> folder."""
   folder = manual_dir / task_dir / set_dir
   if not folder.is_dir():
     raise ValueError(f'Expected the Aff-Wild2 annotation folder {folder} (<video>.txt files).')
-  return {p.stem: reader(p) for p in sorted(folder.iterdir()) if p.name.endswith('.txt')}
+  return {p.name[:-len('.txt')]: (p, reader(p)) for p in sorted(folder.iterdir())
+          if p.name.endswith('.txt') and len(p.name) > len('.txt')}
 
 
 def video_group(video: str) -> str:
@@ -189,26 +225,52 @@ class AffWild2(base.ExpressionBuilder):
     if not frames_root.is_dir():
       raise ValueError(f'Expected the Aff-Wild2 frames at {frames_root}/<video>/<frame:05d>.jpg.')
     splits = {}
+    annotated: dict[tuple[str, str], epath.Path] = {}  # (task, video) -> first file
     for split, set_dir in SETS.items():
       expr = (_read_set(manual_dir, 'EXPR_Set', set_dir, read_expr_file)
               if need_expr or (manual_dir / 'EXPR_Set' / set_dir).is_dir() else {})
       va = (_read_set(manual_dir, 'VA_Set', set_dir, read_va_file)
             if need_va or (manual_dir / 'VA_Set' / set_dir).is_dir() else {})
+      for task, files in (('EXPR_Set', expr), ('VA_Set', va)):
+        for video, (p, _) in files.items():
+          first = annotated.setdefault((task, video), p)
+          if first != p:
+            raise base.AnnotationError(
+                p, 1, f'video {video} is annotated in {first} too; a video belongs to one '
+                'set (Train_Set or Validation_Set).')
       if keep == 'both':
-        videos = sorted(set(expr) & set(va))
+        videos = set(expr) & set(va)
       else:
-        videos = sorted(expr if keep == 'expr' else va)
+        videos = set(expr if keep == 'expr' else va)
+      for video in sorted((set(expr) | set(va)) - videos):
+        p, frames = (expr if video in expr else va)[video]
+        if frames:
+          skips.add(f'frames of videos without the annotation file(s) config {keep!r} needs',
+                    str(p.relative_to(manual_dir)), len(frames))
+      videos = sorted(videos)
       records = []
       for video in videos:
-        e_labels, va_labels = expr.get(video, []), va.get(video, [])
+        e_path, e_labels = expr.get(video, (None, []))
+        v_path, va_labels = va.get(video, (None, []))
         video_dir = frames_root / video
         on_disk = {p.name for p in video_dir.iterdir()} if video_dir.is_dir() else set()
         for i in range(max(len(e_labels), len(va_labels))):
           e = e_labels[i] if i < len(e_labels) else None
           v = va_labels[i] if i < len(va_labels) else None
-          where = f'{set_dir}/{video}:{i + 1}'
-          if (need_expr and e is None) or (need_va and v is None):
-            skips.add(f'frames without the label(s) config {keep!r} needs', where)
+          e_where = None if e_path is None else f'{e_path.relative_to(manual_dir)}:{i + 2}'
+          v_where = None if v_path is None else f'{v_path.relative_to(manual_dir)}:{i + 2}'
+          if need_expr and i >= len(e_labels) or need_va and i >= len(va_labels):
+            skips.add('frames past the end of the shorter of the EXPR_Set / VA_Set files',
+                      e_where if i < len(e_labels) else v_where)
+            continue
+          if need_expr and e is None:
+            skips.add('frames with expression -1 (unlabelled)', e_where)
+            continue
+          if need_expr and e == OTHER:
+            skips.add('frames of class Other (no 7-class label)', e_where)
+            continue
+          if need_va and v is None:
+            skips.add('frames with valence/arousal -5 (unlabelled)', v_where)
             continue
           frame = f'{i + 1:05d}.jpg'
           if frame not in on_disk:
@@ -217,9 +279,10 @@ class AffWild2(base.ExpressionBuilder):
           records.append(base.ExpressionRecord(
               key=f'{set_dir}/{video}/{frame}', image_path=str(video_dir / frame),
               file_name=f'cropped_aligned/{video}/{frame}',
-              expression=-1 if e is None else e,
+              expression=-1 if e is None or e == OTHER else e,
               valence=0.0 if v is None else v[0], arousal=0.0 if v is None else v[1],
-              va_mask=0.0 if v is None else 1.0))
+              va_mask=0.0 if v is None else 1.0,
+              source=(str(e_path if e_path is not None and i < len(e_labels) else v_path), i + 2)))
       splits[split] = records
     train, validation = base.carve_validation(
         splits['train'], lambda r: video_group(r.file_name.split('/')[1]),

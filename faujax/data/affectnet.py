@@ -15,13 +15,27 @@ Protocol:
   * splits: ``train`` = training.csv minus ``validation``; ``validation`` = 10% of
     training.csv chosen by a stable hash of the image path (for checkpoint
     selection); ``test`` = the official validation.csv (500 images per class).
+
+Reading rules (``read_affectnet_csv``; the text rules of ``expression_builder_base``):
+  * the first line is the header; each later line is one csv row (a quoted field may
+    not span lines); blank lines are ignored (every row names its image, so nothing
+    shifts). A row with a different number of fields than the header is an error.
+  * ``subDirectory_filePath`` is a relative path below ``Manually_Annotated_Images/``
+    (surrounding spaces removed; spaces inside are part of the name). Absolute paths,
+    ``..`` components and backslashes are errors. ``a/./x.jpg`` and ``a//x.jpg`` name
+    ``a/x.jpg``.
+  * an image may be listed once over both csv files, whatever its code: a second row
+    (also one with a skipped code, or in the other file) is an error naming both lines.
+  * codes outside 0-10, valence / arousal outside [-1, 1] other than the -2 pair,
+    a -2 paired with an annotated value, and non-finite numbers are errors. Codes
+    8-10 (and 7 in the 7-class protocol) are counted skips, printed after the build.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import io
+import posixpath
 from typing import Any
 
 from etils import epath
@@ -178,22 +192,74 @@ class Affectnet(base.ExpressionBuilder):
 
   def _read_records(self, manual_dir: epath.Path, skips: base.SkipCounter):
     num_classes = int(self.builder_config.num_classes)
-    train = read_affectnet_csv(manual_dir, 'training.csv', num_classes, skips)
-    test = read_affectnet_csv(manual_dir, 'validation.csv', num_classes, skips)
+    seen: dict[str, tuple[str, int]] = {}
+    train = read_affectnet_csv(manual_dir, 'training.csv', num_classes, skips, seen)
+    test = read_affectnet_csv(manual_dir, 'validation.csv', num_classes, skips, seen)
     train, validation = base.carve_validation(
         train, lambda r: r.file_name, float(self.builder_config.validation_fraction))
     return {'train': train, 'validation': validation, 'test': test}
 
   def _load_face(self, record: base.ExpressionRecord) -> tuple[np.ndarray, np.ndarray]:
+    # A ValueError (unreadable image, degenerate face) is reported with the csv file:line
+    # by ExpressionBuilder._generate_examples.
     image = base.load_rgb(record.image_path)
-    try:
-      return align_face(image, record.landmarks, record.box, self._image_size())
-    except ValueError as e:
-      raise ValueError(f'{record.file_name} ({record.key}): {e}') from None
+    return align_face(image, record.landmarks, record.box, self._image_size())
+
+
+def image_relative_path(field: str, path: epath.Path | str, line_no: int) -> str:
+  """The normalised relative image path of a ``subDirectory_filePath`` field.
+
+  Raises:
+    AnnotationError: for an empty, absolute, backslashed or ``..`` path (outside the root).
+  """
+  rel = field.strip()
+  if not rel:
+    raise base.AnnotationError(path, line_no, 'empty subDirectory_filePath; expected a path '
+                               f'such as 689/abc.jpg below {IMAGE_DIR}/.')
+  if rel.startswith('/') or '\\' in rel or '..' in rel.split('/'):
+    raise base.AnnotationError(
+        path, line_no, f'subDirectory_filePath {rel!r} points outside {IMAGE_DIR}/; expected '
+        'a relative path such as 689/abc.jpg (no leading /, no .., no backslash).')
+  rel = posixpath.normpath(rel)
+  if rel == '.':
+    raise base.AnnotationError(path, line_no, f'subDirectory_filePath {field!r} names no image.')
+  return rel
+
+
+def _check_face_geometry(landmarks: np.ndarray, box: tuple[float, ...],
+                         path: epath.Path, line_no: int) -> None:
+  """While reading, the checks ``alignment_matrix`` makes when the image is encoded
+  (float32, as there): finite landmarks and box, eye centres at least
+  ``alignment.MIN_EYE_DISTANCE`` apart."""
+  with np.errstate(over='ignore', invalid='ignore'):
+    pts = np.asarray(landmarks, np.float32)
+    x0, y0, w, h = np.asarray(box, np.float32)
+    ok_box = bool(np.isfinite([x0, y0, w, h, x0 + w, y0 + h]).all())
+    d = pts[42:48].mean(0) - pts[36:42].mean(0)
+    dist = np.sqrt(np.sum(d * d))
+  if not np.isfinite(pts).all() or not ok_box:
+    raise base.AnnotationError(path, line_no, 'landmark or face box values too large for '
+                               'float32; expected pixel coordinates.')
+  if not dist > alignment.MIN_EYE_DISTANCE:
+    raise base.AnnotationError(
+        path, line_no, f'degenerate face: eye centres (mean of landmarks 36-41, 42-47) are '
+        f'{float(dist):.3g} px apart (at least {alignment.MIN_EYE_DISTANCE} needed to align).')
+
+
+def _csv_fields(line: str, path: epath.Path, line_no: int) -> list[str]:
+  try:
+    rows = list(csv.reader([line], strict=True))
+  except csv.Error as e:
+    raise base.AnnotationError(path, line_no, f'not a valid csv row ({e}).') from None
+  if len(rows) != 1:
+    raise base.AnnotationError(path, line_no, 'not a single csv row (a quoted field may not '
+                               'span lines).')
+  return rows[0]
 
 
 def read_affectnet_csv(
     manual_dir: epath.Path, csv_name: str, num_classes: int, skips: base.SkipCounter,
+    seen: dict[str, tuple[str, int]] | None = None,
 ) -> list[base.ExpressionRecord]:
   """Parses one official AffectNet csv into records (see the module docstring for the rules).
 
@@ -202,41 +268,54 @@ def read_affectnet_csv(
     csv_name: 'training.csv' or 'validation.csv'.
     num_classes: 7 or 8.
     skips: receives the counted skips (codes >= num_classes).
+    seen: normalised image path -> (file, line) of the rows read so far (updated); pass
+      the same dict for both csv files so that an image listed in both is an error.
 
   Returns:
     Records with expression, valence/arousal/va_mask, landmarks (68, 2) and box.
 
   Raises:
-    ValueError: naming the file and line of a malformed row, an unknown expression
-      code, an out-of-range valence/arousal, or an image that does not exist.
+    ValueError: when the csv does not exist.
+    base.AnnotationError: naming the file and line of a malformed row, an unknown
+      expression code, an out-of-range valence/arousal, a duplicated image, a path outside
+      the image root, or an image that does not exist.
   """
   path = manual_dir / csv_name
   lines = base.read_text_lines(path, f'the official AffectNet {csv_name}')
-  reader = csv.reader(io.StringIO('\n'.join(lines)))
-  try:
-    header = [h.strip() for h in next(reader)]
-  except StopIteration:
-    raise ValueError(f'{path} is empty; expected a header row {",".join(CSV_COLUMNS)}.') from None
+  if not lines:
+    raise base.AnnotationError(path, 1, f'empty file; expected a header row '
+                               f'{",".join(CSV_COLUMNS)}.')
+  header = [h.strip() for h in _csv_fields(lines[0], path, 1)]
   missing = [c for c in CSV_COLUMNS if c not in header]
   if missing:
-    raise ValueError(
-        f'{path}, line 1: header lacks column(s) {missing}; expected {",".join(CSV_COLUMNS)}.')
+    raise base.AnnotationError(
+        path, 1, f'header lacks column(s) {missing}; expected {",".join(CSV_COLUMNS)}.')
+  repeated = sorted({c for c in CSV_COLUMNS if header.count(c) > 1})
+  if repeated:
+    raise base.AnnotationError(path, 1, f'header repeats column(s) {repeated}.')
   col = {name: header.index(name) for name in CSV_COLUMNS}
   image_root = manual_dir / IMAGE_DIR
+  seen = {} if seen is None else seen
   records = []
-  for line_no, row in enumerate(reader, start=2):
-    if not row or all(not v.strip() for v in row):
+  for line_no, line in enumerate(lines[1:], start=2):
+    if not line.strip():
       continue
+    row = _csv_fields(line, path, line_no)
     if len(row) != len(header):
-      raise ValueError(
-          f'{path}, line {line_no}: expected {len(header)} comma-separated fields '
+      raise base.AnnotationError(
+          path, line_no, f'expected {len(header)} comma-separated fields '
           f'({",".join(header)}), got {len(row)}.')
+    rel = image_relative_path(row[col['subDirectory_filePath']], path, line_no)
+    first = seen.setdefault(rel, (str(path), line_no))
+    if first != (str(path), line_no):
+      raise base.AnnotationError(
+          path, line_no, f'image {rel} is already listed at {first[0]}, line {first[1]}; each '
+          'image may have one row (over training.csv and validation.csv).')
     code = base.parse_int(row[col['expression']], path, line_no, 'an integer expression code 0-10')
     if not 0 <= code <= MAX_CODE:
-      raise ValueError(
-          f'{path}, line {line_no}: unknown AffectNet expression code {code}; expected 0-10 '
+      raise base.AnnotationError(
+          path, line_no, f'unknown AffectNet expression code {code}; expected 0-10 '
           '(0-7 emotions, 8 none, 9 uncertain, 10 non-face).')
-    rel = row[col['subDirectory_filePath']].strip()
     if code >= 8:
       skips.add('expression code >= 8 (none / uncertain / non-face)', f'{path.name}:{line_no}')
       continue
@@ -248,32 +327,36 @@ def read_affectnet_csv(
         base.parse_float(row[col[k]], path, line_no, f'a number in column {k}')
         for k in ('face_x', 'face_y', 'face_width', 'face_height'))
     if box[2] <= 0 or box[3] <= 0:
-      raise ValueError(f'{path}, line {line_no}: expected a positive face_width and '
-                       f'face_height, got {box[2]} x {box[3]}.')
-    tokens = [t for t in row[col['facial_landmarks']].strip().split(';') if t.strip()]
+      raise base.AnnotationError(path, line_no, 'expected a positive face_width and '
+                                 f'face_height, got {box[2]} x {box[3]}.')
+    tokens = row[col['facial_landmarks']].strip().split(';')
+    if tokens and not tokens[-1].strip():
+      tokens.pop()  # a trailing ';'
     if len(tokens) != 2 * base.NUM_LANDMARKS:
-      raise ValueError(
-          f'{path}, line {line_no}: facial_landmarks must hold {2 * base.NUM_LANDMARKS} '
+      raise base.AnnotationError(
+          path, line_no, f'facial_landmarks must hold {2 * base.NUM_LANDMARKS} '
           f'numbers "x;y;..." (68 points), got {len(tokens)}.')
     landmarks = np.array(
         [base.parse_float(t, path, line_no, 'a landmark coordinate') for t in tokens],
-        np.float32).reshape(base.NUM_LANDMARKS, 2)
+        np.float64).reshape(base.NUM_LANDMARKS, 2)
+    _check_face_geometry(landmarks, box, path, line_no)
+    landmarks = landmarks.astype(np.float32)
     valence = base.parse_float(row[col['valence']], path, line_no, 'a valence value')
     arousal = base.parse_float(row[col['arousal']], path, line_no, 'an arousal value')
     va_mask = 1.0
-    if valence == VA_NOT_ANNOTATED or arousal == VA_NOT_ANNOTATED:
+    if valence == VA_NOT_ANNOTATED and arousal == VA_NOT_ANNOTATED:
       valence, arousal, va_mask = 0.0, 0.0, 0.0
     elif not (-1.0 <= valence <= 1.0 and -1.0 <= arousal <= 1.0):
-      raise ValueError(
-          f'{path}, line {line_no}: valence/arousal must be in [-1, 1] or -2 (not annotated); '
+      raise base.AnnotationError(
+          path, line_no, 'valence/arousal must be in [-1, 1], or both -2 (not annotated); '
           f'got {valence}, {arousal}.')
     image_path = image_root / rel
-    if not rel or not image_path.exists():
-      raise ValueError(
-          f'{path}, line {line_no}: image {image_path} does not exist; expected the images '
+    if not base.is_file(image_path):
+      raise base.AnnotationError(
+          path, line_no, f'image {image_path} does not exist; expected the images '
           f'unpacked under {image_root}/<subDirectory_filePath>.')
     records.append(base.ExpressionRecord(
         key=f'{csv_name}:{rel}', image_path=str(image_path), file_name=f'{IMAGE_DIR}/{rel}',
         expression=code, valence=valence, arousal=arousal, va_mask=va_mask,
-        landmarks=landmarks, box=box))
+        landmarks=landmarks, box=box, source=(str(path), line_no)))
   return records

@@ -40,6 +40,21 @@ Builders read their annotation files into ``ExpressionRecord`` lists first
 (validating every line and counting the skips the official distributions are
 known to need), compute the training-split label frequencies, store them with the
 skip counts in the dataset's ``MetadataDict``, and only then encode the images.
+
+Annotation files (the reading rules every expression builder shares):
+  * Text is strict UTF-8; one leading byte-order mark is accepted and removed. Bytes
+    that are not UTF-8, a byte-order mark anywhere else, and control characters
+    other than tab (NUL, form feed, a lone carriage return, ...) are errors.
+    Lines end at ``\n`` (``\r\n`` accepted); trailing whitespace is ignored.
+  * Numbers are plain ASCII decimals (``-0.25``, ``1e-3``); ``nan``, ``inf``, values
+    that overflow to infinity (``1e309``), ``1_000`` and non-ASCII digits are errors.
+  * Every error about a file's content is an ``AnnotationError`` (a ValueError) whose
+    message starts ``<file>, line <n>: `` and says what was expected; duplicates and
+    contradictions name both places. They are raised while reading, before any
+    image is encoded (``check_unique_records`` guards keys and images again).
+  * Rows that the dataset's own convention marks unlabelled are counted skips
+    (``SkipCounter``): stored in the metadata under ``skipped`` and printed, with
+    the first few places, at the end of the build.
 """
 
 from __future__ import annotations
@@ -48,6 +63,7 @@ import abc
 import collections
 import dataclasses
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -82,6 +98,7 @@ class ExpressionRecord:
     subject: subject index or -1.
     landmarks: (68, 2) landmarks in source-image pixels, or None.
     box: builder-specific crop box (x, y, width, height) in source pixels, or None.
+    source: (annotation file, line) the record was read from, for error messages.
   """
 
   key: str
@@ -96,6 +113,31 @@ class ExpressionRecord:
   subject: int = -1
   landmarks: np.ndarray | None = None
   box: tuple[float, float, float, float] | None = None
+  source: tuple[str, int] | None = None
+
+
+class AnnotationError(ValueError):
+  """A malformed annotation file; the message reads '<path>, line <n>: <what was expected>'.
+
+  Attributes:
+    path: the annotation file.
+    line: 1-based line number in that file.
+    detail: the message without the location.
+  """
+
+  def __init__(self, path: Any, line: int, detail: str):
+    self.path = str(path)
+    self.line = int(line)
+    self.detail = detail
+    super().__init__(f'{self.path}, line {self.line}: {detail}')
+
+  def __reduce__(self):
+    return type(self), (self.path, self.line, self.detail)
+
+
+def where(source: tuple[str, int] | None) -> str:
+  """'<path>, line <n>' of a record source (or 'unknown location')."""
+  return 'unknown location' if source is None else f'{source[0]}, line {source[1]}'
 
 
 class SkipCounter:
@@ -118,13 +160,17 @@ class SkipCounter:
   def counts(self) -> dict[str, int]:
     return dict(sorted(self._counts.items()))
 
-  def log(self, dataset: str) -> None:
+  def summary(self, dataset: str) -> list[str]:
+    """One line per reason: '<dataset>: skipped <n> example(s): <reason> (e.g. <where>).'."""
     if not self._counts:
-      logging.info('%s: no examples skipped.', dataset)
-      return
-    for reason, count in sorted(self._counts.items()):
-      logging.warning('%s: skipped %d example(s): %s (e.g. %s).', dataset, count, reason,
-                      '; '.join(self._where[reason]))
+      return [f'{dataset}: no examples skipped.']
+    return [f'{dataset}: skipped {count} example(s): {reason} '
+            f'(e.g. {"; ".join(self._where[reason])}).'
+            for reason, count in sorted(self._counts.items())]
+
+  def log(self, dataset: str) -> None:
+    for line in self.summary(dataset):
+      (logging.warning if self._counts else logging.info)('%s', line)
 
 
 def stable_unit_hash(key: str) -> float:
@@ -275,6 +321,20 @@ class ExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
   def _homepage(self) -> str | None:
     return None
 
+  def download_and_prepare(self, **kwargs):
+    """tfds' download_and_prepare; after a build, prints the example and skip counts."""
+    self._build_summary = None
+    super().download_and_prepare(**kwargs)
+    if self._build_summary is None:
+      return  # already built: nothing was read
+    skips, sizes = self._build_summary
+    self._build_summary = None
+    lines = [f'{self.name}: built {sum(sizes.values())} example(s) ('
+             + ', '.join(f'{k} {v}' for k, v in sizes.items()) + ').', *skips.summary(self.name)]
+    for line in lines:
+      logging.info('%s', line)
+    print('\n'.join(lines), flush=True)
+
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = epath.Path(dl_manager.manual_dir)
     if not manual_dir.exists():
@@ -288,7 +348,9 @@ class ExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
       raise ValueError(
           f'{self.name}: no usable examples for split(s) {empty} in {manual_dir}; expected the '
           f'layout of {type(self).__name__}.MANUAL_DOWNLOAD_INSTRUCTIONS (skipped: {skips.counts}).')
+    check_unique_records(splits)
     skips.log(self.name)
+    self._build_summary = (skips, {name: len(records) for name, records in splits.items()})
     self.info.metadata.update(self._dynamic_metadata(splits, skips))
     # tensorflow-datasets cannot write an empty split: an empty validation carve
     # (validation_fraction 0) is left out.
@@ -358,7 +420,12 @@ class ExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
   def _generate_examples(self, records: Sequence[ExpressionRecord]) -> Iterator[tuple[str, dict]]:
     zeros6 = np.zeros((NUM_BASIC,), np.float32)
     for record in records:
-      image, landmarks = self._load_face(record)
+      try:
+        image, landmarks = self._load_face(record)
+      except ValueError as e:
+        if record.source is None:
+          raise
+        raise ValueError(f'{where(record.source)} ({record.file_name}): {e}') from None
       multi = zeros6 if record.expression_multi is None else np.asarray(
           record.expression_multi, np.float32)
       scores = zeros6 if record.expression_scores is None else np.asarray(
@@ -380,31 +447,134 @@ class ExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
       }
 
 
-def read_text_lines(path: epath.Path, what: str) -> list[str]:
-  """Lines of a text annotation file (BOM and trailing whitespace stripped).
+def check_unique_records(splits: Mapping[str, Sequence[ExpressionRecord]]) -> None:
+  """Raises ValueError naming both places if two records share a key in a split or an image.
 
-  Raises ValueError naming the file and what it should contain when it is missing.
+  tensorflow-datasets would otherwise fail only after encoding every image ('Two
+  examples share the same hashed key!'), or silently store one image twice (in two
+  splits, a train / test leak). The builders detect duplicates while parsing; this
+  guards the records they return.
+  """
+  images: dict[str, tuple[str, ExpressionRecord]] = {}
+  for split, records in splits.items():
+    keys: dict[str, ExpressionRecord] = {}
+    for record in records:
+      first = keys.setdefault(record.key, record)
+      if first is not record:
+        raise ValueError(f'{where(record.source)}: example key {record.key!r} of split {split!r} '
+                         f'is already used by {where(first.source)}; each example needs its own.')
+      first_split, first = images.setdefault(record.image_path, (split, record))
+      if first is not record:
+        raise ValueError(f'{where(record.source)}: image {record.file_name} ({split}) is already '
+                         f'used by {where(first.source)} ({first_split}); an image may be '
+                         'listed once.')
+
+
+# Characters that never belong in an annotation text file: C0 controls but tab, DEL, C1
+# controls, a byte-order mark after the start, and the Unicode line / paragraph separators.
+_BAD_CHARACTER = re.compile('[\x00-\x08\x0a-\x1f\x7f-\x9f\ufeff\u2028\u2029]')
+_INT = re.compile(r'[+-]?[0-9]+')
+_FLOAT = re.compile(r'[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?')
+
+
+def decode_text(data: bytes, path: epath.Path | str) -> list[str]:
+  """Lines of annotation file bytes (see the module docstring for the rules).
+
+  A leading UTF-8 byte-order mark is removed; lines end at '\n' (a '\r' before it is
+  part of the line ending); trailing whitespace is removed; the empty piece after a
+  final '\n' is not a line. Line i of the result is line i + 1 of the file. The whole
+  file is checked as text (first UTF-8, then characters, line by line) before any
+  parser reads a line, so a text error is reported before a parse error.
+
+  Raises:
+    AnnotationError: bytes that are not UTF-8, or a control character / stray
+      byte-order mark, naming the line and column.
+  """
+  start = 3 if data.startswith(b'\xef\xbb\xbf') else 0
+  try:
+    text = data[start:].decode('utf-8')
+  except UnicodeDecodeError as e:
+    at = start + e.start
+    line = data.count(b'\n', 0, at) + 1
+    column = at - (data.rfind(b'\n', 0, at) + 1) + 1
+    hint = (' (it looks like UTF-16; save it as UTF-8)'
+            if data[:2] in (b'\xff\xfe', b'\xfe\xff') else '')
+    raise AnnotationError(path, line, f'byte 0x{data[at]:02x} at column {column} is not '
+                          f'valid UTF-8; expected a UTF-8 text file{hint}.') from None
+  pieces = text.split('\n')
+  if pieces[-1] == '':
+    pieces.pop()
+  lines = []
+  for line_no, piece in enumerate(pieces, start=1):
+    if piece.endswith('\r'):
+      piece = piece[:-1]
+    bad = _BAD_CHARACTER.search(piece)
+    if bad:
+      char = bad.group()
+      name = {'\ufeff': 'a byte-order mark', '\r': 'a carriage return',
+              '\x00': 'a NUL byte'}.get(char, 'a control character')
+      raise AnnotationError(path, line_no, f'{name} (U+{ord(char):04X}) at column '
+                            f'{bad.start() + 1}; expected plain text.')
+    lines.append(piece.rstrip())
+  return lines
+
+
+def is_file(path: epath.Path) -> bool:
+  """path.is_file(), False (not an exception) for names the file system cannot hold."""
+  try:
+    return path.is_file()
+  except (OSError, ValueError):
+    return False
+
+
+def read_text_lines(path: epath.Path, what: str) -> list[str]:
+  """Lines of a text annotation file (``decode_text``): line i is line i + 1 of the file.
+
+  Raises:
+    ValueError: naming the file and what it should contain when it is missing.
+    AnnotationError: for bytes that are not UTF-8 text (``decode_text``).
   """
   if not path.exists():
     raise ValueError(f'Expected {what} at {path}; the file does not exist.')
-  text = path.read_bytes().decode('utf-8-sig', errors='replace')
-  return [line.rstrip() for line in text.splitlines()]
+  if not path.is_file():
+    raise ValueError(f'Expected {what} at {path}; it is not a file.')
+  return decode_text(path.read_bytes(), path)
+
+
+def last_entry(lines: Sequence[str]) -> int:
+  """The number of lines up to and including the last non-blank one (0 if none)."""
+  end = len(lines)
+  while end and not lines[end - 1].strip():
+    end -= 1
+  return end
+
+
+def blank_line_error(path: epath.Path | str, line_no: int) -> AnnotationError:
+  """The error for a blank line before the last entry of a file whose line order has meaning
+  (blank lines at the end of such a file are accepted: see ``last_entry``)."""
+  return AnnotationError(path, line_no, 'blank line inside the file; every line up to the '
+                         'last must hold an entry (a missing line would shift every later '
+                         'entry by one).')
 
 
 def parse_float(token: str, path: epath.Path | str, line_no: int, what: str) -> float:
-  """float(token) or a ValueError naming file, line and what was expected."""
-  try:
-    value = float(token)
-  except ValueError:
-    raise ValueError(f'{path}, line {line_no}: expected {what}, got {token!r}.') from None
+  """A finite float from a plain ASCII decimal token, or an AnnotationError naming file, line
+  and what was expected (``nan``, ``inf``, ``1e309``, ``1_0``, non-ASCII digits are errors)."""
+  text = token.strip()
+  if not _FLOAT.fullmatch(text):
+    raise AnnotationError(path, line_no, f'expected {what} (a decimal number), got '
+                          f'{token[:60]!r}.')
+  value = float(text)
   if not np.isfinite(value):
-    raise ValueError(f'{path}, line {line_no}: expected a finite {what}, got {token!r}.')
+    raise AnnotationError(path, line_no, f'expected {what} (a finite number), got {token!r} '
+                          '(overflows to infinity).')
   return value
 
 
 def parse_int(token: str, path: epath.Path | str, line_no: int, what: str) -> int:
-  """int(token) or a ValueError naming file, line and what was expected."""
-  try:
-    return int(token.strip())
-  except ValueError:
-    raise ValueError(f'{path}, line {line_no}: expected {what}, got {token!r}.') from None
+  """int(token) of a plain ASCII integer token, or an AnnotationError naming file, line and
+  what was expected (``3.0``, ``1_0`` and non-ASCII digits are errors)."""
+  text = token.strip()
+  if not _INT.fullmatch(text) or len(text) > 100:
+    raise AnnotationError(path, line_no, f'expected {what}, got {token[:60]!r}.')
+  return int(text)

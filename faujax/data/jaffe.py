@@ -11,6 +11,14 @@ by code, are paired into five parts
 and fold k (1-5) tests on part k and trains on the other four (``fold_splits``).
 Label c is positive iff rating_c >= ``threshold`` (default 3). Images are stored
 whole (256 x 256 grey converted to RGB; JAFFE ships no landmarks).
+
+Reading rules (``read_ratings``; the text rules of ``expression_builder_base``): the
+first non-blank line is the header, naming each column once; every later non-blank
+line is one row (blank lines are ignored: each row names its picture) with as many
+whitespace-separated fields as the header, six ratings in [1, 5] and a picture id of
+one of the ten subjects, each picture rated once. Anything else is an
+``AnnotationError`` naming file:line. Counted skips (printed after the build): rated
+pictures without an image and images without a rating.
 """
 
 from __future__ import annotations
@@ -33,8 +41,8 @@ PARTS: dict[str, tuple[str, ...]] = {
 # Ratings column -> BASIC_6 name.
 RATING_COLUMNS = {'SUR': 'surprise', 'FEA': 'fear', 'DIS': 'disgust', 'HAP': 'happy',
                   'SAD': 'sad', 'ANG': 'anger'}
-_IMAGE_NAME = re.compile(r'^([A-Z]{2})\.([A-Z]{2}\d+)\.(\d+)\.tiff?$')
-_PIC_ID = re.compile(r'^([A-Z]{2})-([A-Z]{2}\d+)$')
+_IMAGE_NAME = re.compile(r'([A-Z]{2})\.([A-Z]{2}[0-9]+)\.([0-9]+)\.tiff?')
+_PIC_ID = re.compile(r'([A-Z]{2})-([A-Z]{2}[0-9]+)')
 
 
 def fold_splits(fold: int) -> dict[str, str]:
@@ -56,40 +64,58 @@ def read_ratings(path: epath.Path) -> dict[str, tuple[int, tuple[float, ...]]]:
   """Parses the JAFFE semantic ratings table -> {pic id 'KA-AN1': (line, BASIC_6 ratings)}.
 
   The header row names the columns (``N HAP SAD SUR ANG DIS FEA PIC``, the first may be
-  ``#``); each data row holds an index, six mean ratings in 1-5 and the picture id.
+  ``#``); each data row holds an index, six mean ratings in 1-5 and the picture id
+  (see the module docstring for the rules).
+
+  Raises:
+    ValueError: when the file does not exist.
+    base.AnnotationError: naming file:line of a bad header or row, an unknown subject, a
+      rating outside [1, 5] or a picture rated twice (both lines).
   """
   lines = base.read_text_lines(path, 'the JAFFE semantic ratings table')
   header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
   if header_at is None:
-    raise ValueError(f'{path} is empty; expected a header N HAP SAD SUR ANG DIS FEA PIC.')
-  header = lines[header_at].replace('#', ' # ').split()
-  try:
-    cols = {name: header.index(name) for name in [*RATING_COLUMNS, 'PIC']}
-  except ValueError:
-    raise ValueError(f'{path}, line {header_at + 1}: expected a header with columns '
-                     f'HAP SAD SUR ANG DIS FEA PIC, got {lines[header_at]!r}.') from None
+    raise base.AnnotationError(path, 1, 'empty file; expected a header N HAP SAD SUR ANG DIS '
+                               'FEA PIC.')
+  header = _header_tokens(lines[header_at])
+  missing = [name for name in [*RATING_COLUMNS, 'PIC'] if name not in header]
+  if missing:
+    raise base.AnnotationError(path, header_at + 1, 'expected a header with columns '
+                               f'HAP SAD SUR ANG DIS FEA PIC, got {lines[header_at][:80]!r}.')
+  repeated = sorted({name for name in header if header.count(name) > 1})
+  if repeated:
+    raise base.AnnotationError(path, header_at + 1, f'header repeats column(s) {repeated}.')
+  cols = {name: header.index(name) for name in [*RATING_COLUMNS, 'PIC']}
   out = {}
   for line_no, line in enumerate(lines[header_at + 1:], start=header_at + 2):
     tokens = line.split()
     if not tokens:
       continue
     if len(tokens) != len(header):
-      raise ValueError(f'{path}, line {line_no}: expected {len(header)} fields '
-                       f'({" ".join(header)}), got {len(tokens)}.')
+      raise base.AnnotationError(path, line_no, f'expected {len(header)} fields '
+                                 f'({" ".join(header)}), got {len(tokens)}.')
     pic = tokens[cols['PIC']]
-    if not _PIC_ID.match(pic):
-      raise ValueError(f'{path}, line {line_no}: expected a picture id like KA-AN1, got {pic!r}.')
+    if not _PIC_ID.fullmatch(pic):
+      raise base.AnnotationError(path, line_no,
+                                 f'expected a picture id like KA-AN1, got {pic[:40]!r}.')
+    if pic[:2] not in SUBJECTS:
+      raise base.AnnotationError(path, line_no, f'unknown JAFFE subject {pic[:2]!r} in {pic}; '
+                                 f'expected one of {" ".join(SUBJECTS)}.')
     by_name = {}
     for col, name in RATING_COLUMNS.items():
       value = base.parse_float(tokens[cols[col]], path, line_no, f'a {col} rating')
       if not 1.0 <= value <= 5.0:
-        raise ValueError(f'{path}, line {line_no}: {col} rating must be in [1, 5], got {value}.')
+        raise base.AnnotationError(path, line_no, f'{col} rating must be in [1, 5], got {value}.')
       by_name[name] = value
     if pic in out:
-      raise ValueError(f'{path}, line {line_no}: picture {pic} rated twice (first at line '
-                       f'{out[pic][0]}).')
+      raise base.AnnotationError(path, line_no, f'picture {pic} rated twice (first at line '
+                                 f'{out[pic][0]}).')
     out[pic] = (line_no, tuple(by_name[name] for name in labels.BASIC_6))
   return out
+
+
+def _header_tokens(line: str) -> list[str]:
+  return line.replace('\ufeff', ' ').replace('#', ' # ').split()
 
 
 @dataclasses.dataclass(eq=False)
@@ -168,16 +194,17 @@ class Jaffe(base.ExpressionBuilder):
     tables = []
     images = {}
     for f in files:
-      m = _IMAGE_NAME.match(f.name)
+      m = _IMAGE_NAME.fullmatch(f.name)
       if m:
         pic = f'{m.group(1)}-{m.group(2)}'
         if pic in images:
           raise ValueError(f'{folder}: images {images[pic].name} and {f.name} are both {pic}.')
         images[pic] = f
       elif f.is_file() and f.suffix.lower() not in ('.tif', '.tiff'):
-        head = f.read_bytes()[:4096].decode('utf-8', errors='replace').splitlines()
+        # Detection only: read_ratings then reads the table strictly.
+        head = f.read_bytes()[:4096].decode('utf-8', errors='replace').split('\n')
         first = next((line for line in head if line.strip()), '')
-        if all(col in first.split() for col in [*RATING_COLUMNS, 'PIC']):
+        if all(col in _header_tokens(first) for col in [*RATING_COLUMNS, 'PIC']):
           tables.append(f)
       elif f.suffix.lower() in ('.tif', '.tiff'):
         raise ValueError(f'{f}: expected a JAFFE image name <SUBJECT>.<EXPR><n>.<index>.tiff.')
@@ -193,15 +220,13 @@ class Jaffe(base.ExpressionBuilder):
       if pic not in images:
         skips.add('rated picture without an image', f'{tables[0].name}:{line_no} {pic}')
         continue
-      subject = pic[:2]
-      if subject not in part_of:
-        raise ValueError(f'{tables[0]}, line {line_no}: unknown JAFFE subject {subject!r}; '
-                         f'expected one of {SUBJECTS}.')
+      subject = pic[:2]  # one of SUBJECTS (read_ratings)
       image = images[pic]
       splits[part_of[subject]].append(base.ExpressionRecord(
           key=pic, image_path=str(image), file_name=f'jaffe/{image.name}',
           expression_multi=tuple(1.0 if s >= threshold else 0.0 for s in scores),
-          expression_scores=scores, subject=SUBJECTS.index(subject)))
+          expression_scores=scores, subject=SUBJECTS.index(subject),
+          source=(str(tables[0]), line_no)))
     for pic in sorted(set(images) - set(ratings)):
       skips.add('image without a rating', images[pic].name)
     return splits

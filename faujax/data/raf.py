@@ -21,10 +21,20 @@ anger (RAF-DB basic codes 1-6; code 7 = neutral).
 All use the distributed 100 x 100 aligned images (``Image/aligned/<stem>_aligned.jpg``),
 resized to ``image_size`` (default 100: stored as distributed). ``validation`` = 10%
 of the official training images chosen by a stable hash of the image name.
+
+Reading rules (the text rules of ``expression_builder_base``): each non-blank line is
+"<image name> <value> ..." separated by whitespace (blank lines are ignored: every
+row names its image). Image names are plain file names (no whitespace, no ``/`` or
+``\\``, not starting with ``.``). An image may have one row per file; two names of one
+aligned image (``0001.jpg`` and ``0001.png``) count as the same image. Every image of
+``distribution.txt`` / ``multilabel.txt`` needs a ``partition_label.txt`` row and vice
+versa. Any other row is an ``AnnotationError`` naming file:line (both lines for a
+duplicate). RAF has no rows that its convention marks unlabelled: nothing is skipped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 import dataclasses
 from typing import Any
 
@@ -60,9 +70,12 @@ def compound_multi_label(code: int) -> tuple[float, ...]:
   return tuple(1.0 if name in members else 0.0 for name in labels.BASIC_6)
 
 
+def _stem(name: str) -> str:
+  return name.rsplit('.', 1)[0]
+
+
 def _aligned_path(root: epath.Path, name: str) -> epath.Path:
-  stem = name.rsplit('.', 1)[0]
-  return root / 'Image' / 'aligned' / f'{stem}_aligned.jpg'
+  return root / 'Image' / 'aligned' / f'{_stem(name)}_aligned.jpg'
 
 
 def _split_of_name(name: str, path, line_no: int) -> str:
@@ -70,30 +83,147 @@ def _split_of_name(name: str, path, line_no: int) -> str:
     return 'train'
   if name.startswith('test_'):
     return 'test'
-  raise ValueError(f'{path}, line {line_no}: image name {name!r} must start with train_ or '
-                   'test_ (the official partition).')
+  raise base.AnnotationError(path, line_no, f'image name {name!r} must start with train_ or '
+                             'test_ (the official partition).')
 
 
-def _table(path: epath.Path, what: str, num_values: int) -> list[tuple[int, str, list[str]]]:
-  """Rows (line number, name, value tokens) of a whitespace-separated 'name v1 .. vn' file."""
-  rows = []
+def _table(path: epath.Path, what: str,
+           num_values: int) -> Iterator[tuple[int, str, list[str]]]:
+  """Rows (line number, name, value tokens) of a whitespace-separated 'name v1 .. vn' file,
+  in file order (a generator: the caller's checks of a row run before the next is read, so
+  the first fault in the file is the one reported).
+
+  Raises:
+    ValueError: when the file does not exist.
+    base.AnnotationError: for a wrong field count, a name that is not a plain file name,
+      or a second row of an image (naming both lines).
+  """
+  first_of: dict[str, tuple[int, str]] = {}
   for line_no, line in enumerate(base.read_text_lines(path, what), start=1):
     tokens = line.split()
     if not tokens:
       continue
     if len(tokens) != 1 + num_values:
-      raise ValueError(f'{path}, line {line_no}: expected "<image name>" and {num_values} '
-                       f'value(s) ({what}), got {len(tokens)} field(s).')
-    rows.append((line_no, tokens[0], tokens[1:]))
-  return rows
+      hint = ' (image names cannot contain whitespace)' if len(tokens) > 1 + num_values else ''
+      raise base.AnnotationError(path, line_no, f'expected "<image name>" and {num_values} '
+                                 f'value(s) ({what}), got {len(tokens)} field(s){hint}.')
+    name = tokens[0]
+    if '/' in name or '\\' in name or name.startswith('.') or not _stem(name):
+      raise base.AnnotationError(path, line_no, f'image name {name!r} must be a plain file '
+                                 'name such as 0001.jpg (no path, not starting with ".").')
+    first = first_of.setdefault(_stem(name), (line_no, name))
+    if first[0] != line_no:
+      same = '' if first[1] == name else f' (as {first[1]!r}: the same aligned image)'
+      raise base.AnnotationError(path, line_no, f'image {name!r} already has a row at line '
+                                 f'{first[0]}{same}; each image may have one.')
+    yield line_no, name, tokens[1:]
 
 
 def _check_image(root: epath.Path, name: str, path, line_no: int) -> epath.Path:
   image = _aligned_path(root, name)
-  if not image.exists():
-    raise ValueError(f'{path}, line {line_no}: aligned image {image} does not exist; expected '
-                     '<dir>/Image/aligned/<stem>_aligned.jpg.')
+  if not base.is_file(image):
+    raise base.AnnotationError(path, line_no, f'aligned image {image} does not exist; expected '
+                               '<dir>/Image/aligned/<stem>_aligned.jpg.')
   return image
+
+
+def read_raf_ml(manual_dir: epath.Path, threshold: float,
+                ) -> tuple[dict[str, list[base.ExpressionRecord]], str]:
+  """Parses a RAF-ML manual dir into ({'train', 'test'}: records, label source).
+
+  Labels come from ``multilabel.txt`` when it exists, else from the distribution
+  normalised to sum 1, thresholded at ``> threshold`` (see the module docstring).
+
+  Raises:
+    ValueError: for a missing file.
+    base.AnnotationError: naming file:line of a malformed, duplicated or unmatched row.
+  """
+  dist_path = manual_dir / 'distribution.txt'
+  part_path = manual_dir / 'partition_label.txt'
+  scores = {}
+  for line_no, name, values in _table(dist_path, 'RAF-ML emotion distribution', 6):
+    s = np.array([base.parse_float(v, dist_path, line_no, 'an emotion score') for v in values])
+    total = sum(s.tolist())  # Python floats: an overflow is inf, without a warning
+    if (s < 0).any() or not 0 < total < float('inf'):
+      raise base.AnnotationError(dist_path, line_no, 'expected non-negative scores with a '
+                                 f'positive sum, got {values}.')
+    scores[name] = (line_no, s, total)
+  multi_path = manual_dir / 'multilabel.txt'
+  multi = {}
+  has_multi = base.is_file(multi_path)
+  if has_multi:
+    for line_no, name, values in _table(multi_path, 'RAF-ML 0/1 multi-labels', 6):
+      if any(v not in ('0', '1') for v in values):
+        raise base.AnnotationError(multi_path, line_no, f'expected six 0/1 labels, got {values}.')
+      multi[name] = (line_no, tuple(float(v) for v in values))
+  label_source = ('multilabel.txt' if has_multi else
+                  f'distribution.txt normalised > {threshold}')
+  splits = {'train': [], 'test': []}
+  partitioned = set()
+  for line_no, name, values in _table(part_path, 'RAF-ML partition', 1):
+    token = values[0].lower()
+    if token not in ('0', '1', 'train', 'test'):
+      raise base.AnnotationError(part_path, line_no, 'expected partition 0/train or 1/test, '
+                                 f'got {values[0]!r}.')
+    if name not in scores:
+      raise base.AnnotationError(part_path, line_no, f'image {name!r} has no row in {dist_path}.')
+    if has_multi and name not in multi:
+      raise base.AnnotationError(part_path, line_no, f'image {name!r} has no row in '
+                                 f'{multi_path}.')
+    image = _check_image(manual_dir, name, part_path, line_no)
+    partitioned.add(name)
+    s, total = scores[name][1:]
+    norm = s / total
+    if has_multi:
+      y = multi[name][1]
+    else:
+      y = tuple(float(v) for v in norm > threshold)
+    split = 'train' if token in ('0', 'train') else 'test'
+    splits[split].append(base.ExpressionRecord(
+        key=name, image_path=str(image), file_name=str(image.relative_to(manual_dir)),
+        expression_multi=y, expression_scores=tuple(float(v) for v in norm),
+        source=(str(part_path), line_no)))
+  for table_path, table in ((dist_path, scores), (multi_path, multi)):
+    unmatched = [(entry[0], name) for name, entry in table.items() if name not in partitioned]
+    if unmatched:
+      line_no, name = min(unmatched)
+      raise base.AnnotationError(
+          table_path, line_no, f'image {name!r} has no row in {part_path} ({len(unmatched)} '
+          'such row(s)); every labelled image needs a partition.')
+  return splits, label_source
+
+
+def read_raf_db(manual_dir: epath.Path, subset: str) -> dict[str, list[base.ExpressionRecord]]:
+  """Parses ``<manual_dir>/<subset>/EmoLabel/list_patition_label.txt`` into {'train', 'test'}.
+
+  Raises:
+    ValueError: for a missing file or an unknown subset.
+    base.AnnotationError: naming file:line of a malformed or duplicated row, an unknown code,
+      a name outside the official partition or a missing aligned image.
+  """
+  if subset not in ('basic', 'compound'):
+    raise ValueError(f"RAF-DB subset must be 'basic' or 'compound'; got {subset!r}.")
+  root = manual_dir / subset
+  path = root / 'EmoLabel' / 'list_patition_label.txt'
+  max_code = 7 if subset == 'basic' else len(COMPOUND_CLASSES)
+  splits = {'train': [], 'test': []}
+  for line_no, name, values in _table(path, f'the RAF-DB {subset} label list', 1):
+    code = base.parse_int(values[0], path, line_no, f'an expression code 1-{max_code}')
+    if not 1 <= code <= max_code:
+      raise base.AnnotationError(path, line_no, f'unknown RAF-DB {subset} code {code}; '
+                                 f'expected 1-{max_code}.')
+    split = _split_of_name(name, path, line_no)
+    image = _check_image(root, name, path, line_no)
+    common = dict(key=name, image_path=str(image), file_name=str(image.relative_to(manual_dir)),
+                  source=(str(path), line_no))
+    if subset == 'basic':
+      multi = tuple(1.0 if i == code - 1 else 0.0 for i in range(6))  # zeros for neutral
+      record = base.ExpressionRecord(
+          expression=RAF_BASIC_TO_EXPRESSION7[code], expression_multi=multi, **common)
+    else:
+      record = base.ExpressionRecord(expression_multi=compound_multi_label(code), **common)
+    splits[split].append(record)
+  return splits
 
 
 @dataclasses.dataclass(eq=False)
@@ -155,47 +285,9 @@ class RafMl(base.ExpressionBuilder):
 
   def _read_records(self, manual_dir: epath.Path, skips: base.SkipCounter):
     del skips  # RAF-ML has no rows known to need skipping.
-    dist_path = manual_dir / 'distribution.txt'
-    part_path = manual_dir / 'partition_label.txt'
-    scores = {}
-    for line_no, name, values in _table(dist_path, 'RAF-ML emotion distribution', 6):
-      s = np.array([base.parse_float(v, dist_path, line_no, 'an emotion score') for v in values])
-      if (s < 0).any() or s.sum() <= 0:
-        raise ValueError(f'{dist_path}, line {line_no}: expected non-negative scores with a '
-                         f'positive sum, got {values}.')
-      scores[name] = (line_no, s)
-    multi_path = manual_dir / 'multilabel.txt'
-    multi = {}
-    if multi_path.exists():
-      for line_no, name, values in _table(multi_path, 'RAF-ML 0/1 multi-labels', 6):
-        if any(v not in ('0', '1') for v in values):
-          raise ValueError(f'{multi_path}, line {line_no}: expected six 0/1 labels, got {values}.')
-        multi[name] = tuple(float(v) for v in values)
-    self.info.metadata['label_source'] = (
-        'multilabel.txt' if multi_path.exists() else
-        f'distribution.txt normalised > {self.builder_config.distribution_threshold}')
-    splits = {'train': [], 'test': []}
-    for line_no, name, values in _table(part_path, 'RAF-ML partition', 1):
-      token = values[0].lower()
-      if token not in ('0', '1', 'train', 'test'):
-        raise ValueError(f'{part_path}, line {line_no}: expected partition 0/train or 1/test, '
-                         f'got {values[0]!r}.')
-      if name not in scores:
-        raise ValueError(f'{part_path}, line {line_no}: image {name!r} has no row in {dist_path}.')
-      image = _check_image(manual_dir, name, part_path, line_no)
-      s = scores[name][1]
-      norm = s / s.sum()
-      if multi:
-        if name not in multi:
-          raise ValueError(f'{part_path}, line {line_no}: image {name!r} has no row in '
-                           f'{multi_path}.')
-        y = multi[name]
-      else:
-        y = tuple(float(v) for v in norm > self.builder_config.distribution_threshold)
-      split = 'train' if token in ('0', 'train') else 'test'
-      splits[split].append(base.ExpressionRecord(
-          key=name, image_path=str(image), file_name=str(image.relative_to(manual_dir)),
-          expression_multi=y, expression_scores=tuple(float(v) for v in norm)))
+    splits, label_source = read_raf_ml(
+        manual_dir, float(self.builder_config.distribution_threshold))
+    self.info.metadata['label_source'] = label_source
     train, validation = base.carve_validation(
         splits['train'], lambda r: r.key, float(self.builder_config.validation_fraction))
     return {'train': train, 'validation': validation, 'test': splits['test']}
@@ -275,28 +367,7 @@ class RafDb(base.ExpressionBuilder):
 
   def _read_records(self, manual_dir: epath.Path, skips: base.SkipCounter):
     del skips  # RAF-DB has no rows known to need skipping.
-    subset = self._subset()
-    root = manual_dir / subset
-    path = root / 'EmoLabel' / 'list_patition_label.txt'
-    max_code = 7 if subset == 'basic' else len(COMPOUND_CLASSES)
-    splits = {'train': [], 'test': []}
-    for line_no, name, values in _table(path, f'the RAF-DB {subset} label list', 1):
-      code = base.parse_int(values[0], path, line_no, f'an expression code 1-{max_code}')
-      if not 1 <= code <= max_code:
-        raise ValueError(f'{path}, line {line_no}: unknown RAF-DB {subset} code {code}; '
-                         f'expected 1-{max_code}.')
-      split = _split_of_name(name, path, line_no)
-      image = _check_image(root, name, path, line_no)
-      if subset == 'basic':
-        multi = tuple(1.0 if i == code - 1 else 0.0 for i in range(6))  # zeros for neutral
-        record = base.ExpressionRecord(
-            key=name, image_path=str(image), file_name=str(image.relative_to(manual_dir)),
-            expression=RAF_BASIC_TO_EXPRESSION7[code], expression_multi=multi)
-      else:
-        record = base.ExpressionRecord(
-            key=name, image_path=str(image), file_name=str(image.relative_to(manual_dir)),
-            expression_multi=compound_multi_label(code))
-      splits[split].append(record)
+    splits = read_raf_db(manual_dir, self._subset())
     train, validation = base.carve_validation(
         splits['train'], lambda r: r.key, float(self.builder_config.validation_fraction))
     return {'train': train, 'validation': validation, 'test': splits['test']}
