@@ -32,7 +32,7 @@ def test_label_rows_unknown_codes_become_mask(tmp_path):
     ('0 1 1\n0 1\n', r'l\.txt:2: expected 3 AU labels per row, found 2'),
     ('0 1 1\n0 2 1\n', r'l\.txt:2: column 2 holds 2; expected 0, 1 or an unknown code'),
     ('0 1 x\n', r'l\.txt:1: expected numbers'),
-    ('0 1 1\n\n0 1 1\n', r'l\.txt:2: empty line inside the list'),
+    ('0 1 1\n\n0 1 1\n', r'l\.txt:2: empty line inside the file'),
 ])
 def test_label_rows_errors_name_file_and_line(tmp_path, text, match):
   p = _write(tmp_path / 'l.txt', text)
@@ -86,7 +86,7 @@ def test_pts_round_trip_and_errors(tmp_path):
   au_lists.write_pts(p, lm)
   np.testing.assert_allclose(au_lists.read_pts(p), lm, atol=1e-3)
   _write(tmp_path / 'b.pts', 'version: 1\nn_points: 3\n{\n1 2\n3 4\n5 6\n}\n')
-  with pytest.raises(ValueError, match=r'b\.pts: n_points is 3; expected one of'):
+  with pytest.raises(ValueError, match=r'b\.pts:2: n_points is 3; expected one of'):
     au_lists.read_pts(str(tmp_path / 'b.pts'))
   body = '\n'.join(['1 2'] * 48 + ['1 x'])
   _write(tmp_path / 'c.pts', f'version: 1\nn_points: 49\n{{\n{body}\n}}\n')
@@ -133,3 +133,125 @@ def test_stable_hash_is_fixed():
   assert base.stable_hash('img_001.jpg') == base.stable_hash('img_001.jpg')
   assert base.part_by_hash('a') in (1, 2, 3)
   assert base.stable_hash('abc') == int('a9993e364706816aba3e25717850c26c9cd0d89d'[:15], 16)
+
+
+# ------------------------------------------------------------------ text rules (issue 20)
+
+
+def test_text_rules_encoding_bom_and_control_characters(tmp_path):
+  p = str(tmp_path / 'p.txt')
+  open(p, 'wb').write(b'a/1.jpg\r\nb/caf\xe9.jpg\n')
+  with pytest.raises(au_lists.ListFormatError,
+                     match=r'p\.txt:2: byte 0xe9 at offset 14 is not UTF-8'):
+    au_lists.read_path_list(p)
+  open(p, 'wb').write('a/1.jpg\n'.encode('utf-16'))
+  with pytest.raises(au_lists.ListFormatError, match=r'p\.txt:1: .*UTF-16 LE byte-order mark'):
+    au_lists.read_path_list(p)
+  open(p, 'wb').write(b'\xef\xbb\xbfF004/T1/1.jpg\rF004/T1/2.jpg\r')  # BOM, CR line ends
+  assert au_lists.read_path_list(p) == ['F004/T1/1.jpg', 'F004/T1/2.jpg']
+  open(p, 'wb').write('a.jpg\n\ufeffb.jpg\n'.encode())
+  with pytest.raises(au_lists.ListFormatError, match=r'p\.txt:2: a byte-order mark U\+FEFF inside'):
+    au_lists.read_path_list(p)
+  open(p, 'wb').write(b'a.jpg\nb\x00.jpg\n')
+  with pytest.raises(au_lists.ListFormatError, match=r'p\.txt:2: control character U\+0000'):
+    au_lists.read_path_list(p)
+  open(p, 'wb').write(b'\n \n')
+  with pytest.raises(au_lists.ListFormatError, match=r'p\.txt:1: empty file'):
+    au_lists.read_path_list(p)
+
+
+def test_path_list_whole_line_is_the_path_and_duplicates_name_both_lines(tmp_path):
+  p = _write(tmp_path / 'p.txt', '  F001/T1/a b.jpg\t\n.\\F001\\T1\\c.jpg\nF001//T1/./d.jpg\n')
+  assert au_lists.read_path_list(p) == ['F001/T1/a b.jpg', 'F001/T1/c.jpg', 'F001/T1/d.jpg']
+  p = _write(tmp_path / 'd.txt', 'a/1.jpg\na/2.jpg\n./a//1.jpg\n')
+  with pytest.raises(au_lists.ListFormatError,
+                     match=r'd\.txt:3: image a/1\.jpg is listed twice \(first at .*d\.txt:1\)'):
+    au_lists.read_path_list(p)
+  for bad, match in (('/abs.jpg', 'is absolute'), ('C:/x.jpg', 'is absolute'),
+                     ('a/../../x.jpg', 'has a ".." component'), ('./', 'names no file')):
+    p = _write(tmp_path / 'b.txt', f'ok.jpg\n{bad}\n')
+    with pytest.raises(au_lists.ListFormatError, match=rf'b\.txt:2: image path .*{match}'):
+      au_lists.read_path_list(p)
+
+
+@pytest.mark.parametrize('text,match', [
+    ('0 1\n1e309 0\n', r'l\.txt:2: \'1e309\' is out of range'),
+    ('0 1\n0 nan\n', r'l\.txt:2: expected numbers .* found \'nan\''),
+    ('0 1\n0,,1\n', r'l\.txt:2: empty field'),
+    ('0 1\n1.0000001 0\n', r'l\.txt:2: column 1 holds 1; expected 0, 1 or an unknown code'),
+    ('0 1\n\uff11 0\n', r'l\.txt:2: expected numbers .* found \'\uff11\''),
+])
+def test_label_rows_numbers_are_strict(tmp_path, text, match):
+  p = _write(tmp_path / 'l.txt', text)
+  with pytest.raises(au_lists.ListFormatError, match=match):
+    au_lists.read_label_rows(p, 2)
+
+
+def _entry(path, codes, src):
+  raw = np.asarray(codes, np.float32)
+  unknown = raw == 9
+  return au_lists.ListEntry(path=path, au=np.where(unknown, 0, raw), au_mask=(~unknown).astype(
+      np.float32), landmarks=None, source=f'{src}_paths.txt:1', label_source=f'{src}_labels.txt:1')
+
+
+def test_merge_megraphau_folds_uses_every_entry_and_rejects_contradictions():
+  a, b, c = 'S1/a.jpg', 'S2/b.jpg', 'S3/c.jpg'
+  folds = {  # part 1 = {a}, part 2 = {b}, part 3 = {c}; fold k tests on part {1: 3, 2: 2, 3: 1}[k]
+      1: {'test': [_entry(c, [1, 0], 't1')], 'train': [_entry(a, [0, 1], 'r1'),
+                                                        _entry(b, [9, 1], 'r1')]},
+      2: {'test': [_entry(b, [9, 1], 't2')], 'train': [_entry(a, [0, 1], 'r2'),
+                                                        _entry(c, [1, 0], 'r2')]},
+      3: {'test': [_entry(a, [0, 1], 't3')], 'train': [_entry(b, [9, 1], 'r3'),
+                                                        _entry(c, [1, 0], 'r3')]},
+  }
+  parts = {1: 3, 2: 2, 3: 1}
+  train_files = {k: f'r{k}_paths.txt' for k in parts}
+  images = au_lists.merge_megraphau_folds(folds)
+  au_lists.check_megraphau_membership(images, parts, train_files)
+  assert {p: img.test_fold for p, img in images.items()} == {a: 3, b: 2, c: 1}
+  assert images[a].entry.source == 't3_paths.txt:1' and sorted(images[a].train) == [1, 2]
+  bad = {k: dict(v) for k, v in folds.items()}
+  bad[2] = {'test': folds[2]['test'], 'train': [_entry(a, [1, 1], 'r2'), folds[2]['train'][1]]}
+  with pytest.raises(au_lists.ListFormatError,
+                     match=r'r2_labels\.txt:1: labels of image S1/a\.jpg are \[1 1\] but '
+                     r'r1_labels\.txt:1 gives \[0 1\]'):
+    au_lists.merge_megraphau_folds(bad)
+  bad[2] = {'test': folds[2]['test'], 'train': folds[2]['train'][1:]}  # a missing from fold 2
+  with pytest.raises(au_lists.ListFormatError,
+                     match=r"t3_paths\.txt:1: image S1/a\.jpg of fold 3's test list \(part 1\) is "
+                     r"missing from fold 2's training list r2_paths\.txt"):
+    au_lists.check_megraphau_membership(au_lists.merge_megraphau_folds(bad), parts, train_files)
+  bad[2] = {'test': folds[2]['test'], 'train': folds[2]['train'] + [_entry('S4/d.jpg', [1, 1],
+                                                                           'r2')]}
+  with pytest.raises(au_lists.ListFormatError,
+                     match=r'r2_paths\.txt:1: image S4/d\.jpg is in the training list of fold\(s\) '
+                     r'\[2\] but in no test list'):
+    au_lists.check_megraphau_membership(au_lists.merge_megraphau_folds(bad), parts, train_files)
+  bad[2] = {'test': folds[2]['test'] + [_entry(c, [1, 0], 't2')], 'train': folds[2]['train']}
+  with pytest.raises(au_lists.ListFormatError, match=r'S3/c\.jpg is in the test list of fold 2'):
+    au_lists.merge_megraphau_folds(bad)
+
+
+def test_jaanet_biocular_must_be_positive_and_lengths_name_the_short_file(tmp_path):
+  d = tmp_path / 'list'
+  line = ' '.join(['1'] * 98)
+  _write(d / 'X_path.txt', 'a.jpg\nb.jpg\n')
+  _write(d / 'X_land.txt', f'{line}\n{line}\n')
+  _write(d / 'X_biocular.txt', '30\n-2\n')
+  _write(d / 'X_AUoccur.txt', '0 1\n1 0\n')
+  with pytest.raises(au_lists.ListFormatError, match=r'X_biocular\.txt:2: inter-ocular distance -2'):
+    au_lists.read_jaanet_set(str(d), 'X', 2)
+  _write(d / 'X_biocular.txt', '30\n')
+  with pytest.raises(au_lists.ListFormatError, match=r'X_biocular\.txt:2: list files of one set '
+                     r'differ in length'):
+    au_lists.read_jaanet_set(str(d), 'X', 2)
+
+
+def test_numbered_files_two_files_for_one_frame(tmp_path):
+  for n in ('0011.jpg', '11.png', '\u00b2.jpg', '12.jpg'):
+    _write(tmp_path / 'd' / n, '')
+  with pytest.raises(base.AUDataError, match=r'11\.png: frame 11 has a second file \(first '
+                     r'.*0011\.jpg\)'):
+    base.numbered_files(str(tmp_path / 'd'))
+  os.remove(tmp_path / 'd' / '11.png')
+  assert sorted(base.numbered_files(str(tmp_path / 'd'))) == [11, 12]  # '\u00b2' is no frame

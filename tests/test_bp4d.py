@@ -390,3 +390,101 @@ def test_metadata_label_space(tmp_path):
                                   ((rows == 1) & known).sum(0))
     np.testing.assert_allclose(meta['train_occurrence_rates'][f'fold{fold}'],
                                ((rows == 1) & known).sum(0) / known.sum(0), rtol=1e-12)
+
+
+# ------------------------------------------------------------------ every listed label (issue 20)
+
+
+def test_megraphau_every_list_entry_is_used_or_rejected(tmp_path):
+  """Train lists are read, not only checked: extra, missing and contradicting entries raise."""
+
+  def train_only(fold, split, paths, rows):
+    if fold == 1 and split == 'train':  # fold 1 trains on parts 1 and 2
+      _write_image(os.path.join(str(tmp_path / 'm1'), 'img', 'F001/T1/99.jpg'), 1, size=40)
+      paths, rows = paths + ['F001/T1/99.jpg'], rows + [' '.join(['1'] * 12)]
+    return paths, rows
+
+  _write_megraphau(str(tmp_path / 'm1'), tamper=train_only)
+  with pytest.raises(ValueError, match=r'BP4D_train_img_path_fold1\.txt:13: image F001/T1/99\.jpg '
+                     r'is in the training list of fold\(s\) \[1\] but in no test list'):
+    _build('megraphau_lists', str(tmp_path / 'm1'), str(tmp_path / 'd1'))
+
+  def contradict(fold, split, paths, rows):
+    if fold == 2 and split == 'train':
+      cells = rows[0].split()
+      cells[0] = '1' if cells[0] == '0' else '0'
+      rows = [' '.join(cells)] + rows[1:]
+    return paths, rows
+
+  _write_megraphau(str(tmp_path / 'm2'), tamper=contradict)
+  with pytest.raises(ValueError, match=r'BP4D_train_label_fold2\.txt:1: labels of image '
+                     r'F001/T1/11\.jpg are \[.*\] but .*BP4D_train_label_fold1\.txt:1 gives'):
+    _build('megraphau_lists', str(tmp_path / 'm2'), str(tmp_path / 'd2'))
+
+  def missing(fold, split, paths, rows):
+    if fold == 2 and split == 'train':
+      paths, rows = paths[1:], rows[1:]
+    return paths, rows
+
+  _write_megraphau(str(tmp_path / 'm3'), tamper=missing)
+  with pytest.raises(ValueError, match=r"BP4D_test_img_path_fold3\.txt:1: image F001/T1/11\.jpg of "
+                     r"fold 3's test list \(part 1\) is missing from fold 2's training list"):
+    _build('megraphau_lists', str(tmp_path / 'm3'), str(tmp_path / 'd3'))
+
+  def duplicate(fold, split, paths, rows):
+    if fold == 1 and split == 'train':
+      paths, rows = paths + paths[:1], rows + rows[:1]
+    return paths, rows
+
+  _write_megraphau(str(tmp_path / 'm4'), tamper=duplicate)
+  with pytest.raises(ValueError, match=r'BP4D_train_img_path_fold1\.txt:13: image F001/T1/11\.jpg '
+                     r'is listed twice \(first at .*BP4D_train_img_path_fold1\.txt:1\)'):
+    _build('megraphau_lists', str(tmp_path / 'm4'), str(tmp_path / 'd4'))
+
+
+def test_megraphau_bom_spaces_and_crlf(tmp_path):
+  """A BOM, CRLF line ends and a path with a space build exactly the listed images."""
+  manual = str(tmp_path / 'manual')
+  spaced = 'F004/T1/11 copy.jpg'
+
+  def tamper(fold, split, paths, rows):
+    paths = [spaced if p == 'F004/T1/11.jpg' else p for p in paths]
+    return ['\ufeff' + paths[0]] + paths[1:], rows
+
+  truth = _write_megraphau(manual, tamper=tamper)
+  os.rename(os.path.join(manual, 'img', 'F004/T1/11.jpg'), os.path.join(manual, 'img', spaced))
+  truth[spaced] = truth.pop('F004/T1/11.jpg')
+  list_dir = os.path.join(manual, 'list')
+  for name in os.listdir(list_dir):
+    text = open(os.path.join(list_dir, name), encoding='utf-8').read()
+    open(os.path.join(list_dir, name), 'w', encoding='utf-8', newline='').write(
+        text.replace('\n', '\r\n'))
+  b = _build('megraphau_lists', manual, str(tmp_path / 'data'))
+  got = {e['image_path'].decode(): e for ex in _by_split(b).values() for e in ex}
+  assert set(got) == set(truth)
+  np.testing.assert_array_equal(got[spaced]['au_mask'], (truth[spaced] != 9).astype(np.float32))
+
+
+def test_official_frame_numbers_and_files_are_strict(tmp_path):
+  manual = str(tmp_path / 'manual')
+  _write_official(manual, with_missing=False)
+  path = os.path.join(manual, 'AUCoding', 'AU_OCC', 'M010_T1.csv')
+  good = open(path).read().splitlines()
+  for frame, match in (('11.7', r"expected a frame number .* found '11\.7'"),
+                       ('1e309', r"expected a frame number .* found '1e309'"),
+                       ('12', r'frame 12 appears twice \(first at line 2\)')):
+    lines = list(good)
+    lines[1] = frame + lines[1][lines[1].index(','):]
+    open(path, 'w').write('\n'.join(lines) + '\n')
+    with pytest.raises(ValueError, match=rf'M010_T1\.csv:(2|3): {match}'):
+      _build('official', manual, str(tmp_path / 'd1'))
+  open(path, 'w').write('\n'.join(good[:2] + [''] + good[2:]) + '\n')
+  with pytest.raises(ValueError, match=r'M010_T1\.csv:3: empty row inside the file'):
+    _build('official', manual, str(tmp_path / 'd2'))
+  open(path, 'wb').write(('\n'.join(good) + '\n').encode().replace(b',0,', b',\xe9,', 1))
+  with pytest.raises(ValueError, match=r'M010_T1\.csv:2: byte 0xe9 at offset \d+ is not UTF-8'):
+    _build('official', manual, str(tmp_path / 'd3'))
+  open(path, 'w').write('\n'.join(good) + '\n')
+  _write_image(os.path.join(manual, 'BP4D-training', 'M010', 'T1', '11.png'), 0)
+  with pytest.raises(ValueError, match=r'11\.png: frame 11 has a second file'):
+    _build('official', manual, str(tmp_path / 'd4'))

@@ -233,3 +233,39 @@ def test_detect_layouts_finds_each_layout(tmp_path, layout):
   empty.mkdir()
   assert disfa.Disfa.detect_layouts(str(empty)) == []
   assert 'ActionUnit_Labels' in disfa.Disfa.layout_requirements()['official']
+
+
+def test_official_empty_au_file_and_counted_missing_labels(tmp_path):
+  """An empty AU file is an error; a frame absent from one AU file is a counted mask."""
+  manual = str(tmp_path / 'manual')
+  _write_official(manual)
+  path = os.path.join(manual, 'ActionUnit_Labels', 'SN004', 'SN004_au1.txt')
+  open(path, 'w').close()
+  with pytest.raises(ValueError, match=r'SN004_au1\.txt:1: empty file; expected "frame,intensity"'):
+    _build('official', manual, str(tmp_path / 'd1'))
+  open(path, 'w').write('2,1\n3,0\n')  # frame 1 absent from AU1 only
+  b = _build('official', manual, str(tmp_path / 'd2'))
+  assert b.info.metadata['skipped'] == {'missing_frame': 1, 'missing_au_label': 1}
+  e = _all(_by_split(b))['SN004/0.png']
+  assert e['au_mask'][0] == 0 and e['au_mask'][1:].all()
+  open(path, 'w').write('1,2\n2,1\n1,0\n')
+  with pytest.raises(ValueError, match=r'SN004_au1\.txt:3: frame 1 appears twice \(first at '
+                     r'.*SN004_au1\.txt:1\)'):
+    _build('official', manual, str(tmp_path / 'd3'))
+  open(path, 'w').write('1,2\n2.5,1\n')
+  with pytest.raises(ValueError, match=r"SN004_au1\.txt:2: expected a frame number .* '2\.5'"):
+    _build('official', manual, str(tmp_path / 'd4'))
+
+
+@pytest.mark.parametrize('payload,match', [
+    (b'', r'cannot read the \.mat file \(MatReadError'),
+    (b'not a mat file at all, just some text' * 4, r'cannot read the \.mat file'),
+])
+def test_read_landmark_mat_errors_name_the_file(tmp_path, payload, match):
+  p = str(tmp_path / 'SN001_0000_lm.mat')
+  open(p, 'wb').write(payload)
+  with pytest.raises(ValueError, match=r'SN001_0000_lm\.mat: ' + match):
+    disfa.read_landmark_mat(p)
+  scipy.io.savemat(p, {'pts': np.full((66, 2), np.nan)})
+  with pytest.raises(ValueError, match=r'SN001_0000_lm\.mat: "pts" holds non-finite'):
+    disfa.read_landmark_mat(p)

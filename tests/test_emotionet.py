@@ -205,3 +205,26 @@ def test_detect_layouts_finds_each_layout(tmp_path, layout):
   empty = tmp_path / 'empty'
   (empty / 'annotations').mkdir(parents=True)  # no csv in it: not the official layout
   assert emotionet.Emotionet.detect_layouts(str(empty)) == []
+
+
+def test_official_names_outside_images_and_blank_rows_raise(tmp_path):
+  manual = str(tmp_path / 'manual')
+  _write_official(manual)
+  path = os.path.join(manual, 'annotations', 'emotionet_au.csv')
+  good = open(path).read().splitlines()
+  row = ',' + ','.join(['0'] * 12) + ',0,web'
+  for url, match in (('http://h/..%2Fsecret.jpg', r"image file name '\.\./secret\.jpg'"),
+                     ('http://h/..', r"image file name '\.\.'"),
+                     ('http://h/%ff.jpg', r'cannot read an image file name'),
+                     ('http://[h/x.jpg', r'cannot read an image file name')):
+    open(path, 'w').write('\n'.join(good + [url + row]) + '\n')
+    with pytest.raises(ValueError, match=r'emotionet_au\.csv:42: ' + match):
+      _build('official', manual, str(tmp_path / 'd1'))
+  open(path, 'w').write('\n'.join(good[:3] + [''] + good[3:]) + '\n')
+  with pytest.raises(ValueError, match=r'emotionet_au\.csv:4: empty row inside the file'):
+    _build('official', manual, str(tmp_path / 'd2'))
+  dup = good[0].replace('AU 43', 'AU 43,AU43')
+  open(path, 'w').write('\n'.join([dup] + [l + ',0' for l in good[1:]]) + '\n')
+  with pytest.raises(ValueError, match=r"emotionet_au\.csv:1: AU 43 heads columns 13 \('AU 43'\) "
+                     r"and 14 \('AU43'\)"):
+    _build('official', manual, str(tmp_path / 'd3'))

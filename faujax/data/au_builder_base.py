@@ -37,7 +37,14 @@ Metadata (``builder.info.metadata``, a tfds MetadataDict stored as JSON next to 
       (``faujax.statistics.occurrence_rates``),
   'class_counts' {'fold1': [N ints]}: the positive (known) training labels of each AU,
   'train_label_counts' {'fold1': {'positive': [...], 'known': [...]}},
-  'skipped' {reason: count}.
+  'skipped' {reason: count}: documented, counted skips of the official layouts (frames, except
+      DISFA's 'missing_au_label', which counts (frame, AU) labels masked because the frame is
+      absent from that AU's file); the list layouts skip nothing but 'degenerate_landmarks'.
+      The counts are logged (absl WARNING) at the end of ``download_and_prepare``.
+
+Input errors are ``AUDataError`` / ``au_lists.ListFormatError`` (both ``ValueError``) naming the
+file and line (the text rules: ``faujax.data.au_lists``); nothing a layout lists is dropped
+without either an error or a counted skip.
 
 Layout detection: ``detect_layouts(manual_dir)`` names the configs whose files are present and
 ``layout_requirements()`` what each expects (``faujax.data.input_pipeline`` picks the config from
@@ -51,6 +58,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -372,27 +380,46 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                        landmarks=e.landmarks, source=e.source, part=part)
 
   def _megraphau_records(self, manual_dir: str) -> list[FrameRecord]:
-    """Fold k's test list is part TEST_PART_OF_FOLD[k]; train lists are checked for overlap."""
+    """Every entry of the six lists is used: fold k's test list is part TEST_PART_OF_FOLD[k].
+
+    Each fold is read and checked for training / test overlap (subjects, or images for datasets
+    without subjects); then the lists are joined by image (labels must agree between lists),
+    the listed parts are checked against the protocol, and every image must sit in one test list
+    and in the training lists of the other folds (``au_lists.check_megraphau_membership``).
+    """
     names = [n for k in (1, 2, 3) for n in au_lists.megraphau_file_names(self.DS_NAME, k).values()]
     list_dir = self._list_dir(manual_dir, names, au_lists.LAYOUT_MEGRAPHAU)
     root = self._image_root(manual_dir, ('img', 'imgs'))
-    folds = au_lists.read_megraphau_folds(list_dir, self.DS_NAME, len(self.AUS))
-    records = []
-    for k, lists in folds.items():
-      part = self.TEST_PART_OF_FOLD[k]
-      test_keys = {e.path for e in lists['test']}
-      test_subjects = {au_lists.subject_of_path(p) for p in test_keys}
+    folds = {}
+    for k in sorted(self.TEST_PART_OF_FOLD):
+      lists = au_lists.read_megraphau_folds(list_dir, self.DS_NAME, len(self.AUS), (k,))[k]
+      test_keys = {e.path: e for e in lists['test']}
+      test_subjects = {au_lists.subject_of_path(p): e for p, e in test_keys.items()}
       for e in lists['train']:
         if self.PROTOCOL_PARTS is None:
-          clash = e.path in test_keys
+          other = test_keys.get(e.path)
         else:
-          clash = au_lists.subject_of_path(e.path) in test_subjects
-        if clash:
+          other = test_subjects.get(au_lists.subject_of_path(e.path))
+        if other is not None:
           raise AUDataError(
               f'{e.source}: training entry {e.path} of fold {k} shares its '
               f'{"image" if self.PROTOCOL_PARTS is None else "subject"} with the fold\'s test '
-              'list; expected subject-exclusive folds.')
-      records.extend(self._entry_record(e, root, part) for e in lists['test'])
+              f'list ({other.source}: {other.path}); expected subject-exclusive folds.')
+      folds[k] = lists
+    images = au_lists.merge_megraphau_folds(folds)
+    records = [
+        self._entry_record(img.entry, root, self.TEST_PART_OF_FOLD[img.test_fold])
+        for img in images.values() if img.test_fold is not None
+    ]
+    if self.PROTOCOL_PARTS is not None:
+      for r in records:
+        self._check_protocol(r)
+    au_lists.check_megraphau_membership(
+        images, self.TEST_PART_OF_FOLD, {
+            k: os.path.join(list_dir,
+                            au_lists.megraphau_file_names(self.DS_NAME, k)['train_paths'])
+            for k in self.TEST_PART_OF_FOLD
+        })
     return records
 
   def _jaanet_records(self, manual_dir: str) -> list[FrameRecord]:
@@ -408,6 +435,20 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return records
 
   # -------------------------------------------------------------- partition
+  def _check_protocol(self, r: FrameRecord) -> int:
+    """The protocol part of a record's subject; errors when it is outside or listed elsewhere."""
+    expected = self.protocol_part_of_subject(r.subject_name)
+    if expected is None:
+      raise AUDataError(
+          f'{r.source}: subject {r.subject_name!r} is outside the {self.name} protocol; '
+          f'expected one of {self.subject_names()}.')
+    if r.part not in (0, expected):
+      raise AUDataError(
+          f'{r.source}: subject {r.subject_name!r} is listed in part {r.part} but the protocol '
+          f'puts it in part {expected} (part {expected}: '
+          f'{list(self.PROTOCOL_PARTS[expected])}).')
+    return expected
+
   def _assign_parts(self, records: list[FrameRecord]) -> None:
     """Checks list parts against the protocol, fills protocol / hash parts, marks validation."""
     seen: dict[str, str] = {}
@@ -420,17 +461,7 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         if r.part == 0:
           r.part = part_by_hash(r.subject_name)
         continue
-      expected = self.protocol_part_of_subject(r.subject_name)
-      if expected is None:
-        raise AUDataError(
-            f'{r.source}: subject {r.subject_name!r} is outside the {self.name} protocol; '
-            f'expected one of {self.subject_names()}.')
-      if r.part not in (0, expected):
-        raise AUDataError(
-            f'{r.source}: subject {r.subject_name!r} is listed in part {r.part} but the protocol '
-            f'puts it in part {expected} (part {expected}: '
-            f'{list(self.PROTOCOL_PARTS[expected])}).')
-      r.part = expected
+      r.part = self._check_protocol(r)
     for k in range(1, NUM_PARTS + 1):
       part = [r for r in records if r.part == k]
       subjects = sorted({r.subject_name for r in part})
@@ -524,11 +555,8 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         'num_examples': len(records),
     })
     meta.update(self._fold_metadata(records))
-    if skipped:
-      logging.warning('%s/%s: skipped %d frames: %s', self.name, layout, sum(skipped.values()),
-                      dict(skipped))
-    else:
-      logging.info('%s/%s: nothing skipped.', self.name, layout)
+    logging.info('%s/%s: %d examples; %s.', self.name, layout, len(records),
+                 skip_summary(skipped))
     splits = {}
     for k in range(1, NUM_PARTS + 1):
       splits[f'part{k}'] = self._generate_examples(
@@ -536,6 +564,14 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       splits[f'part{k}_val'] = self._generate_examples(
           [r for r in records if r.part == k and r.validation])
     return splits
+
+  def _download_and_prepare(self, dl_manager, download_config):  # pytype: disable=signature-mismatch
+    super()._download_and_prepare(dl_manager, download_config)
+    skipped = dict(self.info.metadata.get('skipped', {}))
+    log = logging.warning if skipped else logging.info
+    log('%s/%s built: %d examples; %s (metadata "skipped").', self.name,
+        self.builder_config.layout, self.info.metadata.get('num_examples', 0),
+        skip_summary(skipped))
 
   def _generate_examples(self, records: list[FrameRecord]) -> Iterator[tuple[str, dict[str, Any]]]:
     names = self.subject_names()
@@ -571,18 +607,34 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 
 IMAGE_EXTENSIONS: tuple[str, ...] = ('.jpg', '.jpeg', '.png', '.bmp')
+_DIGITS = re.compile(r'[0-9]{1,15}', re.ASCII)
+
+
+def skip_summary(skipped: dict[str, int]) -> str:
+  """'skipped: missing_frame 3, ...' or 'nothing skipped'."""
+  if not skipped:
+    return 'nothing skipped'
+  return 'skipped: ' + ', '.join(f'{k} {int(v)}' for k, v in sorted(skipped.items()))
 
 
 def numbered_files(directory: str, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> dict[int, str]:
-  """{frame number: path} for files named ``<digits><ext>`` (any zero padding) in ``directory``.
+  """{frame number: path} for files named ``<ASCII digits><ext>`` (any zero padding).
 
   Returns an empty dict when the directory does not exist.
+
+  Raises:
+    AUDataError: two files with the same number ('0011.jpg' and '11.png'), naming both.
   """
   out: dict[int, str] = {}
   if not os.path.isdir(directory):
     return out
   for name in sorted(os.listdir(directory)):
     stem, ext = os.path.splitext(name)
-    if ext.lower() in extensions and stem.isdigit():
-      out.setdefault(int(stem), os.path.join(directory, name))
+    if ext.lower() in extensions and _DIGITS.fullmatch(stem):
+      path = os.path.join(directory, name)
+      n = int(stem)
+      if n in out:
+        raise AUDataError(f'{path}: frame {n} has a second file (first {out[n]}); expected one '
+                          'file per frame number.')
+      out[n] = path
   return out

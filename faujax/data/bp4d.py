@@ -9,9 +9,12 @@ on part 3, fold 2 on part 2, fold 3 on part 1 (``TEST_PART_OF_FOLD``); 2 subject
 Configs (= layouts of the manual dir, see ``MANUAL_DOWNLOAD_INSTRUCTIONS``):
   ``official``         frames + AU_OCC csv + iBUG ``.pts`` landmarks (49 or 68 points, stored
                        as 49); faces aligned to 200x200. Known gaps of the distribution are
-                       skipped and counted in metadata 'skipped': 'missing_frame' (AU_OCC row
-                       without a jpg), 'missing_landmarks', 'all_labels_unknown' (all 12 AUs
-                       coded 9), 'degenerate_landmarks'.
+                       skipped, counted in metadata 'skipped' and logged at the end of the
+                       build: 'missing_frame' (AU_OCC row without a jpg), 'missing_landmarks',
+                       'all_labels_unknown' (all 12 AUs coded 9), 'degenerate_landmarks'.
+                       Everything else that is wrong in a csv (see ``read_au_occ_csv``: non-
+                       integer or repeated frames, codes other than 0/1/9, blank rows, non-UTF-8
+                       bytes) and two image files for one frame are errors naming file:line.
   ``megraphau_lists``  ME-GraphAU / MACG fold lists; the listed images (already cropped faces)
                        are centre-cropped to a square and resized to 200; no landmarks (P = 0).
   ``jaanet_lists``     JAA-Net ``BP4D_part<k>`` lists with 49 landmarks; 200x200 images are
@@ -20,7 +23,6 @@ Configs (= layouts of the manual dir, see ``MANUAL_DOWNLOAD_INSTRUCTIONS``):
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 
@@ -45,7 +47,11 @@ TEST_PART_OF_FOLD: dict[int, int] = {1: 3, 2: 2, 3: 1}
 FRAME_ROOTS: tuple[str, ...] = ('BP4D-training', 'img')
 AU_OCC_DIRS: tuple[str, ...] = (os.path.join('AUCoding', 'AU_OCC'), 'AU_OCC')
 LANDMARK_ROOT = 'landmarks'
-_CSV_NAME = re.compile(r'^([FM]\d{3})_(T\d+)\.csv$')
+_CSV_NAME = re.compile(r'^([FM]\d{3})_(T\d+)\.csv$', re.ASCII)
+
+
+_AU_COLUMN = re.compile(r'([0-9]{1,3})(?:\.0*)?', re.ASCII)
+_OCC_CODES = (0.0, 1.0, 9.0)
 
 
 def read_au_occ_csv(
@@ -55,51 +61,65 @@ def read_au_occ_csv(
 
   Args:
     path: ``<subject>_<task>.csv``; header ``Frame,1,2,...`` then one row per frame.
-    aus: the AUs to keep (all must be header columns).
+    aus: the AUs to keep (all must be header columns; the other AU columns are not read).
 
   Returns:
     [(frame, au float32 (N,), au_mask float32 (N,), line)], 9 -> au 0, mask 0.
 
   Raises:
-    ValueError (au_lists.ListFormatError): bad header, wrong number of columns, non-numeric frame,
-      codes other than 0 / 1 / 9; the message names the file and the line.
+    ValueError (au_lists.ListFormatError): bad header (a column that is not an AU number, an AU
+      twice), wrong number of columns, a frame that is not a non-negative integer ('11.7'), a
+      frame twice, codes other than 0 / 1 / 9 (including 'nan', '1e309'), blank rows inside the
+      file, non-UTF-8 bytes; the message names the file and the line.
   """
-  with open(path, newline='', encoding='utf-8-sig') as f:
-    rows = list(csv.reader(f))
-  if not rows:
-    raise au_lists.ListFormatError(f'{path}:1: empty file; expected a header "Frame,1,2,...".')
-  header = [h.strip() for h in rows[0]]
-  if not header or header[0].lower() != 'frame':
+  what = 'a header "Frame,1,2,..." then one row "frame,codes" per frame'
+  rows = au_lists.read_csv_rows(path, what)
+  header_line, header = rows[0][0], [h.strip() for h in rows[0][1]]
+  if header[0].lower() != 'frame':
     raise au_lists.ListFormatError(
-        f'{path}:1: first header column is {header[:1]}; expected "Frame".')
-  try:
-    cols = {int(float(h)): j for j, h in enumerate(header) if j > 0}
-  except ValueError:
-    raise au_lists.ListFormatError(
-        f'{path}:1: header {header}; expected "Frame" then AU numbers.') from None
+        f'{path}:{header_line}: first header column is {header[:1]}; expected "Frame".')
+  cols: dict[int, int] = {}
+  for j, h in enumerate(header[1:], start=1):
+    m = _AU_COLUMN.fullmatch(h)
+    if m is None:
+      raise au_lists.ListFormatError(
+          f'{path}:{header_line}: header column {j + 1} is {h!r}; expected "Frame" then AU '
+          'numbers.')
+    au = int(m.group(1))
+    if au in cols:
+      raise au_lists.ListFormatError(
+          f'{path}:{header_line}: AU {au} heads columns {cols[au] + 1} and {j + 1}; expected '
+          'each AU once.')
+    cols[au] = j
   missing = [a for a in aus if a not in cols]
   if missing:
     raise au_lists.ListFormatError(
-        f'{path}:1: no column for AU {missing}; expected columns for {list(aus)}.')
+        f'{path}:{header_line}: no column for AU {missing}; expected columns for {list(aus)}.')
   idx = [cols[a] for a in aus]
   out = []
-  for i, row in enumerate(rows[1:], start=2):
-    if not any(c.strip() for c in row):
-      continue
+  seen: dict[int, int] = {}
+  for i, row in rows[1:]:
+    where = f'{path}:{i}'
     if len(row) != len(header):
       raise au_lists.ListFormatError(
-          f'{path}:{i}: {len(row)} columns; expected {len(header)} as in the header.')
-    try:
-      frame = int(float(row[0]))
-      values = np.array([float(row[j]) for j in idx], np.float32)[None]
-    except ValueError:
-      raise au_lists.ListFormatError(f'{path}:{i}: expected numbers, found {row}.') from None
-    if not np.isin(values, (0.0, 1.0, 9.0)).all():
-      bad = values[0][~np.isin(values[0], (0.0, 1.0, 9.0))][0]
+          f'{where}: {len(row)} columns; expected {len(header)} as in the header.')
+    frame = au_lists.parse_int(row[0], where, 'a frame number')
+    if frame in seen:
       raise au_lists.ListFormatError(
-          f'{path}:{i}: AU code {bad:g}; expected 0, 1 or 9 (not coded).')
-    au, mask = au_lists.labels_to_occurrence(values, path, first_line=i)
-    out.append((frame, au[0], mask[0], i))
+          f'{where}: frame {frame} appears twice (first at line {seen[frame]}); expected one row '
+          'per frame.')
+    seen[frame] = i
+    values = np.array(
+        [au_lists.parse_number(row[j], where, f'an AU code (column {j + 1})') for j in idx],
+        np.float64)
+    bad = ~np.isin(values, _OCC_CODES)
+    if bad.any():
+      j = int(np.argmax(bad))
+      raise au_lists.ListFormatError(
+          f'{where}: AU code {values[j]:g} for AU {aus[j]}; expected 0, 1 or 9 (not coded).')
+    unknown = values == 9.0
+    out.append((frame, np.where(unknown, 0.0, values).astype(np.float32),
+                (~unknown).astype(np.float32), i))
   return out
 
 

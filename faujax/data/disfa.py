@@ -15,9 +15,13 @@ Configs (= layouts of the manual dir, see ``MANUAL_DOWNLOAD_INSTRUCTIONS``):
                        ``l<frame:05d>_lm.mat`` (variable ``pts``, (66, 2) x y). Faces aligned
                        to 200x200, 66 landmarks stored, ``au_intensity`` holds the 0-5
                        intensities. Videos are not decoded (faujax has no video reader
-                       dependency): extract the frames first. Skips (metadata 'skipped'):
-                       'missing_frame', 'missing_landmarks', 'degenerate_landmarks'. A frame
-                       absent from one AU file gets mask 0 and intensity -1 for that AU.
+                       dependency): extract the frames first. Skips (metadata 'skipped',
+                       logged at the end of the build): 'missing_frame', 'missing_landmarks',
+                       'degenerate_landmarks' (frames), and 'missing_au_label': a frame absent
+                       from one AU file (but present in another) gets mask 0 and intensity -1
+                       for that AU, counted per (frame, AU). An empty AU file, a blank line in
+                       it, a repeated frame or a bad value is an error naming file:line (see
+                       ``read_intensity_file``), as are unreadable landmark files.
   ``megraphau_lists``  ME-GraphAU / MACG fold lists (DISFA_*_fold<k>.txt); no landmarks (P = 0).
   ``jaanet_lists``     JAA-Net ``DISFA_part<k>`` lists with 49 landmarks.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 
+from absl import logging
 import numpy as np
 import scipy.io
 
@@ -45,63 +50,101 @@ FRAME_ROOT = 'img'
 LANDMARK_ROOT = 'Landmark_Points'
 VIDEO_ROOT = 'Videos_LeftCamera'
 NUM_DISFA_LANDMARKS = 66
-_LM_0BASED = re.compile(r'^SN\d{3}_(\d+)_lm\.mat$')  # index = frame - 1
-_LM_1BASED = re.compile(r'^l(\d+)_lm\.mat$')  # number = frame
+_LM_0BASED = re.compile(r'^SN\d{3}_(\d{1,9})_lm\.mat$', re.ASCII)  # index = frame - 1
+_LM_1BASED = re.compile(r'^l(\d{1,9})_lm\.mat$', re.ASCII)  # number = frame
 
 
 def read_intensity_file(path: str) -> dict[int, float]:
   """Reads one DISFA ``<SN>_au<k>.txt``: {frame (1-based): intensity 0-5}.
 
+  Lines are ``frame,intensity`` (a comma and / or spaces between the two), frames 1-based.
+
   Raises:
-    ValueError (au_lists.ListFormatError): a line that is not ``frame,intensity`` with an integer
-      intensity in 0..5, or a repeated frame; the message names the file and the line.
+    ValueError (au_lists.ListFormatError): an empty file (it would mask the AU for the whole
+      subject), a blank line inside the file, a line that is not ``frame,intensity`` with an
+      integer frame >= 1 and an integer intensity in 0..5, a repeated frame (both lines named),
+      non-UTF-8 bytes; the message names the file and the line.
   """
   out: dict[int, float] = {}
-  for i, line in enumerate(au_lists.read_lines(path), start=1):
-    parts = line.replace(',', ' ').split()
+  first: dict[int, int] = {}
+  lines = au_lists.read_lines(
+      path, '"frame,intensity" lines, one per frame (an empty file would leave the AU unknown '
+      'for the whole subject)')
+  for i, line in enumerate(lines, start=1):
+    where = f'{path}:{i}'
+    parts = au_lists.split_fields(line, where)
     if len(parts) != 2:
-      raise au_lists.ListFormatError(
-          f'{path}:{i}: {len(parts)} columns; expected "frame,intensity".')
-    try:
-      frame, value = int(parts[0]), float(parts[1])
-    except ValueError:
-      raise au_lists.ListFormatError(
-          f'{path}:{i}: expected "frame,intensity" numbers, found {line!r}.') from None
+      raise au_lists.ListFormatError(f'{where}: {len(parts)} columns; expected "frame,intensity".')
+    frame = au_lists.parse_int(parts[0], where, 'a frame number (1-based)', minimum=1)
+    value = au_lists.parse_number(parts[1], where, 'an intensity 0-5')
     if value not in (0, 1, 2, 3, 4, 5):
-      raise au_lists.ListFormatError(f'{path}:{i}: intensity {value:g}; expected an integer 0-5.')
+      raise au_lists.ListFormatError(f'{where}: intensity {value:g}; expected an integer 0-5.')
     if frame in out:
-      raise au_lists.ListFormatError(f'{path}:{i}: frame {frame} appears twice.')
+      raise au_lists.ListFormatError(
+          f'{where}: frame {frame} appears twice (first at {path}:{first[frame]}); expected one '
+          'line per frame.')
     out[frame] = value
+    first[frame] = i
   return out
 
 
 def landmark_files(directory: str) -> dict[int, str]:
-  """{frame (1-based): path} of DISFA's ``tmp_frame_lm`` .mat files (both naming schemes)."""
+  """{frame (1-based): path} of DISFA's ``tmp_frame_lm`` .mat files (both naming schemes).
+
+  Raises:
+    ValueError (au_lists.ListFormatError): two files for one frame (e.g. both naming schemes).
+  """
   out: dict[int, str] = {}
   if not os.path.isdir(directory):
     return out
   for name in sorted(os.listdir(directory)):
     m0, m1 = _LM_0BASED.match(name), _LM_1BASED.match(name)
-    if m0:
-      out.setdefault(int(m0.group(1)) + 1, os.path.join(directory, name))
-    elif m1:
-      out.setdefault(int(m1.group(1)), os.path.join(directory, name))
+    if not (m0 or m1):
+      continue
+    frame = int(m0.group(1)) + 1 if m0 else int(m1.group(1))
+    path = os.path.join(directory, name)
+    if frame in out:
+      raise au_lists.ListFormatError(
+          f'{path}: a second landmark file for frame {frame} (first {out[frame]}); expected one '
+          'file per frame.')
+    out[frame] = path
   return out
 
 
 def read_landmark_mat(path: str) -> np.ndarray:
-  """The (66, 2) ``pts`` array of a DISFA landmark .mat file (a (2, 66) array is transposed)."""
+  """The (66, 2) ``pts`` array of a DISFA landmark .mat file (a (2, 66) array is transposed).
+
+  Raises:
+    ValueError (au_lists.ListFormatError): the file cannot be read as a MATLAB file (any scipy
+      error), has no ``pts`` variable, or ``pts`` is not 66 finite (x, y) numbers; the message
+      names the file.
+  """
   try:
-    pts = np.asarray(scipy.io.loadmat(path)['pts'], np.float32)
-  except KeyError:
+    contents = scipy.io.loadmat(path)
+  except Exception as e:  # pylint: disable=broad-except  scipy raises many types on bad files.
     raise au_lists.ListFormatError(
-        f'{path}: no variable "pts"; expected the (66, 2) DISFA landmarks.') from None
-  except (ValueError, OSError) as e:
-    raise au_lists.ListFormatError(f'{path}: cannot read the .mat file: {e}') from None
+        f'{path}: cannot read the .mat file ({type(e).__name__}: {e}); expected a MATLAB file '
+        'with the (66, 2) DISFA landmarks "pts".') from None
+  if 'pts' not in contents:
+    raise au_lists.ListFormatError(
+        f'{path}: no variable "pts"; expected the (66, 2) DISFA landmarks.')
+  if np.iscomplexobj(contents['pts']):
+    raise au_lists.ListFormatError(
+        f'{path}: "pts" is complex; expected the (66, 2) real DISFA landmarks.')
+  try:
+    with np.errstate(over='ignore', invalid='ignore'):  # overflow shows as inf, rejected below.
+      pts = np.asarray(contents['pts'], np.float32)
+  except (TypeError, ValueError) as e:
+    raise au_lists.ListFormatError(
+        f'{path}: "pts" is not numeric ({e}); expected the (66, 2) DISFA landmarks.') from None
   if pts.shape == (2, NUM_DISFA_LANDMARKS):
     pts = pts.T
   if pts.shape != (NUM_DISFA_LANDMARKS, 2):
     raise au_lists.ListFormatError(f'{path}: "pts" has shape {pts.shape}; expected (66, 2).')
+  if not np.isfinite(pts).all():
+    raise au_lists.ListFormatError(
+        f'{path}: "pts" holds non-finite values (NaN, inf or beyond float32); expected finite '
+        '(x, y) pixel coordinates.')
   return pts
 
 
@@ -197,6 +240,7 @@ class Disfa(base.AUDatasetBuilder):
                                f'left-camera frames of {subject}.{extra}')
       marks = landmark_files(os.path.join(lm_root, subject, 'tmp_frame_lm'))
       first_file = os.path.join(sub_dir, f'{subject}_au{self.AUS[0]}.txt')
+      masked = np.zeros((len(self.AUS),), np.int64)
       for frame in sorted(set().union(*per_au)):
         intensity = np.array([d.get(frame, -1.0) for d in per_au], np.float32)
         mask = (intensity >= 0).astype(np.float32)
@@ -207,6 +251,9 @@ class Disfa(base.AUDatasetBuilder):
         if frame not in marks:
           skipped['missing_landmarks'] += 1
           continue
+        if mask.min() == 0:
+          masked += mask == 0
+          skipped['missing_au_label'] += int((mask == 0).sum())
         image_path = frames[frame - 1]
         records.append(
             base.FrameRecord(
@@ -214,4 +261,9 @@ class Disfa(base.AUDatasetBuilder):
                 image_path=image_path, subject_name=subject, au=occurrence, au_mask=mask,
                 au_intensity=np.where(mask > 0, intensity, -1.0).astype(np.float32),
                 landmarks=read_landmark_mat(marks[frame]), source=f'{first_file} (frame {frame})'))
+      for au, n in zip(self.AUS, masked):
+        if n:
+          logging.warning('%s: %d frames of %s are absent from this file: AU%d is unknown '
+                          '(mask 0) for them (metadata skipped "missing_au_label").',
+                          os.path.join(sub_dir, f'{subject}_au{au}.txt'), n, subject, au)
     return records

@@ -15,7 +15,10 @@ Configs (= layouts of the manual dir, see ``MANUAL_DOWNLOAD_INSTRUCTIONS``):
                        columns are ignored), images in ``images/<file name of the URL>``.
                        EmotioNet is distributed as URLs, many of which no longer resolve: listed
                        images that are absent are skipped and counted ('missing_image'), as are
-                       rows with every AU unknown ('all_labels_unknown'). Images are
+                       rows with every AU unknown ('all_labels_unknown'); the counts are logged
+                       at the end of the build. An image annotated twice, a blank row inside a
+                       csv and the faults of ``read_annotation_csv`` are errors naming
+                       file:line. Images are
                        centre-cropped to a square and resized to 200 (no landmarks: P = 0).
   ``megraphau_lists``  MACG-style fold lists ``EmotioNet_{train,test}_img_path_fold<k>.txt`` +
                        ``EmotioNet_{train,test}_label_fold<k>.txt`` (12 columns; 999 / 9 / -1
@@ -24,7 +27,6 @@ Configs (= layouts of the manual dir, see ``MANUAL_DOWNLOAD_INSTRUCTIONS``):
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import urllib.parse
@@ -38,13 +40,38 @@ from faujax.data import au_lists
 ANNOTATION_DIR = 'annotations'
 IMAGE_DIR = 'images'
 UNKNOWN = 999.0
-_AU_HEADER = re.compile(r'^(?:au)?\s*(\d+)$', re.IGNORECASE)
+_AU_HEADER = re.compile(r'^(?:au)?\s*([0-9]{1,3})$', re.IGNORECASE | re.ASCII)
+_CODES = (0.0, 1.0, UNKNOWN)
 
 
 def image_name(url_or_name: str) -> str:
-  """The file name of an EmotioNet URL or path ('http://x/a%20b.jpg?x=1' -> 'a b.jpg')."""
-  path = urllib.parse.urlparse(url_or_name.strip()).path or url_or_name.strip()
-  return urllib.parse.unquote(path.rstrip('/').rsplit('/', 1)[-1])
+  """The file name of an EmotioNet URL or path ('http://x/a%20b.jpg?x=1' -> 'a b.jpg').
+
+  A value with '://' is a URL: the last component of its path, percent-decoded (query and
+  fragment dropped). Anything else is a file name or path taken as written: its last component.
+
+  Raises:
+    ValueError (au_lists.ListFormatError, without a location): a URL that cannot be parsed, a
+      percent-encoding that is not UTF-8, or a name that is not a plain file name ('', '.',
+      '..', or holding '/', '\\' or control characters after decoding).
+  """
+  text = url_or_name.strip()
+  try:
+    if '://' in text:  # a URL: its path's last component, percent-decoded.
+      path = urllib.parse.urlsplit(text).path
+      name = urllib.parse.unquote(path.rstrip('/').rsplit('/', 1)[-1], errors='strict')
+    else:  # a file name or relative path, taken as written.
+      name = text.rstrip('/').rsplit('/', 1)[-1]
+  except ValueError as e:  # includes UnicodeDecodeError from a bad percent-encoding.
+    raise au_lists.ListFormatError(
+        f'cannot read an image file name from {text!r} ({e}); expected a URL or file name.'
+    ) from None
+  if (name in ('', '.', '..') or '/' in name or '\\' in name or
+      any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in name)):
+    raise au_lists.ListFormatError(
+        f'image file name {name!r} (from {text!r}) is not a plain file name; expected the last '
+        'path component of the URL to name a file in images/.')
+  return name
 
 
 def read_annotation_csv(
@@ -56,46 +83,53 @@ def read_annotation_csv(
     [(image file name, au float32 (N,), au_mask float32 (N,), line)], 999 -> au 0, mask 0.
 
   Raises:
-    ValueError (au_lists.ListFormatError): missing AU columns, rows with the wrong number of
-      columns, values other than 0 / 1 / 999; the message names the file and the line.
+    ValueError (au_lists.ListFormatError): missing AU columns or an AU heading two columns, rows
+      with the wrong number of columns, values other than 0 / 1 / 999 (including 'nan', '1e309'),
+      an image name that is not a plain file name (see ``image_name``), blank rows inside the
+      file, malformed csv quoting, non-UTF-8 bytes; the message names the file and the line.
+      (Images annotated twice are detected by the builder across all csv files.)
   """
-  with open(path, newline='', encoding='utf-8-sig') as f:
-    rows = list(csv.reader(f))
-  if not rows:
-    raise au_lists.ListFormatError(f'{path}:1: empty file; expected a header "URL,AU1,AU2,...".')
-  header = [h.strip() for h in rows[0]]
-  cols = {}
+  rows = au_lists.read_csv_rows(path, 'a header "URL,AU1,AU2,..." then one row per image')
+  header_line = rows[0][0]
+  header = [h.strip() for h in rows[0][1]]
+  cols: dict[int, int] = {}
   for j, h in enumerate(header[1:], start=1):
     m = _AU_HEADER.match(h)
     if m:
-      cols[int(m.group(1))] = j
+      au = int(m.group(1))
+      if au in cols:
+        raise au_lists.ListFormatError(
+            f'{path}:{header_line}: AU {au} heads columns {cols[au] + 1} ({header[cols[au]]!r}) '
+            f'and {j + 1} ({h!r}); expected each AU once.')
+      cols[au] = j
   missing = [a for a in aus if a not in cols]
   if missing:
     raise au_lists.ListFormatError(
-        f'{path}:1: no column for AU {missing}; expected a header "URL,AU1,AU2,..." with '
-        f'columns for {list(aus)}.')
+        f'{path}:{header_line}: no column for AU {missing}; expected a header "URL,AU1,AU2,..." '
+        f'with columns for {list(aus)}.')
   idx = [cols[a] for a in aus]
   out = []
-  for i, row in enumerate(rows[1:], start=2):
-    if not any(c.strip() for c in row):
-      continue
+  for i, row in rows[1:]:
+    where = f'{path}:{i}'
     if len(row) != len(header):
       raise au_lists.ListFormatError(
-          f'{path}:{i}: {len(row)} columns; expected {len(header)} as in the header.')
-    try:
-      values = np.array([float(row[j]) for j in idx], np.float32)
-    except ValueError:
-      raise au_lists.ListFormatError(
-          f'{path}:{i}: expected 0, 1 or 999 in the AU columns, found {row}.') from None
-    bad = ~np.isin(values, (0.0, 1.0, UNKNOWN))
+          f'{where}: {len(row)} columns; expected {len(header)} as in the header.')
+    values = np.array([
+        au_lists.parse_number(row[j], where, f'0, 1 or 999 in the AU columns (column {j + 1})')
+        for j in idx
+    ], np.float64)
+    bad = ~np.isin(values, _CODES)
     if bad.any():
       raise au_lists.ListFormatError(
-          f'{path}:{i}: AU{aus[int(np.argmax(bad))]} is {values[bad][0]:g}; expected 0, 1 or '
+          f'{where}: AU{aus[int(np.argmax(bad))]} is {values[bad][0]:g}; expected 0, 1 or '
           '999 (unknown).')
-    name = image_name(row[0])
-    if not name:
+    if not row[0].strip():
       raise au_lists.ListFormatError(
-          f'{path}:{i}: empty image URL / file name in the first column.')
+          f'{where}: empty image URL / file name in the first column.')
+    try:
+      name = image_name(row[0])
+    except ValueError as e:
+      raise au_lists.ListFormatError(f'{where}: {e}') from None
     unknown = values == UNKNOWN
     out.append((name, np.where(unknown, 0.0,
                                values).astype(np.float32), (~unknown).astype(np.float32), i))
