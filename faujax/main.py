@@ -2,7 +2,8 @@
 
 Only parses flags and calls ``faujax.train.train_and_evaluate``. Config values can be overridden on
 the command line, e.g. ``--config.train.batch_size=64 --config.parallelism=pmap``; unknown keys are
-an error. Running the same command again resumes from the newest checkpoint in ``--workdir``.
+an error. Running the same command again resumes from the newest good checkpoint in ``--workdir``;
+a resume with a different config is refused unless ``--allow_config_change`` is given.
 
 Multi-process (multi-host) training: start one process per host with the same flags plus
 ``--coordinator_address=HOST:PORT --num_processes=N --process_id=I``; each process feeds its own
@@ -25,6 +26,10 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and result
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-process runs).')
 flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-process runs).')
 flags.DEFINE_integer('process_id', None, 'Index of this process (multi-process runs).')
+flags.DEFINE_bool('allow_config_change', False,
+                  'Resume a --workdir with a config that differs from the run\'s (refused by '
+                  'default). The change is recorded in <workdir>/config_history.json; the model '
+                  'and input shape cannot change.')
 flags.DEFINE_string('cpu_collectives', 'gloo',
                     'Cross-process collectives on CPU devices (multi-process CPU runs).')
 flags.mark_flags_as_required(['config', 'workdir'])
@@ -43,8 +48,9 @@ def main(argv):
                jax.local_devices())
   from faujax import train  # after jax.distributed.initialize, which must precede device use
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except ValueError as e:  # a config or input mistake, named in the message: one line
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                             allow_config_change=FLAGS.allow_config_change)
+  except (ValueError, FloatingPointError) as e:  # a config or input mistake, or a NaN stop
     if FLAGS['verbosity'].present:
       raise
     sys.exit(f'faujax: {e}\n(run with --verbosity=1 for the traceback)')

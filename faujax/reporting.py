@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -47,6 +48,14 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+def warn(line: str) -> None:
+  """A warning for the user, one line: printed to stderr by process 0 (``WARNING: ...``) and
+  logged at INFO (so that absl's console handler does not print it a second time)."""
+  logging.info('WARNING: %s', line)
+  if jax.process_index() == 0:
+    print(f'WARNING: {line}', file=sys.stderr, flush=True)
+
+
 def _duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   h, rem = divmod(seconds, 3600)
@@ -87,10 +96,21 @@ def jsonable(x: Any) -> Any:
   return x
 
 
+def _write_atomic(path: str, text: str) -> None:
+  """Writes ``path`` through a temporary file renamed over it (a kill leaves the old file)."""
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
 def write_results(workdir: str, *, config: ml_collections.ConfigDict, task: Any, info: Any,
                   metrics: dict[str, Any], split: str, selected: str,
                   history: list[dict[str, float]], trivial: dict[str, float]) -> dict[str, Any]:
-  """Writes ``results.json`` and ``results.md`` (a paper-style table) and prints the table."""
+  """Writes ``results.json`` and ``results.md`` (a paper-style table) and prints the table.
+
+  ``history`` is the validation history of the whole run (kept in the checkpoints across
+  resumes, see ``faujax.checkpoint``)."""
   table = task.table(metrics)
   key = task.selection_metric
   ablation = config.get('ablation', '')
@@ -110,9 +130,7 @@ def write_results(workdir: str, *, config: ml_collections.ConfigDict, task: Any,
       'validation_history': history,
   }
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'results.json'), 'w') as f:
-      json.dump(jsonable(results), f, indent=2)
-    with open(os.path.join(workdir, 'results.md'), 'w') as f:
-      f.write(markdown)
+    _write_atomic(os.path.join(workdir, 'results.json'), json.dumps(jsonable(results), indent=2))
+    _write_atomic(os.path.join(workdir, 'results.md'), markdown)
     print(markdown, flush=True)
   return results

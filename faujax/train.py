@@ -374,18 +374,54 @@ class NonFiniteError(FloatingPointError):
   """The loss or the gradients became NaN or Inf."""
 
 
-def _check_finite(host_state: dict[str, Any], workdir: str) -> None:
+def _nonfinite_message(what: str, checkpointer: ckpt_lib.Checkpointer | None,
+                       target: dict[str, Any] | None) -> str:
+  """``what``, then the newest checkpoint that exists and passes verification (all values
+  finite), or that there is none."""
+  good = None
+  if checkpointer is not None and target is not None:
+    checkpointer.wait()
+    good = checkpointer.last_good(jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), target))
+  if good is not None:
+    return (f'{what}; training stopped. The newest good checkpoint, {good.path} (step '
+            f'{good.step}, verified: checksums match, all values finite), holds the state before '
+            'that. Lower the learning rate (or fix the data) and resume from it with '
+            '--allow_config_change, or start over in a new --workdir.')
+  where = f' in {checkpointer.workdir}' if checkpointer is not None else ''
+  return (f'{what}; training stopped. No checkpoint was saved before that{where}, so there is '
+          'nothing to resume: lower the learning rate (or fix the data) and start over in a new '
+          '--workdir.')
+
+
+def _check_finite(host_state: dict[str, Any], checkpointer: ckpt_lib.Checkpointer | None = None,
+                  target: dict[str, Any] | None = None) -> None:
+  """Raises NonFiniteError when ``host_state`` records a non-finite step or holds a NaN / Inf.
+
+  ``host_state`` may be only ``{'nonfinite_step': ...}`` (the check between checkpoints); the
+  message names the newest verified checkpoint of ``checkpointer`` (restored into the tree of
+  ``target``, by default ``host_state``), or says that there is none.
+  """
+  target = target if target is not None else (host_state if 'params' in host_state else None)
   bad = int(host_state['nonfinite_step'])
   if bad >= 0:
-    raise NonFiniteError(
-        f'Non-finite loss or gradients at step {bad}; training stopped. The last good checkpoint '
-        f'in {os.path.join(workdir, "checkpoints")} holds the state before that step.')
+    raise NonFiniteError(_nonfinite_message(f'Non-finite loss or gradients at step {bad}',
+                                            checkpointer, target))
+  if 'params' in host_state:
+    leaves = ckpt_lib.nonfinite_leaves(host_state)
+    if leaves:
+      raise NonFiniteError(_nonfinite_message(
+          f'Non-finite values in {", ".join(leaves[:3])} at step {int(host_state["step"])}',
+          checkpointer, target))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and evaluates.
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       allow_config_change: bool = False) -> dict[str, Any]:
+  """Trains ``config`` in ``workdir`` (resuming from its newest good checkpoint) and evaluates.
 
-  Returns the final results dict that is also written to ``workdir/results.json``.
+  A resume with a config that differs from the run's is refused with the changed keys unless
+  ``allow_config_change`` (then recorded in ``workdir/config_history.json``; see
+  ``faujax.checkpoint``). Returns the final results dict that is also written to
+  ``workdir/results.json``.
   """
   config = resolve_config(config)
   sec = _sections(config)
@@ -405,13 +441,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   os.makedirs(workdir, exist_ok=True)
   checkpointer = ckpt_lib.Checkpointer(workdir, config, keep=sec['checkpoint'].keep,
                                        best_metric=task.selection_metric if
-                                       info.num_examples.get('validation') else None)
-  restored = checkpointer.restore_latest(jax.device_get(state.to_host()))
+                                       info.num_examples.get('validation') else None,
+                                       allow_config_change=allow_config_change)
+  host_target = jax.device_get(state.to_host())
+  restored = checkpointer.restore_latest(host_target)
+  history: list[dict[str, Any]] = []
   if restored is not None:
-    state = state.replace_from_host(restored)
-    reporting.say(f'Resumed from step {int(restored["step"])} in {workdir}.')
+    state = state.replace_from_host(restored.state)
+    # As saved in the checkpoint (JSON: NaN was written as null).
+    history = [{k: float('nan') if v is None else v for k, v in entry.items()}
+               for entry in restored.history]
+    checkpointer.check_best(host_target)
+    reporting.say(f'Resumed from step {restored.step} in {workdir}.')
   start_step = int(jax.device_get(state.step))
-  _check_finite(jax.device_get(state.to_host()), workdir)
+  checkpointer.record_config(start_step, restored)
+  del restored
+  # The tree, shapes and dtypes a checkpoint must have (for the NaN message's verified one).
+  host_target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
+                             host_target)
+  _check_finite(jax.device_get(state.to_host()), checkpointer)
 
   steps = compile_steps(mode, task=task, aug_config=sec['augment'], schedule=schedule)
   state = steps.put_state(state)
@@ -426,7 +474,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 f'({info.num_examples["train"]} training examples, labels {info.label_names}) for '
                 f'{total_steps} steps ({steps_per_epoch} per epoch), {mode} over '
                 f'{jax.device_count()} devices, starting at step {start_step}.')
-  history = []
   log_every, eval_every = sec['train'].log_every, sec['train'].eval_every
   with _Preemption() as preemption:
     for step in range(start_step + 1, total_steps + 1):
@@ -436,7 +483,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if step % log_every == 0 or last:
         host = steps.host_metrics(metrics)
         _check_finite(jax.device_get(parallel.unreplicate(
-            {'nonfinite_step': state.nonfinite_step}, mode)), workdir)
+            {'nonfinite_step': state.nonfinite_step}, mode)), checkpointer, host_target)
         writer.write_scalars(step, {f'train/{k}': v for k, v in host.items()})
         progress.report(step, host['loss'])
       if (step % eval_every == 0 or last) and info.num_examples.get('validation'):
@@ -447,11 +494,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         history.append({'step': step, **val})
         reporting.say(f'step {step} validation {task.selection_metric} '
                       f'{val[task.selection_metric]:.4f}')
-        checkpointer.save_best(step, steps.host_state(state), val)
+        best_candidate = steps.host_state(state)
+        _check_finite(best_candidate, checkpointer)
+        checkpointer.save_best(step, best_candidate, val)
       if step % sec['checkpoint'].every == 0 or last or preemption.requested:
         host_state = steps.host_state(state)
-        _check_finite(host_state, workdir)
-        checkpointer.save(step, host_state, force=True)
+        _check_finite(host_state, checkpointer)
+        checkpointer.save(step, host_state, history=history, force=True)
       if preemption.requested:
         checkpointer.wait()
         reporting.say(f'Stopped at step {step} after SIGTERM; run the same command to resume.')
@@ -466,6 +515,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     best_state, best_step = best
     final_state = steps.put_state(TrainState(apply_fn=state.apply_fn, tx=state.tx, **best_state))
     selected = f'best validation {task.selection_metric} at step {best_step}'
+  elif checkpointer.best_failure:
+    selected = f'final ({checkpointer.best_failure})'
   test_split = 'test' if info.num_examples.get('test') else 'validation'
   test, arrays = evaluate(steps, final_state, config.data, sec['eval'].batch_size, task,
                           test_split, return_arrays=True)

@@ -111,8 +111,8 @@ def test_nonfinite_loss_freezes_state_and_names_the_step(tmp_path):
   assert int(state.nonfinite_step) == 2
   for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(jax.device_get(state.params))):
     np.testing.assert_array_equal(a, b)  # nothing changed from step 2 on
-  with pytest.raises(train.NonFiniteError, match='step 2'):
-    train._check_finite(jax.device_get(state.to_host()), str(tmp_path))
+  with pytest.raises(train.NonFiniteError, match='step 2.*No checkpoint was saved'):
+    train._check_finite(jax.device_get(state.to_host()))
 
 
 def _initial_host_state(config):
@@ -126,10 +126,11 @@ def _initial_host_state(config):
 def test_checkpoint_round_trip_and_incompatible_config(tmp_path):
   config = _config()
   host = _initial_host_state(config)
+  host['step'] = np.array(3, np.int32)  # a checkpoint holds the step it is named after
   ckpt = ckpt_lib.Checkpointer(str(tmp_path), config, keep=2)
   ckpt.save(3, host)
   ckpt.wait()
-  restored = ckpt.restore_latest(jax.tree.map(np.zeros_like, host))
+  restored = ckpt.restore_latest(jax.tree.map(np.zeros_like, host)).state
   for a, b in zip(jax.tree.leaves(host), jax.tree.leaves(restored)):
     np.testing.assert_array_equal(a, b)
   assert ckpt.latest_step == 3
@@ -139,9 +140,28 @@ def test_checkpoint_round_trip_and_incompatible_config(tmp_path):
     ckpt_lib.Checkpointer(str(tmp_path), other)
 
 
+def test_nonfinite_parameters_are_caught_and_the_message_names_only_a_verified_checkpoint(
+    tmp_path):
+  """A NaN in the parameters (with a finite loss) stops the run too; the message names the
+  newest checkpoint only once one exists and passes verification."""
+  config = _config()
+  host = _initial_host_state(config)
+  bad = jax.tree.map(np.copy, host)
+  jax.tree.leaves(bad['params'])[0].flat[0] = np.nan
+  ckpt = ckpt_lib.Checkpointer(str(tmp_path), config)
+  with pytest.raises(train.NonFiniteError, match=r'Non-finite values in params/.*No checkpoint'):
+    train._check_finite(bad, ckpt)
+  host['step'] = np.array(4, np.int32)
+  ckpt.save(4, host)
+  ckpt.wait()
+  with pytest.raises(train.NonFiniteError, match=str(tmp_path / 'checkpoints' / '4')):
+    train._check_finite(bad, ckpt)
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
   config = _config()
   host = _initial_host_state(config)
+  host['step'] = np.array(1, np.int32)
   ckpt = ckpt_lib.Checkpointer(str(tmp_path), config)
   ckpt.save(1, host)
   ckpt.wait()
