@@ -152,7 +152,7 @@ def test_resnet50_matches_torch_after_import(tmp_path):
   assert n_params(variables['params']) + 2048 * 1000 + 1000 == 25_557_032
   x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
   model = build('resnet50')
-  model_state.load_variables(model, variables)  # what the training code does with init_from
+  model_state.load_variables(model, variables)  # what the training code does with config.pretrained_backbone
   np.testing.assert_array_equal(model.layer2[0].downsample[0].kernel[...],
                                 variables['params']['layer2']['0']['downsample']['0']['kernel'])
   out, inter = nnx.jit(lambda m, x: m(x, train=False, return_intermediates=True))(

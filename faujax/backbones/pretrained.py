@@ -8,7 +8,7 @@ A pretrained-backbone directory holds
 * ``faujax_backbone.json``: ``{'format': 'faujax-backbone', 'version': 1, 'arch': ..., 'source':
   ..., 'source_sha256': ..., 'torch_keys': [...], 'skipped_keys': {...}}``.
 
-Configs point ``config.model.backbone.init_from`` at such a directory; the training code then
+Configs point ``config.pretrained_backbone`` at such a directory; the training code then
 replaces the ``params['backbone']`` / ``batch_stats['backbone']`` sub-trees of the model's variables
 by :func:`load_pretrained`'s result (:func:`merge_pretrained` does that with checks) and loads them
 into the model with ``faujax.model_state.load_variables``. torch is not needed here.
@@ -142,7 +142,7 @@ def read_meta(path: str) -> dict[str, Any]:
   """Reads and validates the JSON record of a pretrained-backbone directory."""
   meta_path = os.path.join(path, META_FILE)
   if not os.path.isdir(path):
-    raise ValueError(f'pretrained backbone path {path!r} (config.model.backbone.init_from) is '
+    raise ValueError(f'pretrained backbone path {path!r} (config.pretrained_backbone) is '
                      'not a directory; write one with `python -m faujax.tools.import_weights`')
   if not os.path.isfile(meta_path):
     raise ValueError(
@@ -167,7 +167,7 @@ def load_pretrained(path: str, arch: str) -> dict[str, Any]:
 
   Args:
     path: directory written by ``python -m faujax.tools.import_weights`` (the value of
-      ``config.model.backbone.init_from``).
+      ``config.pretrained_backbone``).
     arch: the backbone the model builds (``config.model.backbone.name``).
 
   Returns:
@@ -185,7 +185,7 @@ def load_pretrained(path: str, arch: str) -> dict[str, Any]:
   meta = read_meta(path)
   if meta.get('arch') != arch:
     raise ValueError(f'pretrained backbone {path!r} holds {meta.get("arch")!r} weights but the '
-                     f'model builds {arch!r} (config.model.backbone.name vs .init_from)')
+                     f'model builds {arch!r} (config.model.backbone.name vs config.pretrained_backbone)')
   restored = ocp.StandardCheckpointer().restore(os.path.join(path, VARIABLES_DIR))
   variables = {'params': restored.get('params', {}), 'batch_stats': restored.get('batch_stats', {})}
   _check_against(arch, variables, os.path.join(path, VARIABLES_DIR))

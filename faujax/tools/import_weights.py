@@ -11,7 +11,7 @@ BatchNorm ``weight``/``bias`` -> params ``scale``/``bias``, ``running_mean``/``r
 batch_stats ``mean``/``var``; torchvision's classifier (``fc.*`` / ``classifier.*``) and
 ``num_batches_tracked`` counters are skipped on purpose and reported. Any other missing, unexpected
 or wrongly shaped tensor is an error that lists them. The result (orbax checkpoint + JSON, see
-:mod:`faujax.backbones.pretrained`) is what ``config.model.backbone.init_from`` points to.
+:mod:`faujax.backbones.pretrained`) is what ``config.pretrained_backbone`` points to.
 
 torch (optional extra ``faujax[torch]``) is imported only inside :func:`load_state_dict`, and only
 for ``.pth`` input.
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       description='Convert torchvision ImageNet weights into a faujax backbone checkpoint.')
   parser.add_argument('--arch', required=True, choices=TORCHVISION_ARCHS)
   parser.add_argument('--src', required=True, help='.pth/.pt (state dict) or .safetensors file')
-  parser.add_argument('--out', required=True, help='output directory (config init_from)')
+  parser.add_argument('--out', required=True, help='output directory (config.pretrained_backbone)')
   parser.add_argument('--overwrite', action='store_true', help='replace an existing checkpoint')
   args = parser.parse_args(argv)
   try:
