@@ -27,6 +27,7 @@ from ml_collections import config_flags
 from faujax import config_schema
 from faujax import labels as labels_lib
 from faujax import parallel
+from faujax import runtime
 from faujax import tasks
 from faujax import train
 from faujax.data import augment
@@ -190,5 +191,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  runtime.configure()
   _define_flags()
   app.run(main)

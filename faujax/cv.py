@@ -19,6 +19,7 @@ from ml_collections import config_flags
 
 from faujax import metrics
 from faujax import reporting
+from faujax import runtime
 from faujax import train
 
 FLAGS = flags.FLAGS
@@ -69,5 +70,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  runtime.configure()
   _define_flags()
   app.run(main)

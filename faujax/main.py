@@ -20,6 +20,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from faujax import runtime
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
@@ -101,4 +103,5 @@ def run() -> None:
 
 
 if __name__ == '__main__':
+  runtime.configure()
   run()

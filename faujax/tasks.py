@@ -46,6 +46,8 @@ class LossConfig:
     landmark_weight: weight of the alignment loss (MGRR-Net eq. 10) when the model predicts
       ``landmarks``.
     reconstruction_weight: lambda_1 of AU-GCN eq. 3 when the model outputs ``reconstruction``.
+    roi_weight: weight of the ROI-level BCE (AU-GCN eq. 2) when the model outputs ``roi_logits``
+      (L_ROI = roi_weight * eq. 2 + reconstruction_weight * eq. 1, eq. 3).
     class_weighted: expression task: class-balance weights f_min / f_i (Emotion-GCN eq. 9).
     va: expression task: 'none', 'mse' or 'ccc' (Emotion-GCN eq. 10-12) on valence / arousal.
     va_weight: weight of the valence / arousal loss.
@@ -57,6 +59,7 @@ class LossConfig:
   dice_weight: float = 1.0
   landmark_weight: float = 0.0
   reconstruction_weight: float = 0.0
+  roi_weight: float = 1.0
   class_weighted: bool = True
   va: str = 'ccc'
   va_weight: float = 1.0
@@ -67,7 +70,8 @@ class LossConfig:
     _check(self.va in VA_LOSSES, 'va', self.va, f'one of {VA_LOSSES}')
     _check(self.ccc_normalization in metrics_lib.CCC_NORMALIZATIONS, 'ccc_normalization',
            self.ccc_normalization, f'one of {metrics_lib.CCC_NORMALIZATIONS}')
-    for key in ('dice_weight', 'landmark_weight', 'reconstruction_weight', 'va_weight'):
+    for key in ('dice_weight', 'landmark_weight', 'reconstruction_weight', 'roi_weight',
+                'va_weight'):
       _check(getattr(self, key) >= 0, key, getattr(self, key), 'a weight >= 0')
 
 
@@ -112,6 +116,16 @@ def _au_probs(outputs: Outputs) -> jax.Array:
   return jax.nn.sigmoid(outputs['au_logits'])
 
 
+def _logit_heads(outputs: Outputs) -> list[str]:
+  """The AU classifier heads of a model: ``au_logits`` and every ``au_logits/<head>``.
+
+  Each head gets the task's AU loss and the losses add up (MGRR-Net eq. 11: L_au + L_int); the
+  evaluated probability is ``au_probs`` when the model gives it (MGRR-Net: the mean of its heads'
+  probabilities), else ``sigmoid(au_logits)``.
+  """
+  return sorted(k for k in outputs if k == 'au_logits' or k.startswith('au_logits/'))
+
+
 def _au_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str) -> Task:
   name = cfg.name
   weights = (losses.occurrence_weights(np.asarray(info.train_occurrence_rates))
@@ -127,15 +141,23 @@ def _au_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str
     if name == 'asymmetric':
       main = losses.weighted_asymmetric_loss(_au_probs(outputs), t['au'], weights, t['au_mask'])
     else:
-      if 'au_logits' not in outputs:
-        raise ValueError(f"config.loss.name={name!r} needs a model with 'au_logits' outputs; "
-                         f"this model gives {sorted(outputs)}. Use 'asymmetric' for probabilities.")
-      main = losses.weighted_bce_with_logits(outputs['au_logits'], t['au'], weights, t['au_mask'])
-      if name == 'bce_dice':
-        dice = losses.weighted_dice_loss(jax.nn.sigmoid(outputs['au_logits']), t['au'], weights,
-                                         t['au_mask'])
-        aux['dice'] = dice
-        main = main + cfg.dice_weight * dice
+      heads = _logit_heads(outputs)
+      if not heads:
+        raise ValueError(f"config.loss.name={name!r} needs a model with 'au_logits' (or "
+                         f"'au_logits/<head>') outputs; this model gives {sorted(outputs)}. "
+                         "Use 'asymmetric' for probabilities.")
+      main = 0.0
+      for key in heads:
+        logits = outputs[key]
+        head = losses.weighted_bce_with_logits(logits, t['au'], weights, t['au_mask'])
+        if name == 'bce_dice':
+          dice = losses.weighted_dice_loss(jax.nn.sigmoid(logits), t['au'], weights,
+                                           t['au_mask'])
+          aux[key.replace('au_logits', 'dice')] = dice
+          head = head + cfg.dice_weight * dice
+        if len(heads) > 1:
+          aux[key.replace('au_logits', 'au_loss')] = head
+        main = main + head
     total = main
     aux['au_loss'] = main
     if 'landmarks' in outputs and cfg.landmark_weight:

@@ -1,13 +1,17 @@
 """Shared test set-up: 8 virtual CPU devices for the multi-device tests, and a tiny synthetic dataset.
 
 The device count must be fixed before JAX initialises its backend, so it is set here, when pytest
-imports this file, before any test module imports jax.
+imports this file, before any test module imports jax. Unless the user set ``XLA_FLAGS``, the
+tests run with the XLA CPU options faujax's commands use (``faujax.runtime``).
 """
 
 import os
 
-os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                           ' --xla_force_host_platform_device_count=8').strip()
+from faujax import runtime
+
+os.environ['XLA_FLAGS'] = ' '.join(filter(None, (
+    os.environ.get('XLA_FLAGS', runtime.xla_flags({}) or ''),
+    '--xla_force_host_platform_device_count=8')))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import pytest  # noqa: E402

@@ -14,6 +14,7 @@ A paper's ablation rows are ``ABLATIONS`` in its model module: row name -> the c
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any, Mapping
 
@@ -23,29 +24,31 @@ from flax import nnx
 
 from faujax import backbones
 from faujax import config_schema
-from faujax.models import emotion_gcn
-from faujax.models import macg
-from faujax.models.baseline import Baseline
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-MODELS: dict[str, type[nnx.Module]] = {
-    'baseline': Baseline,
-    'emotion_gcn': emotion_gcn.EmotionGCN,
-    'macg': macg.MACG,
-}
-_ABLATIONS: dict[str, Mapping[str, Mapping[str, Any]]] = {
-    'emotion_gcn': emotion_gcn.ABLATIONS,
-    'macg': macg.ABLATIONS,
+# config.model.name -> (module, class). A model's module is imported when the model is used, so a
+# command pays only for the model it runs; the module's ``ABLATIONS`` (if any) are its rows.
+MODELS: dict[str, tuple[str, str]] = {
+    'baseline': ('faujax.models.baseline', 'Baseline'),
+    'au_gcn': ('faujax.models.au_gcn', 'AUGCN'),
+    'mgrr_net': ('faujax.models.mgrr_net', 'MGRRNet'),
+    'macg': ('faujax.models.macg', 'MACG'),
+    'emotion_gcn': ('faujax.models.emotion_gcn', 'EmotionGCN'),
+    'svml_rgcn': ('faujax.models.svml_rgcn', 'SVMLRGCN'),
 }
 # Constructor arguments that are not config keys.
 _NOT_CONFIG = ('info', 'dtype', 'rngs', 'self')
 
 
-def _check_name(name: str) -> type[nnx.Module]:
+def _module(name: str):
   if name not in MODELS:
     raise config_schema.ConfigError(f'Unknown config.model.name {name!r}; expected one of '
                                     f'{tuple(MODELS)}.')
-  return MODELS[name]
+  return importlib.import_module(MODELS[name][0])
+
+
+def _check_name(name: str) -> type[nnx.Module]:
+  return getattr(_module(name), MODELS[name][1])
 
 
 def _options(cls: type) -> dict[str, inspect.Parameter]:
@@ -80,8 +83,7 @@ def default_config(name: str) -> ml_collections.ConfigDict:
 
 def ablations(name: str) -> Mapping[str, Mapping[str, Any]]:
   """The ablation rows of model ``name``: {row: {dotted config key: value}} (may be empty)."""
-  _check_name(name)
-  return _ABLATIONS.get(name, {})
+  return getattr(_module(name), 'ABLATIONS', {})
 
 
 def build(cfg: Any, info: Any, *, rngs: nnx.Rngs) -> nnx.Module:
