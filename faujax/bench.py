@@ -3,8 +3,9 @@
 For each parallel mode ('jit', 'pmap') and batch size it compiles the real ``train_step`` and
 ``eval_step`` of the config's model (augmentation, loss and optimiser included) and times them on
 random uint8 batches of the config's shapes, so no dataset is needed. It prints a table and writes
-JSON: compile time, median step time, images/s, and peak device memory (the allocator's peak on
-GPUs; XLA's compiled-memory estimate where the device reports none, e.g. the CPU).
+JSON: compile time, median step time, images/s, achieved TFLOP/s (XLA's FLOP count of the compiled
+step over its median time, per device), and peak device memory (the allocator's peak on GPUs; XLA's
+compiled-memory estimate where the device reports none, e.g. the CPU).
 
   python -m faujax.bench --config configs/default.py --batch_sizes 16,64 --out bench.json
 """
@@ -100,6 +101,18 @@ def _peak_memory(compiled: Any) -> tuple[float | None, str]:
     return None, 'n/a'
 
 
+def _flops(compiled: Any) -> float | None:
+  """FLOPs of one call of a compiled program from XLA's cost analysis (None if not reported)."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  flops = (cost or {}).get('flops')
+  return float(flops) if flops and flops > 0 else None
+
+
 def _time(fn, *args, steps: int) -> tuple[float, list[float]]:
   """(first-call seconds, per-step seconds of ``steps`` further calls)."""
   t0 = time.perf_counter()
@@ -147,8 +160,12 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
 
   compile_train, train_times = _time(step, steps=steps)
   compile_eval, eval_times = _time(lambda: compiled.eval(holder['state'], batch), steps=steps)
-  memory, memory_kind = _peak_memory(compiled.train.lower(holder['state'], batch, rng).compile())
+  train_program = compiled.train.lower(holder['state'], batch, rng).compile()
+  memory, memory_kind = _peak_memory(train_program)
+  train_flops = _flops(train_program)
+  eval_flops = _flops(compiled.eval.lower(holder['state'], batch).compile())
   train_s, eval_s = statistics.median(train_times), statistics.median(eval_times)
+  per_device = lambda flops, secs: None if flops is None else flops / secs / 1e12
   return {
       'model': config.model.name, 'backbone': config.model.backbone.name,
       'dtype': config.model.get('dtype', 'float32'), 'params': num_params, 'mode': mode,
@@ -159,20 +176,28 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
       'train_images_per_s': batch_size / train_s, 'first_eval_call_s': compile_eval,
       'eval_step_ms': 1e3 * eval_s, 'eval_images_per_s': batch_size / eval_s,
       'peak_memory_mib': memory, 'memory_kind': memory_kind,
+      # XLA's count of one device's program; achieved = count / median step time.
+      'train_flops': train_flops, 'eval_flops': eval_flops,
+      'train_tflops_per_s': per_device(train_flops, train_s),
+      'eval_tflops_per_s': per_device(eval_flops, eval_s),
   }
+
+
+def _tflops(value: float | None) -> str:
+  return 'n/a' if value is None else f'{value:.3f}'
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
   head = ('| model | params | dtype | mode | batch | px | train ms/step | train img/s | '
-          'eval ms/step | eval img/s | build s | compile s | memory MiB |')
-  lines = [head, '|' + '---|' * 13]
+          'eval ms/step | eval img/s | train TFLOP/s | build s | compile s | memory MiB |')
+  lines = [head, '|' + '---|' * 14]
   for r in rows:
     mem = 'n/a' if r['peak_memory_mib'] is None else f"{r['peak_memory_mib']:.0f} ({r['memory_kind']})"
     lines.append(f"| {r['model']}/{r['backbone']} | {r['params'] / 1e6:.2f}M | {r['dtype']} "
                  f"| {r['mode']} | {r['batch_size']} "
                  f"| {r['image_size']} | {r['train_step_ms']:.1f} | {r['train_images_per_s']:.1f} "
                  f"| {r['eval_step_ms']:.1f} | {r['eval_images_per_s']:.1f} "
-                 f"| {r['model_build_s']:.1f} | {r['first_train_call_s']:.1f} | {mem} |")
+                 f"| {_tflops(r['train_tflops_per_s'])} | {r['model_build_s']:.1f} | {r['first_train_call_s']:.1f} | {mem} |")
   return '\n'.join(lines)
 
 

@@ -36,6 +36,9 @@ def test_bench_times_both_modes():
     assert row['train_images_per_s'] > 0 and row['eval_images_per_s'] > 0
     assert row['devices'] == jax.device_count()
     assert row['params'] == rows[0]['params'] > 0
+    # Forward + backward + update costs more than the forward pass (XLA's FLOP counts).
+    assert row['train_flops'] > 1.5 * row['eval_flops'] > 0
+    assert row['train_tflops_per_s'] > 0
   lines = bench.format_table(rows).splitlines()
   assert len(lines) == 4  # header, rule, one row per mode
   assert [line.split('|')[4].strip() for line in lines[2:]] == ['jit', 'pmap']
