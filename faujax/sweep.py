@@ -36,9 +36,6 @@ from faujax import train
 
 FLAGS = flags.FLAGS
 RESULTS_FILE = 'results.json'
-# Config keys that may differ between a finished run and the sweep that reads it back.
-_IGNORED_KEYS = ('data.data_dir', 'data.manual_dir', 'train.log_every', 'checkpoint.every',
-                 'checkpoint.keep')
 
 
 def _define_flags() -> None:
@@ -117,29 +114,34 @@ def _cell_config(config: ml_collections.ConfigDict, assignment: Sequence[tuple[s
   return cfg
 
 
-def _flatten(d: Any, prefix: str = '') -> dict[str, Any]:
-  if not isinstance(d, dict):
-    return {prefix: d}
-  out = {}
-  for k, v in d.items():
-    out.update(_flatten(v, f'{prefix}.{k}' if prefix else k))
-  return out
+def _last_config(run_dir: str) -> tuple[str, dict] | None:
+  """The config a finished run ended with: the last entry of its ``config_history.json`` (a
+  resume with ``--allow_config_change`` appends there), else its ``config.json``."""
+  history = os.path.join(run_dir, checkpoint.HISTORY_FILE)
+  if os.path.isfile(history):
+    with open(history, encoding='utf-8') as f:
+      entries = json.load(f)
+    if entries:
+      return history, entries[-1]['config']
+  path = os.path.join(run_dir, checkpoint.CONFIG_FILE)
+  if os.path.isfile(path):
+    with open(path, encoding='utf-8') as f:
+      return path, json.load(f)
+  return None
 
 
 def _check_finished_run(run_dir: str, cfg: ml_collections.ConfigDict) -> None:
-  """Raises ValueError when a finished run's ``config.json`` differs from its cell's config."""
-  path = os.path.join(run_dir, 'config.json')
-  if not os.path.isfile(path):
+  """Raises ValueError when the config a finished run ended with differs from its cell's config
+  (keys that cannot change results, ``checkpoint.RESULT_NEUTRAL_KEYS``, may differ)."""
+  found = _last_config(run_dir)
+  if found is None:
     return
-  with open(path, encoding='utf-8') as f:
-    saved = _flatten(json.load(f))
-  current = _flatten(checkpoint.config_to_json(train.resolve_config(cfg)))
-  diffs = [k for k in sorted(set(saved) | set(current))
-           if not k.startswith(_IGNORED_KEYS) and json.dumps(saved.get(k), default=str)
-           != json.dumps(current.get(k), default=str)]
+  path, saved = found
+  current = checkpoint.config_to_json(train.resolve_config(cfg))
+  diffs = [(k, a, b) for k, a, b in checkpoint.config_diff(saved, current)
+           if not k.startswith(checkpoint.RESULT_NEUTRAL_KEYS)]
   if diffs:
-    shown = '; '.join(f'config.{k}: saved {saved.get(k)!r}, now {current.get(k)!r}'
-                      for k in diffs[:5])
+    shown = '; '.join(f'config.{k}: saved {a!r}, now {b!r}' for k, a, b in diffs[:5])
     raise ValueError(f'{path}: this finished run was made with a different config ({shown}'
                      f'{"; ..." if len(diffs) > 5 else ""}). Use a new --workdir for the sweep.')
 

@@ -82,6 +82,26 @@ def test_sweep_refuses_a_finished_run_made_with_another_config(tmp_path):
     sweep.run_sweep(config, str(tmp_path), [], [0], train_fn=_fake_train([]))
 
 
+def test_sweep_compares_with_the_config_a_resumed_run_ended_with(tmp_path):
+  """After ``--allow_config_change`` config.json keeps the original; the history has the last."""
+  config = tiny_config.get_config()
+  sweep.run_sweep(config, str(tmp_path), [], [0], train_fn=_fake_train([]))
+  run_dir = os.path.join(str(tmp_path), 'base', 'seed0')
+  original = checkpoint.config_to_json(config)
+  config.optim.learning_rate = 0.123
+  history = [{'step': 0, 'config': original, 'changed': []},
+             {'step': 6, 'config': checkpoint.config_to_json(config),
+              'changed': ['optim.learning_rate']}]
+  with open(os.path.join(run_dir, checkpoint.HISTORY_FILE), 'w') as f:
+    json.dump(history, f)
+  calls = []
+  sweep.run_sweep(config, str(tmp_path), [], [0], train_fn=_fake_train(calls))  # accepted
+  assert not calls  # the finished run is read back, not retrained
+  config.optim.learning_rate = 0.5
+  with pytest.raises(ValueError, match=r'config_history.json.*config.optim.learning_rate'):
+    sweep.run_sweep(config, str(tmp_path), [], [0], train_fn=_fake_train([]))
+
+
 def test_summary_skips_missing_metrics_and_marks_the_count():
   summary = sweep.summarize({'a': [{'m': 0.5}, {'m': float('nan')}, {}]}, ['m'])
   assert summary['a']['m']['mean'] == 0.5 and summary['a']['m']['std'] == 0.0
