@@ -12,3 +12,12 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from faujax import data  # noqa: E402,F401  registers the tfds builders
 
 __version__ = '0.1.0'
+
+
+def __getattr__(name: str):
+  # ``faujax.Predictor`` (faujax.predictor) is imported on first use: importing faujax must not
+  # import jax's model stack (jax.distributed.initialize has to come first in multi-process runs).
+  if name == 'Predictor':
+    from faujax.predictor import Predictor  # pylint: disable=g-import-not-at-top
+    return Predictor
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,0 +1,229 @@
+"""The face pipeline of inference: faces in a frame -> the face image the model's dataset stores.
+
+A trained model has only seen faces the way its dataset builder stored them (then preprocessed on
+the device by ``faujax.data.augment.preprocess`` with ``train=False``). So inference first makes,
+from every face of a user's frame, the *stored frame* (``info.image_size`` square, uint8) and its
+landmarks in the dataset's scheme (``info.num_landmarks`` points), with the builder's own
+alignment (``STORED_ALIGNMENT``):
+
+  'jaanet'       the AU builders (BP4D, DISFA, EmotioNet): ``au_builder_base.align_face``, the
+                 JAA-Net rule alignment with box enlargement 2.9 and the grey border
+                 (docs/reference/face_geometry.md, "JAA-Net alignment").
+  'emotion_gcn'  AffectNet: ``affectnet.align_face``, the Emotion-GCN eye-level rotation and
+                 face-box crop (Emotion-GCN sec. IV-B), with the detector's box in place of
+                 AffectNet's.
+  'template'     datasets distributed already aligned by another tool (RAF-DB / RAF-ML,
+                 Aff-Wild2 ``cropped_aligned``, JAFFE) and the synthetic faces: the least-squares
+                 similarity (``alignment.umeyama``) that puts the face's five points (eye
+                 centres, nose tip, mouth corners) on ``template``, the mean five points of the
+                 training faces as stored (``template_from_landmarks``); without stored
+                 landmarks the ArcFace five-point template (``FIVE_POINT_TEMPLATE_224``).
+
+Then ``augment.preprocess`` applies the config's own evaluation crop and, with
+``config.augment.align='five_point'``, the on-device alignment, exactly as in evaluation.
+
+Where faces come from (``--faces``): ``detect`` (dlib's HOG detector and 68-point model, the
+``face`` extra, ``faujax.geometry.face_detection``), ``cropped`` (every input already is a
+stored-style face crop: square-cropped and resized; its landmarks come from an OpenFace CSV when
+one is given, else faujax's mean face scaled to the crop, ``mean_face.MEAN_FACE_68``), ``openface_csv`` (landmarks
+``x_0..x_67, y_0..y_67`` read from an OpenFace CSV, ``read_openface_csv``).
+
+Host-side numpy (and small jitted warps); one face at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from faujax.geometry import alignment
+from faujax.geometry import conversions
+from faujax.geometry import face_detection
+from faujax.geometry import mean_face
+
+FACE_SOURCES = ('detect', 'cropped', 'openface_csv')
+ALIGNMENTS = ('jaanet', 'emotion_gcn', 'template')
+# The alignment each dataset builder stores its faces with (see the module docstring).
+STORED_ALIGNMENT: dict[str, str] = {
+    'bp4d': 'jaanet', 'disfa': 'jaanet', 'emotionet': 'jaanet', 'affectnet': 'emotion_gcn',
+    'aff_wild2': 'template', 'raf_ml': 'template', 'raf_db': 'template', 'jaffe': 'template',
+    'synthetic_faces': 'template'}
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceBox:
+  """A face of a frame: box (x0, y0, x1, y1) and 68 landmarks (x, y) in frame pixels, score."""
+  box: np.ndarray
+  landmarks: np.ndarray
+  confidence: float
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredFace:
+  """The face as the dataset stores it: uint8 (S, S, 3) and landmarks (P, 2) in its pixels."""
+  image: np.ndarray
+  landmarks: np.ndarray
+
+
+def template_from_landmarks(landmarks: np.ndarray) -> np.ndarray | None:
+  """The mean five points (5, 2) of stored (N, P, 2) landmarks (None without usable ones)."""
+  lm = np.asarray(landmarks, np.float32)
+  if lm.ndim != 3 or lm.shape[1] not in (68, 66, 49) or lm.shape[0] == 0:
+    return None
+  pts = np.asarray(alignment.five_points(jnp.asarray(lm)))
+  keep = np.all(np.isfinite(pts), axis=(1, 2)) & (np.abs(pts).sum(axis=(1, 2)) > 0)
+  if not keep.any():
+    return None
+  return pts[keep].mean(axis=0).astype(np.float32)
+
+
+def default_template(image_size: int) -> np.ndarray:
+  """The ArcFace five-point template scaled to ``image_size`` (no stored landmarks)."""
+  return (alignment.FIVE_POINT_TEMPLATE_224 * (image_size / 224.0)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _template_warp(size: int):
+  return jax.jit(lambda image, landmarks, template: alignment.align_five_point(
+      image, landmarks, size, template))
+
+
+class Aligner:
+  """Frame + ``FaceBox`` -> ``StoredFace`` with the dataset's alignment (module docstring).
+
+  Args:
+    image_size: S, the stored side (``info.image_size``).
+    num_landmarks: P of the dataset's scheme (68, 66, 49; 0 = the dataset stores none).
+    method: one of ``ALIGNMENTS``.
+    template: (5, 2) target five points in stored pixels ('template' only; None: ArcFace's).
+  """
+
+  def __init__(self, image_size: int, num_landmarks: int, method: str,
+               template: np.ndarray | None = None):
+    if method not in ALIGNMENTS:
+      raise ValueError(f'alignment {method!r}: expected one of {ALIGNMENTS}.')
+    self.image_size = int(image_size)
+    self.num_landmarks = int(num_landmarks)
+    self.method = method
+    self.template = (default_template(self.image_size) if template is None
+                     else np.asarray(template, np.float32))
+
+  def _scheme(self, landmarks68: np.ndarray) -> np.ndarray:
+    if self.num_landmarks == 0:
+      return np.zeros((0, 2), np.float32)
+    return np.asarray(conversions.convert_landmarks(landmarks68, self.num_landmarks), np.float32)
+
+  def __call__(self, image: np.ndarray, face: FaceBox) -> StoredFace | None:
+    """The stored face, or None when the face cannot be aligned (degenerate landmarks)."""
+    lm = np.asarray(face.landmarks, np.float32)
+    if not np.all(np.isfinite(lm)):
+      return None
+    s = self.image_size
+    try:
+      if self.method == 'jaanet':
+        from faujax.data import au_builder_base  # pylint: disable=g-import-not-at-top
+        stored, lm68 = au_builder_base.align_face(image, lm, s)
+      elif self.method == 'emotion_gcn':
+        from faujax.data import affectnet  # pylint: disable=g-import-not-at-top
+        x0, y0, x1, y1 = (float(v) for v in face.box)
+        stored, lm68 = affectnet.align_face(image, lm, (x0, y0, x1 - x0, y1 - y0), s)
+      else:
+        out = _template_warp(s)(np.asarray(image, np.float32) / 255.0, lm, self.template)
+        if not bool(out.ok):
+          return None
+        stored = np.clip(np.rint(np.asarray(out.image) * 255.0), 0, 255).astype(np.uint8)
+        lm68 = out.landmarks
+    except ValueError:
+      return None
+    return StoredFace(stored, self._scheme(np.asarray(lm68, np.float32)))
+
+
+def cropped(image: np.ndarray, image_size: int, num_landmarks: int,
+            landmarks: np.ndarray | None = None) -> tuple[StoredFace, FaceBox]:
+  """An input that already is a face crop: its centre square resized to ``image_size``
+  (bilinear), and its box in the input's pixels. Its landmarks are ``landmarks`` (68, 2) in the
+  input's pixels when given (e.g. from an OpenFace CSV), else the mean face scaled to the crop."""
+  h, w = image.shape[:2]
+  side = min(h, w)
+  top, left = (h - side) // 2, (w - side) // 2
+  crop = image[top:top + side, left:left + side]
+  if side != image_size:
+    crop = np.asarray(Image.fromarray(crop).resize((image_size, image_size), Image.BILINEAR))
+  scale = image_size / float(side)
+  offset = np.array([left, top], np.float32)
+  if landmarks is None:
+    lm68 = mean_face.MEAN_FACE_68 * (image_size / float(mean_face.FRAME_SIZE))
+    frame_lm = lm68 / scale + offset
+  else:
+    frame_lm = np.asarray(landmarks, np.float32)
+    lm68 = (frame_lm - offset) * scale
+  aligner = Aligner(image_size, num_landmarks, 'template')
+  stored = StoredFace(np.ascontiguousarray(crop), aligner._scheme(lm68))  # pylint: disable=protected-access
+  box = np.array([left, top, left + side, top + side], np.float32)
+  return stored, FaceBox(box, frame_lm.astype(np.float32), 1.0)
+
+
+def detect(image: np.ndarray, upsample: int = 1, max_faces: int = 0) -> list[FaceBox]:
+  """Faces of a frame from dlib (largest first; ``max_faces`` > 0 keeps that many)."""
+  faces = [FaceBox(f.box, f.landmarks, f.score)
+           for f in face_detection.detect_faces(image, upsample)]
+  return faces[:max_faces] if max_faces > 0 else faces
+
+
+def read_openface_csv(path: str) -> dict[int, list[FaceBox]]:
+  """Faces per frame (OpenFace's 1-based ``frame``) of an OpenFace FeatureExtraction CSV.
+
+  Reads ``frame``, ``face_id`` (optional), ``confidence``, ``success`` and the 2-D landmarks
+  ``x_0..x_67``, ``y_0..y_67``; rows with ``success`` 0 give no face. The box is the landmarks'
+  bounding box. OpenFace writes ", " separators; both forms are read.
+  """
+  try:
+    with open(path, newline='', encoding='utf-8') as f:
+      rows = list(csv.DictReader(f, skipinitialspace=True))
+  except OSError as e:
+    raise ValueError(f'--landmarks_csv {path!r}: cannot read it ({e}).') from None
+  if not rows:
+    return {}
+  names = [f'x_{i}' for i in range(68)] + [f'y_{i}' for i in range(68)]
+  missing = [n for n in ['frame'] + names if n not in rows[0]]
+  if missing:
+    raise ValueError(f'--landmarks_csv {path!r}: an OpenFace CSV needs the columns frame, '
+                     f'x_0..x_67, y_0..y_67; missing {missing[:5]}.')
+  out: dict[int, list[FaceBox]] = {}
+  for line, row in enumerate(rows, start=2):
+    try:
+      frame = int(float(row['frame']))
+      success = float(row.get('success', 1) or 1)
+      pts = np.array([[float(row[f'x_{i}']), float(row[f'y_{i}'])] for i in range(68)],
+                     np.float32)
+      conf = float(row.get('confidence', 1.0) or 1.0)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f'--landmarks_csv {path!r} line {line}: not a number ({e}).') from None
+    faces = out.setdefault(frame, [])
+    if success > 0:
+      box = np.concatenate([pts.min(0), pts.max(0)]).astype(np.float32)
+      faces.append(FaceBox(box, pts, conf))
+  return out
+
+
+def faces_of(source: str, image: np.ndarray, *, upsample: int = 1, max_faces: int = 0,
+             given: Sequence[FaceBox] | None = None) -> list[FaceBox]:
+  """The faces of one frame from ``source`` ('detect' or given ones, 'openface_csv')."""
+  if source == 'detect':
+    return detect(image, upsample, max_faces)
+  if source == 'openface_csv':
+    faces = list(given or [])
+    return faces[:max_faces] if max_faces > 0 else faces
+  raise ValueError(f'faces {source!r}: expected one of {FACE_SOURCES}.')
+
+
+def method_for(info: Any) -> str:
+  """The stored alignment of ``info``'s dataset (``STORED_ALIGNMENT``; 'template' otherwise)."""
+  return STORED_ALIGNMENT.get(getattr(info, 'name', ''), 'template')

@@ -1,0 +1,226 @@
+"""Command line: AU / expression predictions for images, folders and videos -> one CSV.
+
+  python -m faujax.predict --checkpoint WORKDIR INPUT... --out results.csv
+      [--batch_size 32] [--faces {detect,cropped,openface_csv}] [--landmarks_csv FILE]
+      [--save_annotated DIR] [--which {best,latest}] [--upsample 1] [--max_faces 0]
+  python -m faujax.predict --checkpoint WORKDIR --benchmark [INPUT...]
+
+INPUT is an image, a folder (searched recursively for images and videos) or a video (MP4 and
+other FFmpeg formats, the ``video`` extra). One row per face per frame, columns as
+``faujax.predictor`` describes; a frame without a face gives a row with ``success`` 0; unreadable
+files are reported by name, skipped and counted. A progress bar shows frames/s and the ETA.
+
+``--save_annotated DIR`` writes every image with the face boxes, landmarks and active AUs (or the
+expression) drawn (``DIR/<name>.png``) and each video as ``DIR/<stem>_annotated.mp4``; each video
+also gets a plot of its AU probabilities over time (``DIR/<stem>_au.png``, or beside ``--out``).
+
+``--benchmark`` prints frames/s for each stage (decode, detect, align, model) and end to end, for
+the inputs given, or, with none, for synthetic faces rendered as PNGs and as an MP4.
+Exit status: 0 when every input was read, 1 when some were skipped, 2 for a usage or checkpoint
+error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from faujax import faces as faces_lib
+
+
+def _parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog='python -m faujax.predict', description=__doc__.splitlines()[0])
+  p.add_argument('inputs', nargs='*', help='images, folders (recursive) or videos')
+  p.add_argument('--checkpoint', required=True,
+                 help='workdir of a training run or of faujax.tools.import_checkpoint')
+  p.add_argument('--out', help='CSV file to write (required unless --benchmark)')
+  p.add_argument('--batch_size', type=int, default=32, help='faces per device batch')
+  p.add_argument('--faces', choices=faces_lib.FACE_SOURCES, default='detect',
+                 help='detect (dlib, the face extra), cropped (inputs are face crops) or '
+                      'openface_csv (landmarks from --landmarks_csv)')
+  p.add_argument('--landmarks_csv', help="OpenFace CSV for --faces openface_csv (frame = the "
+                                         "video frame, or the input's 1-based position)")
+  p.add_argument('--upsample', type=int, default=1, help='dlib detector upsampling')
+  p.add_argument('--max_faces', type=int, default=0, help='faces per frame, largest first (0: all)')
+  p.add_argument('--which', choices=('best', 'latest'), default='best', help='which checkpoint')
+  p.add_argument('--save_annotated', help='directory for annotated images / MP4s and plots')
+  p.add_argument('--benchmark', action='store_true', help='print frames/s of every stage')
+  p.add_argument('--data_dir', help="tfds data_dir of the run's dataset (if the workdir holds "
+                                    'no dataset_info.json)')
+  return p
+
+
+def _annotated_name(directory: str, name: str, used: set[str], suffix: str) -> str:
+  stem = os.path.splitext(os.path.basename(name))[0] or 'frame'
+  out, k = os.path.join(directory, stem + suffix), 1
+  while out in used:
+    k += 1
+    out = os.path.join(directory, f'{stem}.{k}{suffix}')
+  used.add(out)
+  return out
+
+
+def run(args: argparse.Namespace, progress_file: Any = None) -> tuple[Any, list, Any]:
+  """Predicts every input -> (DataFrame, skipped [(file, reason)], the Predictor)."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from faujax import annotate  # pylint: disable=g-import-not-at-top
+  from faujax import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
+  from faujax import video  # pylint: disable=g-import-not-at-top
+
+  if args.faces == 'openface_csv' and not args.landmarks_csv:
+    raise ValueError('--faces openface_csv needs --landmarks_csv FILE.')
+  landmarks = faces_lib.read_openface_csv(args.landmarks_csv) if args.landmarks_csv else None
+  pred = predictor_lib.Predictor.from_checkpoint(args.checkpoint, which=args.which,
+                                                 batch_size=args.batch_size,
+                                                 data_dir=args.data_dir)
+  items = predictor_lib.expand_inputs(args.inputs)
+  images = [x for x in items if not video.is_video(x)]
+  videos = [x for x in items if video.is_video(x)]
+  total, skipped = len(images), []
+  for v in list(videos):
+    try:
+      total += video.probe(v).num_frames
+    except ValueError as e:
+      skipped.append((v, str(e)))
+      videos.remove(v)
+  keep = bool(args.save_annotated)
+  if keep:
+    os.makedirs(args.save_annotated, exist_ok=True)
+  used: set[str] = set()
+  tables = []
+  common = dict(faces=args.faces, upsample=args.upsample, max_faces=args.max_faces,
+                landmarks=landmarks, keep_images=keep)
+  with tqdm(total=total or None, unit='frame', file=progress_file or sys.stderr,
+            dynamic_ncols=True, disable=progress_file is False) as bar:
+    if images:
+      def save_image(frame, rows):
+        out = _annotated_name(args.save_annotated, frame.input, used, '.png')
+        from PIL import Image  # pylint: disable=g-import-not-at-top
+        Image.fromarray(annotate.draw_frame(frame.image, rows, pred.columns())).save(out)
+      tables.append(pred.predict(images, on_frame=save_image if keep else None, progress=bar,
+                                 **common))
+    for v in videos:
+      writer = None
+      if keep:
+        writer = video.VideoWriter(_annotated_name(args.save_annotated, v, used,
+                                                   '_annotated.mp4'), video.probe(v).fps)
+      try:
+        table = pred.predict_video(
+            v, on_frame=(lambda f, r: writer.write(annotate.draw_frame(f.image, r,
+                                                                      pred.columns())))
+            if keep else None, progress=bar, **common)
+      finally:
+        if writer is not None:
+          writer.close()
+      tables.append(table)
+      plot_dir = args.save_annotated or os.path.dirname(os.path.abspath(args.out or '.'))
+      if len(table):
+        annotate.plot_over_time(table, _annotated_name(plot_dir, v, used, '_au.png'),
+                                title=os.path.basename(v))
+  skipped += [s for t in tables for s in t.attrs.get('skipped', [])]
+  table = (pd.concat(tables, ignore_index=True) if tables
+           else pd.DataFrame(columns=pred.columns()))
+  return table, skipped, pred
+
+
+def _benchmark_inputs(directory: str, n: int = 32, size: int = 128) -> tuple[list[str], str]:
+  """``n`` synthetic faces as PNGs and as one MP4 in ``directory``."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from faujax import video  # pylint: disable=g-import-not-at-top
+  from faujax.data.synthetic_faces import examples  # pylint: disable=g-import-not-at-top
+  paths = []
+  mp4 = os.path.join(directory, 'faces.mp4')
+  with video.VideoWriter(mp4, 25) as writer:
+    for k in range(n):
+      image = examples.make_example(0, 1 + k % 6, k, size)['image']
+      paths.append(os.path.join(directory, f'face_{k:03d}.png'))
+      Image.fromarray(image).save(paths[-1])
+      writer.write(image)
+  return paths, mp4
+
+
+def _report(label: str, pred: Any) -> None:
+  rates = pred.times.rates()
+  t = pred.times
+  print(f'{label}: {t.frames} frames, {t.faces} faces, {t.wall:.2f} s; frames/s per stage: '
+        + ', '.join(f'{k} {v:.1f}' if np.isfinite(v) else f'{k} -' for k, v in rates.items()))
+
+
+def benchmark(args: argparse.Namespace) -> int:
+  from faujax import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
+  pred = predictor_lib.Predictor.from_checkpoint(args.checkpoint, which=args.which,
+                                                 batch_size=args.batch_size,
+                                                 data_dir=args.data_dir)
+  common = dict(faces=args.faces, upsample=args.upsample, max_faces=args.max_faces)
+  with tempfile.TemporaryDirectory() as tmp:
+    if args.inputs:
+      from faujax import video  # pylint: disable=g-import-not-at-top
+      items = predictor_lib.expand_inputs(args.inputs)
+      images = [x for x in items if not video.is_video(x)]
+      videos = [x for x in items if video.is_video(x)]
+    else:
+      images, mp4 = _benchmark_inputs(tmp)
+      videos = [mp4]
+    t0 = time.perf_counter()
+    pred.evaluate_faces([faces_lib.StoredFace(
+        np.zeros((pred.info.image_size,) * 2 + (3,), np.uint8),
+        np.zeros((pred.info.num_landmarks, 2), np.float32))])  # compile outside the timings
+    if images:  # the alignment compiles per input shape: once, outside the timings
+      first = predictor_lib.read_image(images[0])
+      pred.aligner(first, faces_lib.cropped(first, pred.info.image_size,
+                                            pred.info.num_landmarks)[1])
+      if args.faces == 'detect':
+        faces_lib.detect(first, args.upsample)  # loads dlib's models
+    print(f'compile: {time.perf_counter() - t0:.2f} s (model {pred.config.model.name}, batch '
+          f'{pred.batch_size}, faces {args.faces})')
+    if images:
+      pred.times = predictor_lib.StageTimes()
+      pred.predict(images, **common)
+      _report(f'images ({len(images)})', pred)
+    for v in videos:
+      pred.times = predictor_lib.StageTimes()
+      pred.predict_video(v, **common)
+      _report(f'video {os.path.basename(v)}', pred)
+  return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = _parser().parse_args(argv)
+  from faujax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  try:
+    if args.benchmark:
+      return benchmark(args)
+    if not args.out:
+      print('error: --out CSV is required (or --benchmark).', file=sys.stderr)
+      return 2
+    if not args.inputs:
+      print('error: no INPUT given (images, folders or videos).', file=sys.stderr)
+      return 2
+    table, skipped, _ = run(args)
+  except (ValueError, ImportError, OSError, ckpt_lib.CheckpointError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  table.to_csv(args.out, index=False)
+  found = int((table['success'] == 1).sum()) if len(table) else 0
+  print(f'{args.out}: {len(table)} rows, {found} faces, '
+        f'{int(table["success"].eq(0).sum()) if len(table) else 0} frames without a face.')
+  if skipped:
+    print(f'{len(skipped)} input(s) skipped:', file=sys.stderr)
+    for name, reason in skipped:
+      print(f'  {name}: {reason}', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  from faujax import runtime  # pylint: disable=g-import-not-at-top
+  runtime.configure()
+  sys.exit(main())
