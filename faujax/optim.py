@@ -1,9 +1,10 @@
 """Optimisers and learning-rate schedules (optax), declared as ``config.optim`` / ``config.schedule``.
 
-  optim.name            'sgd' (``momentum``, ``nesterov``; PyTorch semantics) or 'adamw' (``b1``,
-                        ``b2``, ``eps``).
+  optim.name            'sgd' (``momentum``, ``nesterov``; PyTorch semantics), 'adam' (PyTorch's
+                        ``torch.optim.Adam``: weight decay is L2 added to the gradient, SVML-RGCN
+                        sec. 4.2) or 'adamw' (decoupled weight decay); ``b1``, ``b2``, ``eps``.
   optim.learning_rate   base (peak) learning rate.
-  optim.weight_decay    SGD: L2 added to the gradient (PyTorch semantics); AdamW: decoupled.
+  optim.weight_decay    SGD and Adam: L2 added to the gradient (PyTorch semantics); AdamW: decoupled.
   optim.grad_clip_norm  global-norm clipping before the update; 0 disables it.
   optim.lr_multipliers  {path substring: factor}, e.g. {'backbone': 0.1}: parameters whose path
                         contains the substring train at factor x the base rate (first match wins).
@@ -25,7 +26,7 @@ import optax
 from faujax import config_schema
 from faujax import model_state
 
-OPTIMIZERS = ('sgd', 'adamw')
+OPTIMIZERS = ('sgd', 'adam', 'adamw')
 SCHEDULES = ('constant', 'cosine', 'step')
 _check = config_schema.check
 
@@ -98,11 +99,14 @@ def create_schedule(sched: ScheduleConfig, *, base_lr: float, steps_per_epoch: i
 
 
 def _base_optimizer(opt: OptimConfig, lr: optax.Schedule) -> optax.GradientTransformation:
-  if opt.name == 'sgd':
+  if opt.name in ('sgd', 'adam'):  # PyTorch: weight decay is L2 added to the gradient first
     parts = []
     if opt.weight_decay:
       parts.append(optax.add_decayed_weights(opt.weight_decay))
-    parts.append(optax.sgd(lr, momentum=opt.momentum or None, nesterov=opt.nesterov))
+    if opt.name == 'sgd':
+      parts.append(optax.sgd(lr, momentum=opt.momentum or None, nesterov=opt.nesterov))
+    else:
+      parts.append(optax.adam(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps))
     return optax.chain(*parts)
   return optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
 

@@ -45,8 +45,9 @@ def _define_flags() -> None:
   flags.DEFINE_multi_string('vary', [], 'KEY=V1,V2,...: a config key and the values to try; '
                             'repeat the flag for a grid.')
   flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds (config.seed) of every cell.')
-  flags.DEFINE_list('metrics', [], 'Test metrics in the table (default: every metric without a '
-                    "'/' in its name, e.g. f1_mean, auc_mean, mean_class_accuracy).")
+  flags.DEFINE_list('metrics', [], 'Test metrics in the table (default: the summary metrics, '
+                    "e.g. f1_mean, auc_mean, mean_class_accuracy, the nine ml/...; not per-label "
+                    "ones like f1/AU1).")
   flags.DEFINE_bool('train_missing', True, 'Train the runs that have no results yet; with '
                     '--notrain_missing only the finished runs are tabulated (e.g. while other '
                     'processes still fill the sweep).')
@@ -171,13 +172,16 @@ def summarize(cells: Mapping[str, Sequence[Mapping[str, float]]],
 
 
 def _scale(metric: str) -> float:
-  """Percent for rates, raw for correlations (CCC) and losses."""
-  return 1.0 if metric.startswith(('ccc', 'loss')) else 100.0
+  """Percent for rates; raw for correlations (CCC), losses and the multi-label metrics ('ml/',
+  which the papers report raw: coverage is a count of labels)."""
+  return 1.0 if metric.startswith(('ccc', 'loss', 'ml/')) else 100.0
 
 
 def _fmt(metric: str, value: float) -> str:
-  """A metric value as shown in the tables: rates in % with 1 decimal, others with 3."""
-  return f'{value * _scale(metric):.{1 if _scale(metric) == 100.0 else 3}f}'
+  """A metric value as shown in the tables: rates in % with 1 decimal, multi-label metrics with
+  4, others with 3."""
+  decimals = 1 if _scale(metric) == 100.0 else 4 if metric.startswith('ml/') else 3
+  return f'{value * _scale(metric):.{decimals}f}'
 
 
 def format_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
@@ -196,7 +200,10 @@ def format_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
 
 
 def _default_metrics(metrics: Mapping[str, Any]) -> list[str]:
-  return [k for k, v in metrics.items() if '/' not in k and isinstance(v, (int, float))]
+  """The summary metrics: scalars that are not per-label ('f1/AU1'); the multi-label task's nine
+  metrics are all 'ml/<name>'."""
+  return [k for k, v in metrics.items()
+          if ('/' not in k or k.startswith('ml/')) and isinstance(v, (int, float))]
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, vary: Sequence[str],

@@ -77,6 +77,27 @@ def test_nesterov_matches_pytorch_formula():
     np.testing.assert_allclose(updates['w'], [-(g + 0.9 * b)], rtol=1e-6)
 
 
+def test_adam_matches_torch_adam_with_l2_weight_decay():
+  """'adam' is torch.optim.Adam: weight decay enters the gradient (SVML-RGCN's Adam, wd 2e-4)."""
+  torch = pytest.importorskip('torch')
+  rng = np.random.default_rng(0)
+  w0 = rng.normal(size=5).astype(np.float32)
+  grads = [rng.normal(size=5).astype(np.float32) for _ in range(4)]
+  cfg = _config(**{'optim.name': 'adam', 'optim.learning_rate': 0.01,
+                   'optim.weight_decay': 0.3})
+  params = {'w': jnp.asarray(w0)}
+  tx, _ = _optimizer(cfg, params, steps_per_epoch=1, total_steps=4)
+  state = tx.init(params)
+  tw = torch.nn.Parameter(torch.tensor(w0))
+  topt = torch.optim.Adam([tw], lr=0.01, weight_decay=0.3)
+  for g in grads:
+    updates, state = tx.update({'w': jnp.asarray(g)}, state, params)
+    params = {'w': params['w'] + updates['w']}
+    tw.grad = torch.tensor(g)
+    topt.step()
+  np.testing.assert_allclose(params['w'], tw.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_gradient_clipping():
   params = {'w': jnp.zeros(2)}
   cfg = _config(**{'optim.grad_clip_norm': 1.0, 'optim.learning_rate': 1.0})

@@ -102,6 +102,15 @@ def test_sweep_compares_with_the_config_a_resumed_run_ended_with(tmp_path):
     sweep.run_sweep(config, str(tmp_path), [], [0], train_fn=_fake_train([]))
 
 
+def test_multilabel_metrics_are_tabulated_raw_and_per_label_ones_left_out():
+  metrics = {'ml/coverage': 1.376, 'ml/average_precision': 0.8284, 'f1/AU1': 0.3, 'f1_mean': 0.5}
+  names = sweep._default_metrics(metrics)
+  assert names == ['ml/coverage', 'ml/average_precision', 'f1_mean']
+  table = sweep.format_table(sweep.summarize({'row': [metrics, metrics]}, names), names, 2)
+  assert '| row | 1.3760 ± 0.0000 | 0.8284 ± 0.0000 | 50.0 ± 0.0 |' in table
+  assert 'ml/coverage |' in table.splitlines()[0] and 'f1_mean (%)' in table.splitlines()[0]
+
+
 def test_summary_skips_missing_metrics_and_marks_the_count():
   summary = sweep.summarize({'a': [{'m': 0.5}, {'m': float('nan')}, {}]}, ['m'])
   assert summary['a']['m']['mean'] == 0.5 and summary['a']['m']['std'] == 0.0

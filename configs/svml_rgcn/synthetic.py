@@ -50,6 +50,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.model.mfb_dim = 128
   config.model.visual_nodes = VISUAL_NODES
   config.pretrained_backbone = TRUNK
+  config.optim.name = 'adamw'             # as measured in docs/svml_rgcn_synthetic.md
   config.optim.learning_rate = 1e-3
   config.optim.weight_decay = 1e-4
   config.optim.lr_multipliers = {'backbone': 0.1}
