@@ -83,7 +83,9 @@ def stand_in_info(config: ml_collections.ConfigDict) -> input_pipeline.DatasetIn
   info.__dict__['train_labels'] = {
       'expression': rng.integers(0, k, 2000), 'valence': rng.uniform(-1, 1, 2000),
       'arousal': rng.uniform(-1, 1, 2000),
-      'expression_multi': (rng.random((2000, 6)) < 0.2).astype(np.float32)}
+      'expression_multi': (rng.random((2000, 6)) < 0.2).astype(np.float32),
+      'au': (rng.random((2000, len(aus))) < 0.2).astype(np.float32),
+      'au_mask': np.ones((2000, len(aus)), np.float32)}
   return info
 
 

@@ -74,11 +74,19 @@ def torch_linear(in_features: int, features: int, *, dtype: Dtype, rngs: nnx.Rng
       rngs=rngs)
 
 
-def _conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Zero-padded 3x3 convolution of one patch ``(B, ph, pw, Cin)`` with an HWIO kernel."""
-  return jax.lax.conv_general_dilated(
-      x, kernel, window_strides=(1, 1), padding=((1, 1), (1, 1)),
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+def _stacked_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Zero-padded 3x3 cross-correlation of every patch with its own HWIO kernel.
+
+  ``x (G, B, ph, pw, Cin)``, ``kernel (G, 3, 3, Cin, Cout)`` -> ``(G, B, ph, pw, Cout)``. Written
+  as the nine shifted views times the kernel taps (one batched matmul over the patches): the same
+  function as a vmapped ``lax.conv_general_dilated``, which XLA's CPU backend lowers to a grouped
+  convolution roughly 50x slower (MGRR-Net's stem: 73 s per training step at 64 px, batch 32).
+  """
+  g, _, ph, pw, cin = x.shape
+  xp = jnp.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)))
+  cols = jnp.stack([xp[:, :, dy:dy + ph, dx:dx + pw, :] for dy in range(3) for dx in range(3)],
+                   axis=4)                                         # (G, B, ph, pw, 9, Cin)
+  return jnp.einsum('gbhwkc,gkco->gbhwo', cols, kernel.reshape(g, 9, cin, kernel.shape[-1]))
 
 
 class StackedConv3x3(nnx.Module):
@@ -99,7 +107,7 @@ class StackedConv3x3(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.kernel[...].astype(self.dtype)
     bias = self.bias[...].astype(self.dtype)
-    y = jax.vmap(_conv3x3)(x.astype(self.dtype), kernel)
+    y = _stacked_conv3x3(x.astype(self.dtype), kernel)
     return y + bias[:, None, None, None, :]
 
 
