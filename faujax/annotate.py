@@ -61,15 +61,16 @@ def draw_frame(image: np.ndarray, rows: Sequence[dict[str, Any]],
 
 def plot_over_time(table: Any, out: str, title: str = '') -> str:
   """Writes the PNG ``out``: each AU's probability (or each expression's) over time, face 0."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  # A pyplot-free Figure: writes the file without touching the caller's backend (a notebook's
+  # inline plots keep working).
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   rows = table[(table['face_id'] == 0)]
   cols = [c for c in table.columns if c.startswith('AU') and c.endswith('_p')]
   if not cols:
     cols = [c for c in table.columns if c not in _NON_PROB and not c.endswith('_c')
             and not c.startswith(('x_', 'y_'))]
-  fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
+  fig = Figure(figsize=(8, 3.2), dpi=100)
+  ax = fig.subplots()
   for c in cols:
     ax.plot(rows['timestamp'], rows[c], lw=1.2, label=c[:-2] if c.endswith('_p') else c)
   ax.set_xlabel('time (s)')
@@ -79,5 +80,4 @@ def plot_over_time(table: Any, out: str, title: str = '') -> str:
   ax.legend(ncol=max(1, len(cols) // 4), fontsize=7, loc='upper right')
   fig.tight_layout()
   fig.savefig(out)
-  plt.close(fig)
   return out

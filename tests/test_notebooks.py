@@ -41,6 +41,19 @@ EXPECTED = {
         r'fold 3: train \[',
         r'affectnet 7class expression ',
         rf'mean F1 {_NUMBER} \| all-positive F1 {_NUMBER}'],
+    'inference.ipynb': [
+        rf'test mean F1 {_NUMBER} \| all-positive F1 {_NUMBER}',
+        r'restored \S+/best/[1-9]\d* \| model baseline',
+        r'8 rows x 170 columns, success \[1(, 1){7}\]',
+        r"columns: \['input', 'frame', 'timestamp', 'face_id', 'face_x', 'face_y', 'face_w', "
+        r"'face_h', 'confidence', 'success', 'x_0'",
+        r'30 frames, timestamps 0\.0 \.\. 2\.9 s, mean AU probability 0\.\d+',
+        r'mean F1 of the AU decisions on these 38 new faces: 0\.\d+ \(all AUs present: 0\.\d+\)',
+        r'detected: success 1, .* landmarks off the rendered ones by [0-3]\.\d+ px',
+        r'batch 1 vs 32: 8 rows, max \|AU_p difference\| \d\.\de[-+]\d+, same AU decisions: True',
+        r'blank\.png: success 0, AU01_p nan',
+        r'results\.csv: 38 rows, 38 faces, 0 frames without a face\. \(exit status 0',
+        r'max \|AU_p difference\| from the Predictor (0\.0e\+00|\d\.\de-(0[6-9]|[1-9]\d))'],
 }
 
 
