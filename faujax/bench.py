@@ -169,7 +169,7 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
   train_s, eval_s = statistics.median(train_times), statistics.median(eval_times)
   per_device = lambda flops, secs: None if flops is None else flops / secs / 1e12
   return {
-      'model': config.model.name, 'backbone': config.model.backbone.name,
+      'model': config.model.name, 'backbone': config.model.get('backbone', {}).get('name', '-'),  # AU-GCN has none
       'dtype': config.model.get('dtype', 'float32'), 'params': num_params, 'mode': mode,
       'batch_size': batch_size,
       'image_size': int(config.augment.image_size), 'devices': jax.device_count(),

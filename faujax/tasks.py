@@ -29,6 +29,9 @@ from faujax import losses
 from faujax import metrics as metrics_lib
 
 AU_LOSSES = ('bce', 'bce_dice', 'asymmetric')
+# The AU task's loss terms (``Task.loss_terms``): the AU heads (eq. 7-8 / asymmetric), MGRR-Net's
+# landmark alignment, AU-GCN's reconstruction (eq. 1) and ROI-level BCE (eq. 2).
+AU_LOSS_TERMS = ('au', 'landmark', 'reconstruction', 'roi')
 VA_LOSSES = ('none', 'mse', 'ccc')
 TASKS = ('au', 'expression', 'expression_multi')
 Outputs = dict[str, jax.Array]
@@ -88,6 +91,9 @@ class Task:
   table: Callable[[dict[str, float]], str]
   # Optional: (workdir, trained model module, accumulated test arrays) -> {figure: path}.
   write_figures: Callable[..., dict[str, str]] | None = None
+  # The names of the loss terms ``loss(outputs, targets, terms)`` can restrict the total to (a
+  # training stage's ``losses``); the loss always accepts ``terms=None`` (every term).
+  loss_terms: tuple[str, ...] = ()
 
 
 class TaskAccumulator(metrics_lib.Accumulator):
@@ -126,6 +132,41 @@ def _logit_heads(outputs: Outputs) -> list[str]:
   return sorted(k for k in outputs if k == 'au_logits' or k.startswith('au_logits/'))
 
 
+def roi_bce_loss(roi_logits: jax.Array, roi_label_mask: jax.Array, au: jax.Array,
+                 au_mask: jax.Array) -> jax.Array:
+  """AU-GCN eq. 2, the ROI-level multi-label BCE, averaged over examples and ROIs.
+
+  Each ROI r predicts every AU c; its target is Y^ROI_rc = y_c * roi_label_mask_rc (0 for an AU
+  outside the ROI, by the partition rule). Unweighted (eq. 2 has no w_i); unknown AU labels
+  (``au_mask`` 0) are left out for every ROI.
+
+  Args:
+    roi_logits: (B, R, C); roi_label_mask: (B, R, C) 0/1; au, au_mask: (B, C).
+  """
+  b, r, c = roi_logits.shape
+  targets = au[:, None, :] * roi_label_mask
+  mask = jnp.broadcast_to(au_mask[:, None, :], (b, r, c))
+  return losses.weighted_bce_with_logits(roi_logits.reshape(b * r, c), targets.reshape(b * r, c),
+                                         None, mask.reshape(b * r, c))
+
+
+def _statistics(outputs: Outputs, valid: jax.Array) -> dict[str, jax.Array]:
+  """Model outputs ``stat/<name>`` (B,) -> their mean over the valid examples, as ``<name>``."""
+  count = jnp.maximum(jnp.sum(valid), 1.0)
+  return {key.split('/', 1)[1]: jnp.sum(outputs[key] * valid) / count
+          for key in outputs if key.startswith('stat/')}
+
+
+def _total(parts: dict[str, jax.Array], terms: Any) -> jax.Array:
+  """The sum of the weighted loss ``parts`` named in ``terms`` (None: all of them).
+
+  A stage of ``config.train.stages`` trains on a subset (AU-GCN stage 1: 'roi' and
+  'reconstruction'); a term the model does not produce adds nothing.
+  """
+  keep = [v for k, v in parts.items() if terms is None or k in terms]
+  return sum(keep[1:], keep[0]) if keep else jnp.zeros((), jnp.float32)
+
+
 def _au_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str) -> Task:
   name = cfg.name
   weights = (losses.occurrence_weights(np.asarray(info.train_occurrence_rates))
@@ -136,7 +177,7 @@ def _au_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str
     return {'au': batch['au'], 'au_mask': batch['au_mask'] * batch['valid'][:, None],
             'landmarks': batch['landmarks'], 'valid': batch['valid']}
 
-  def loss(outputs, t):
+  def loss(outputs, t, terms=None):
     aux = {}
     if name == 'asymmetric':
       main = losses.weighted_asymmetric_loss(_au_probs(outputs), t['au'], weights, t['au_mask'])
@@ -158,18 +199,23 @@ def _au_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str
         if len(heads) > 1:
           aux[key.replace('au_logits', 'au_loss')] = head
         main = main + head
-    total = main
     aux['au_loss'] = main
+    parts = {'au': main}
     if 'landmarks' in outputs and cfg.landmark_weight:
       align = losses.landmark_alignment_loss(outputs['landmarks'], t['landmarks'], t['valid'])
       aux['landmark_loss'] = align
-      total = total + cfg.landmark_weight * align
+      parts['landmark'] = cfg.landmark_weight * align
     if 'reconstruction' in outputs and cfg.reconstruction_weight:
       recon = losses.l1_reconstruction_loss(outputs['reconstruction'],
                                             outputs['reconstruction_target'], t['valid'])
       aux['reconstruction_loss'] = recon
-      total = total + cfg.reconstruction_weight * recon
-    return total, aux
+      parts['reconstruction'] = cfg.reconstruction_weight * recon
+    if 'roi_logits' in outputs and cfg.roi_weight:
+      roi = roi_bce_loss(outputs['roi_logits'], outputs['roi_label_mask'], t['au'], t['au_mask'])
+      aux['roi_loss'] = roi
+      parts['roi'] = cfg.roi_weight * roi
+    aux.update(_statistics(outputs, t['valid']))
+    return _total(parts, terms), aux
 
   def eval_outputs(outputs, t):
     return {metrics_lib.AU_PROB: _au_probs(outputs), metrics_lib.AU_LABEL: t['au'],
@@ -184,6 +230,7 @@ def _au_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str
 
   return Task(
       name='au', label_names=names, targets=targets, loss=loss, eval_outputs=eval_outputs,
+      loss_terms=AU_LOSS_TERMS,
       selection_metric=selection_metric or 'f1_mean',
       accumulator=lambda: TaskAccumulator(trivial, au_names=names, threshold=threshold),
       table=lambda m: metrics_lib.format_au_table(m, names))
@@ -206,11 +253,11 @@ def _expression_task(cfg: LossConfig, info: Any, threshold: float,
             'expr_mask': batch['valid'] * (batch['expression'] >= 0),
             'va_mask': batch['valid'] * batch.get('va_mask', jnp.ones_like(batch['valid']))}
 
-  def loss(outputs, t):
+  def loss(outputs, t, terms=None):
     ce = losses.class_weighted_cross_entropy(outputs['expression_logits'], t['expression'],
                                              class_weights, t['expr_mask'])
     aux = {'ce': ce}
-    total = ce
+    parts = {'expression': ce}
     if va != 'none' and 'va' in outputs:
       if va == 'ccc':
         va_loss = losses.ccc_loss(outputs['va'], t['va'], t['va_mask'],
@@ -219,8 +266,8 @@ def _expression_task(cfg: LossConfig, info: Any, threshold: float,
         m = t['va_mask'][:, None]
         va_loss = jnp.sum(m * (outputs['va'] - t['va']) ** 2) / jnp.maximum(2 * jnp.sum(m), 1.0)
       aux['va_loss'] = va_loss
-      total = total + cfg.va_weight * va_loss
-    return total, aux
+      parts['va'] = cfg.va_weight * va_loss
+    return _total(parts, terms), aux
 
   def eval_outputs(outputs, t):
     out = {metrics_lib.EXPR_SCORE: outputs['expression_logits'],
@@ -260,6 +307,7 @@ def _expression_task(cfg: LossConfig, info: Any, threshold: float,
   return Task(
       name='expression', label_names=names, targets=targets, loss=loss,
       eval_outputs=eval_outputs, selection_metric=selection_metric or 'mean_class_accuracy',
+      loss_terms=('expression', 'va'),
       accumulator=lambda: TaskAccumulator(trivial, class_names=names,
                                           ccc_normalization=cfg.ccc_normalization), table=table,
       write_figures=write_figures)
@@ -297,10 +345,10 @@ def _multilabel_task(cfg: LossConfig, info: Any, threshold: float,
     return {'expression_multi': labels,
             'mask': jnp.broadcast_to(batch['valid'][:, None], labels.shape)}
 
-  def loss(outputs, t):
+  def loss(outputs, t, terms=None):
     bce = losses.multilabel_bce_with_logits(outputs['expression_multi_logits'],
                                             t['expression_multi'], t['mask'])
-    return bce, {'bce': bce}
+    return _total({'expression_multi': bce}, terms), {'bce': bce}
 
   def eval_outputs(outputs, t):
     return {metrics_lib.ML_PROB: jax.nn.sigmoid(outputs['expression_multi_logits']),
@@ -313,10 +361,18 @@ def _multilabel_task(cfg: LossConfig, info: Any, threshold: float,
     return {'name': 'training label frequencies',
             **metrics_lib.multilabel_metrics(scores, labels, threshold)}
 
+  def write_figures(workdir, model, arrays):
+    """SVML-RGCN's relations P_ij (eq. 3) and its graph (eq. 4), saved with the run."""
+    del arrays
+    from faujax.models import svml_rgcn_figures  # matplotlib; only at the end of a run
+    return svml_rgcn_figures.write_figures(workdir, model)
+
   return Task(
       name='expression_multi', label_names=names, targets=targets, loss=loss,
       eval_outputs=eval_outputs, selection_metric=selection_metric or 'ml/average_precision',
-      accumulator=lambda: TaskAccumulator(trivial, threshold=threshold), table=multilabel_table)
+      loss_terms=('expression_multi',),
+      accumulator=lambda: TaskAccumulator(trivial, threshold=threshold), table=multilabel_table,
+      write_figures=write_figures)
 
 
 _BUILDERS = {'au': _au_task, 'expression': _expression_task,

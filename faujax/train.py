@@ -18,7 +18,7 @@ import dataclasses
 import functools
 import os
 import signal
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from absl import logging
 import flax.struct
@@ -36,6 +36,7 @@ from faujax import models
 from faujax import optim
 from faujax import parallel
 from faujax import reporting
+from faujax import stages as stages_lib
 from faujax import tasks
 from faujax.data import augment
 from faujax.data import input_pipeline
@@ -48,14 +49,19 @@ _check = config_schema.check
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """``config.train``: global batch, length (``num_steps`` > 0 overrides ``num_epochs``) and the
-  intervals (in steps) of the progress lines and the validation passes."""
+  intervals (in steps) of the progress lines and the validation passes. ``stage_order`` /
+  ``stages``: consecutive training stages (``faujax.stages``; their lengths replace
+  ``num_epochs`` / ``num_steps``); empty = one stage that trains everything."""
   batch_size: int = 32
   num_epochs: float = 10.0
   num_steps: int = 0
   log_every: int = 50
   eval_every: int = 500
+  stage_order: tuple[str, ...] = ()
+  stages: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
+    stages_lib.read_stages(self.stage_order, self.stages)
     _check(self.batch_size >= 1, 'batch_size', self.batch_size, 'an int >= 1')
     _check(self.num_epochs > 0, 'num_epochs', self.num_epochs, 'a value > 0')
     _check(self.num_steps >= 0, 'num_steps', self.num_steps, 'an int >= 0 (0: use num_epochs)')
@@ -228,11 +234,15 @@ def _example_keys(rng: Array, local_batch: int, axis_name: str | None) -> Array:
 
 def train_step(state: TrainState, batch: dict[str, Array], rng: Array, *, task: tasks.Task,
                aug_config: augment.AugmentConfig, schedule: optax.Schedule,
-               axis_name: str | None = None) -> tuple[TrainState, dict[str, Array]]:
+               axis_name: str | None = None, trainable: PyTree | None = None,
+               loss_terms: tuple[str, ...] | None = None) -> tuple[TrainState, dict[str, Array]]:
   """One optimisation step on a (global or per-device) uint8 batch.
 
   Returns the new state and scalar metrics of the global batch. A non-finite loss or gradient
   leaves the state unchanged and records the step in ``state.nonfinite_step`` (host raises).
+  A training stage (``faujax.stages``) passes ``trainable`` (a tree of bools like the params:
+  False = no gradient and no update, so the parameter is unchanged) and ``loss_terms`` (the
+  task's loss terms that make up the loss; None = all).
   """
   step_rng = jax.random.fold_in(rng, state.step)
   aug_rng, dropout_rng = jax.random.split(step_rng)
@@ -247,14 +257,21 @@ def train_step(state: TrainState, batch: dict[str, Array], rng: Array, *, task: 
                                           rngs=dropout_rng)
     outputs = parallel.all_gather(outputs, axis_name)
     targets = parallel.all_gather(task.targets(batch), axis_name)
-    loss, aux = task.loss(outputs, targets)
+    if loss_terms is None:
+      loss, aux = task.loss(outputs, targets)
+    else:
+      loss, aux = task.loss(outputs, targets, loss_terms)
     return loss, (aux, batch_stats)
 
   # Under pmap every BatchNorm already averaged its statistics over the devices
   # (``parallel.sync_batch_norm``), so ``batch_stats`` is the same on every device.
   (loss, (aux, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grads = parallel.pmean(grads, axis_name)
+  if trainable is not None:
+    grads = _frozen_to_zero(grads, trainable)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  if trainable is not None:  # weight decay and momentum must not move a frozen parameter either
+    updates = _frozen_to_zero(updates, trainable)
   params = optax.apply_updates(state.params, updates)
   grad_norm = optax.global_norm(grads)
 
@@ -268,6 +285,10 @@ def train_step(state: TrainState, batch: dict[str, Array], rng: Array, *, task: 
       nonfinite_step=jnp.where(ok | (state.nonfinite_step >= 0), state.nonfinite_step, state.step))
   metrics = {'loss': loss, 'grad_norm': grad_norm, 'learning_rate': schedule(state.step), **aux}
   return new_state, metrics
+
+
+def _frozen_to_zero(tree: PyTree, trainable: PyTree) -> PyTree:
+  return jax.tree.map(lambda x, t: x if t else jnp.zeros_like(x), tree, trainable)
 
 
 def eval_step(state: TrainState, batch: dict[str, Array], *, task: tasks.Task,
@@ -303,17 +324,21 @@ class CompiledSteps:
 
 
 def compile_steps(mode: str, *, task: tasks.Task, aug_config: augment.AugmentConfig,
-                  schedule: optax.Schedule, devices: list[Any] | None = None) -> CompiledSteps:
+                  schedule: optax.Schedule, devices: list[Any] | None = None,
+                  trainable: PyTree | None = None,
+                  loss_terms: tuple[str, ...] | None = None) -> CompiledSteps:
   """``jax.jit`` over a data mesh, or ``jax.pmap`` over the local devices (or ``devices``).
 
   Under pmap the state must come from a model whose BatchNorms were synced
-  (``create_model`` with ``config.parallelism='pmap'``).
+  (``create_model`` with ``config.parallelism='pmap'``). ``trainable`` / ``loss_terms``: a
+  training stage's (see ``train_step``).
   """
   parallel.check_mode(mode)
+  stage = {'trainable': trainable, 'loss_terms': loss_terms}
   if mode == 'pmap':
     train = jax.pmap(
         functools.partial(train_step, task=task, aug_config=aug_config, schedule=schedule,
-                          axis_name=parallel.PMAP_AXIS),
+                          axis_name=parallel.PMAP_AXIS, **stage),
         axis_name=parallel.PMAP_AXIS, in_axes=(0, 0, None), donate_argnums=(0,), devices=devices)
     evaluate = jax.pmap(functools.partial(eval_step, task=task, aug_config=aug_config),
                         axis_name=parallel.PMAP_AXIS, devices=devices)
@@ -321,7 +346,7 @@ def compile_steps(mode: str, *, task: tasks.Task, aug_config: augment.AugmentCon
   mesh = parallel.make_mesh(devices)
   rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   train = jax.jit(
-      functools.partial(train_step, task=task, aug_config=aug_config, schedule=schedule),
+      functools.partial(train_step, task=task, aug_config=aug_config, schedule=schedule, **stage),
       in_shardings=(rep, data, rep), out_shardings=(rep, rep), donate_argnums=(0,))
   evaluate = jax.jit(functools.partial(eval_step, task=task, aug_config=aug_config),
                      in_shardings=(rep, data), out_shardings=data)
@@ -414,6 +439,37 @@ def _check_finite(host_state: dict[str, Any], checkpointer: ckpt_lib.Checkpointe
           checkpointer, target))
 
 
+def _enter_stage(plan: list[stages_lib.Stage], index: int, state: TrainState,
+                 steps: CompiledSteps | None, step: int, sec: dict[str, Any], task: tasks.Task,
+                 mode: str, steps_per_epoch: int) -> tuple[TrainState, CompiledSteps]:
+  """The state (on the devices) and compiled steps of stage ``index``, entered at ``step``.
+
+  The stage's optimiser and schedule (counted from its first step) replace the previous ones;
+  entering a later stage at its first step starts a fresh optimiser state from the current
+  parameters and batch statistics (a resume in the middle of a stage keeps the restored one).
+  ``steps`` None: ``state`` is on the host (before training starts).
+  """
+  stage = plan[index]
+  host = state.to_host() if steps is None else steps.host_state(state)
+  tx, base = optim.create_optimizer(sec['optim'], sec['schedule'], host['params'],
+                                    steps_per_epoch=steps_per_epoch, total_steps=stage.num_steps)
+  schedule = base if stage.start == 0 else (lambda s: base(s - stage.start))
+  if index > 0 and step == stage.start:
+    host = {**host, 'opt_state': tx.init(host['params'])}
+  trainable = (stages_lib.trainable_mask(host['params'], stage.params,
+                                         f'config.train.stages.{stage.name}.params')
+               if stage.params else None)
+  new_steps = compile_steps(mode, task=task, aug_config=sec['augment'], schedule=schedule,
+                            trainable=trainable, loss_terms=stage.losses)
+  if steps is not None:  # the eval step does not depend on the stage: keep its compilation
+    new_steps.eval = steps.eval
+  if len(plan) > 1:
+    reporting.say(f'Stage {index + 1}/{len(plan)} {stage.name!r}: steps {stage.start + 1}-'
+                  f'{stage.end}, training {", ".join(stage.params) or "every parameter"} on '
+                  f'{", ".join(stage.losses or ()) or "every loss term"}.')
+  return new_steps.put_state(TrainState(apply_fn=state.apply_fn, tx=tx, **host)), new_steps
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        allow_config_change: bool = False) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming from its newest good checkpoint) and evaluates.
@@ -432,12 +488,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   task = tasks.build(info, sec['loss'], threshold=sec['eval'].threshold,
                      selection_metric=sec['eval'].selection_metric)
   steps_per_epoch = max(info.num_examples['train'] // sec['train'].batch_size, 1)
-  total_steps = sec['train'].num_steps or int(sec['train'].num_epochs * steps_per_epoch)
+  plan = stages_lib.plan(
+      sec['train'].stage_order, sec['train'].stages, steps_per_epoch=steps_per_epoch,
+      single_stage_steps=sec['train'].num_steps or int(sec['train'].num_epochs * steps_per_epoch),
+      loss_terms=task.loss_terms)
+  total_steps = plan[-1].end
 
   rng = jax.random.key(config.seed)
   init_rng, step_rng = jax.random.split(rng)
-  state, schedule = create_train_state(init_rng, config, info, steps_per_epoch=steps_per_epoch,
-                                       total_steps=total_steps)
+  state, _ = create_train_state(init_rng, config, info, steps_per_epoch=steps_per_epoch,
+                                total_steps=plan[0].num_steps)
   os.makedirs(workdir, exist_ok=True)
   checkpointer = ckpt_lib.Checkpointer(workdir, config, keep=sec['checkpoint'].keep,
                                        best_metric=task.selection_metric if
@@ -461,32 +521,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                              host_target)
   _check_finite(jax.device_get(state.to_host()), checkpointer)
 
-  steps = compile_steps(mode, task=task, aug_config=sec['augment'], schedule=schedule)
-  state = steps.put_state(state)
+  ablation = f' (ablation {config.ablation})' if config.ablation else ''
+  reporting.say(f'Training {config.model.name}{ablation} on {info.name}/{info.builder_config} '
+                f'({info.num_examples["train"]} training examples, labels {info.label_names}) for '
+                f'{total_steps} steps ({steps_per_epoch} per epoch), {mode} over '
+                f'{jax.device_count()} devices, starting at step {start_step}.')
+  stage_index = stages_lib.stage_of_step(plan, start_step)
+  state, steps = _enter_stage(plan, stage_index, state, None, start_step, sec, task, mode,
+                              steps_per_epoch)
   writer = reporting.create_writer(workdir)
   progress = reporting.Progress(total_steps, start_step)
   train_iter = input_pipeline.create_split(
       config.data, 'train', batch_size=local_batch, train=True, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       start_batch=start_step)
-  ablation = f' (ablation {config.ablation})' if config.ablation else ''
-  reporting.say(f'Training {config.model.name}{ablation} on {info.name}/{info.builder_config} '
-                f'({info.num_examples["train"]} training examples, labels {info.label_names}) for '
-                f'{total_steps} steps ({steps_per_epoch} per epoch), {mode} over '
-                f'{jax.device_count()} devices, starting at step {start_step}.')
   log_every, eval_every = sec['train'].log_every, sec['train'].eval_every
   with _Preemption() as preemption:
     for step in range(start_step + 1, total_steps + 1):
+      if stages_lib.stage_of_step(plan, step - 1) != stage_index:
+        stage_index += 1
+        state, steps = _enter_stage(plan, stage_index, state, steps, step - 1, sec, task, mode,
+                                    steps_per_epoch)
       batch = steps.put_batch(next(train_iter))
       state, metrics = steps.train(state, batch, step_rng)
-      last = step == total_steps
+      last = step == plan[stage_index].end  # the end of the run or of a stage
       if step % log_every == 0 or last:
         host = steps.host_metrics(metrics)
         _check_finite(jax.device_get(parallel.unreplicate(
             {'nonfinite_step': state.nonfinite_step}, mode)), checkpointer, host_target)
         writer.write_scalars(step, {f'train/{k}': v for k, v in host.items()})
         progress.report(step, host['loss'])
-      if (step % eval_every == 0 or last) and info.num_examples.get('validation'):
+      if (step % eval_every == 0 or step == total_steps) and info.num_examples.get('validation'):
         val = evaluate(steps, state, config.data, sec['eval'].batch_size, task, 'validation')
         val = {k: float(v) for k, v in val.items()
                if isinstance(v, (float, int, np.number)) and not k.startswith('trivial/')}
@@ -496,7 +561,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                       f'{val[task.selection_metric]:.4f}')
         best_candidate = steps.host_state(state)
         _check_finite(best_candidate, checkpointer)
-        checkpointer.save_best(step, best_candidate, val)
+        if stage_index == len(plan) - 1:  # earlier stages do not train the whole model
+          checkpointer.save_best(step, best_candidate, val)
       if step % sec['checkpoint'].every == 0 or last or preemption.requested:
         host_state = steps.host_state(state)
         _check_finite(host_state, checkpointer)
@@ -524,7 +590,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     host = steps.host_state(final_state)
     trained = state.apply_fn.module(host['params'], host['batch_stats'])
     written = task.write_figures(workdir, trained, arrays)
-    reporting.say('Figures: ' + ', '.join(sorted(written.values())))
+    if written:
+      reporting.say('Figures: ' + ', '.join(sorted(written.values())))
   trivial = {k.split('/', 1)[1]: v for k, v in test.items() if k.startswith('trivial/')}
   test = {k: v for k, v in test.items() if not k.startswith('trivial/')}
   writer.write_scalars(total_steps, {f'{test_split}/{k}': float(v) for k, v in test.items()

@@ -260,6 +260,9 @@ def test_visual_nodes_command_equals_direct_class_means_and_trains_svml(tmp_path
   results = train.train_and_evaluate(config, str(tmp_path / 'svml'))
   assert all(np.isfinite(results['metrics'][f'ml/{k}']) for k in
              ('hamming_loss', 'coverage', 'one_error', 'ranking_loss', 'average_precision'))
+  # The run saves the fold's relations with its results (the task's end-of-run figures).
+  for name in (svml_rgcn_figures.RELATIONS_NPZ, svml_rgcn_figures.RELATIONS_PNG):
+    assert os.path.isfile(os.path.join(str(tmp_path / 'svml'), name)), name
 
 
 # ----------------------------------------------------------------------------- metric edge cases
