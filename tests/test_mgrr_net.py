@@ -251,6 +251,41 @@ def test_full_layer_is_the_gfc_hierarchy_of_eq_6_8(fusion):
   np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
 
 
+def test_gfc_scale_switch_scales_each_cell_of_the_hierarchy():
+  """gfc_scale = s (a faujax deviation): every GFC of eq. 6 is s x eq. 7-8, i.e. the l2n maps
+  have norm s per position; s = 1 (the default) is exactly the paper's cell."""
+  v, o_g, centres = _layer_inputs()
+  n, c, side, p = v.shape[1], v.shape[-1], o_g.shape[1], v.shape[3]
+  s = 2.5
+  layer = mgrr_layer.RelationalLayer(n, c, side, patch_size=p, adjacency=np.eye(n) * 0.5,
+                                     use_global=True, use_channel=True, use_pixel=True,
+                                     gfc_scale=s, hidden_dim=8, num_heads=2, rngs=nnx.Rngs(0))
+  got = np.asarray(layer(v, o_g, centres, train=False))
+  cell = lambda m: _np(params_lib.declared_params(m))
+  c_g = np.asarray(layer.channel(o_g, train=False), np.float64)
+  p_g = np.asarray(layer.pixel(o_g, train=False), np.float64)
+  g = s * _gfc_reference(cell(layer.fuse_og), np.asarray(o_g, np.float64),
+                         s * _gfc_reference(cell(layer.fuse_cp), c_g, p_g))
+  v_bar = np.moveaxis(np.asarray(layer.region(jnp.moveaxis(v, 1, -2))), -2, 1)
+  g_i = np.asarray(mgrr_patches.sample_patches(jnp.asarray(g, jnp.float32), centres, p))
+  ref = s * _gfc_reference(cell(layer.fuse_v), v_bar, g_i)
+  np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+  # With beta = 1/2 and equal inputs the output of one cell has norm s per position.
+  a = np.asarray(jax.random.normal(jax.random.key(1), (5, c)))
+  params = {k: np.asarray(x) for k, x in params_lib.declared_params(layer.fuse_v).items()}
+  params['kernel_b'], params['bias_b'] = params['kernel_a'], params['bias_a']
+  params['gate_a'] = params['gate_b'] = np.zeros_like(params['gate_a'])
+  params['gate_bias'] = np.zeros_like(params['gate_bias'])
+  for key, value in params.items():
+    getattr(layer.fuse_v, key)[...] = jnp.asarray(value)
+  out = np.asarray(mgrr_layer.fuse(layer.fuse_v, jnp.asarray(a), jnp.asarray(a), 'gated', s))
+  np.testing.assert_allclose(np.linalg.norm(out, axis=-1), s, rtol=1e-5)
+  with pytest.raises(ValueError, match='config.model.gfc_scale'):
+    mgrr_layer.RelationalLayer(n, c, side, patch_size=p, adjacency=None, use_global=True,
+                               use_channel=False, use_pixel=False, gfc_scale=0.0,
+                               rngs=nnx.Rngs(0))
+
+
 def test_ablation_levels_build_only_their_modules():
   v, o_g, centres = _layer_inputs()
   n, c = v.shape[1], v.shape[-1]

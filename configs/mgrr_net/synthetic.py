@@ -13,7 +13,11 @@ below:
     landmarks on the device with the default job's mild augmentation (crop 95-100 %, rotation 3
     degrees, jitter 0.2) instead of JAA-Net's fixed 176-of-200 crops;
   * lr 0.02 with gradient clipping at 10 (paper 0.01, no clipping), batch 32, 4 epochs of 960 faces = 120 steps (paper 15 epochs of
-    ~100k faces), lr halved after epoch 2 as in the paper's schedule.
+    ~100k faces), lr halved after epoch 2 as in the paper's schedule;
+  * every GFC output scaled by sqrt(c) = sqrt(32) (``model.gfc_scale``, paper 1): eq. 7's unit
+    l2-normalisation leaves the fused maps at ~1/sqrt(c) per element and the full model's AU heads
+    learn only base rates in 120 steps (F1 0; docs/mgrr_net_synthetic.md). The scale is absorbed by
+    the next layer's weights, so the model class is the paper's; only the effective step size differs.
 
   # BP4D-like (12 AUs):
   python -m faujax.main --config configs/mgrr_net/synthetic.py --workdir /tmp/mgrr/bp4d
@@ -49,6 +53,7 @@ def get_config(label_space: str | None = None) -> ml_collections.ConfigDict:
   config.model.patch_size = 3
   config.model.hidden_dim = 128
   config.model.integrated_dim = 128
+  config.model.gfc_scale = 32 ** 0.5
 
   config.optim.learning_rate = 0.02
   config.optim.grad_clip_norm = 10.0

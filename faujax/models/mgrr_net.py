@@ -113,6 +113,9 @@ class MGRRNet(nnx.Module):
     use_region_graph, use_global, use_channel, use_pixel: D_G, O_G, C_G, P_G (Table 6).
     adjacency_init: 'prior' (eq. 1-2 on the training labels) or 'random' (U(0, 1)).
     fusion: 'gated' (GFC, eq. 7-8) or 'mean' (beta = 1/2).
+    gfc_scale: every GFC output times this, i.e. eq. 7's l2-normalised maps have norm
+      ``gfc_scale`` per position (1 = the paper; sqrt(c) gives per-element RMS ~1, a faujax
+      deviation for short schedules, docs/mgrr_net_synthetic.md).
     hidden_dim: D of the MH-GATs (1024); num_heads: L (8).
     patch_size: p, side of each AU patch in O_G cells (8 at s = 44, i.e. 32 px of a 176 px face).
     integrated_dim: width of the integrated classifier's hidden layer (512).
@@ -128,7 +131,8 @@ class MGRRNet(nnx.Module):
                backbone: Mapping[str, Any] = frozen_mapping({'name': 'jaanet_stem'}),
                num_layers: int = 2, use_region_graph: bool = True, use_global: bool = True,
                use_channel: bool = True, use_pixel: bool = True, adjacency_init: str = 'prior',
-               fusion: str = 'gated', hidden_dim: int = 1024, num_heads: int = 8,
+               fusion: str = 'gated', gfc_scale: float = 1.0, hidden_dim: int = 1024,
+               num_heads: int = 8,
                patch_size: int = 8, integrated_dim: int = 512,
                landmark_init: str = 'mean_face', centres_from: str = 'predicted',
                au_centre_rules: str = 'jaanet', dtype: Any = jnp.float32, rngs: nnx.Rngs):
@@ -164,7 +168,8 @@ class MGRRNet(nnx.Module):
             n, c, self.side, patch_size=patch_size,
             # A copy per layer: each layer trains its own A^k (and buffers must not be shared).
             adjacency=None if adjacency is None else jnp.array(adjacency), use_global=use_global,
-            use_channel=use_channel, use_pixel=use_pixel, fusion=fusion, hidden_dim=hidden_dim,
+            use_channel=use_channel, use_pixel=use_pixel, fusion=fusion, gfc_scale=gfc_scale,
+            hidden_dim=hidden_dim,
             num_heads=num_heads, dtype=dtype, rngs=rngs)
         for _ in range(num_layers)])
     # Local head: one linear classifier per AU on its flattened patch map (eq. 9).

@@ -16,6 +16,11 @@ off (MGRR-Net Table 6) the hierarchy nests the remaining ones in the same order 
 then C_G, then P_G): e.g. D_G + O_G is GFC(v_bar, O_G), D_G + C_G + P_G is GFC(v_bar, GFC(C_G,
 P_G)); with no global level v^{k+1} = v_bar. ``fusion='mean'`` replaces every gate beta of eq. 8
 by 1/2 (an ungated sum of the l2-normalised maps, a faujax ablation of the gate).
+
+``gfc_scale`` (faujax deviation, default 1 = the paper): every GFC output is multiplied by it,
+i.e. the l2-normalisation of eq. 7 maps each position's c-vector to norm ``gfc_scale`` instead of
+1. With ``gfc_scale = sqrt(c)`` the fused maps have per-element RMS about 1 (as the stem's O_G
+cells have order-1 entries) instead of about 1/sqrt(c); see docs/mgrr_net_synthetic.md for why.
 """
 
 from __future__ import annotations
@@ -38,12 +43,15 @@ _GATE_KEYS = ('gate_a', 'gate_b', 'gate_bias')
 
 
 def fuse(cell: gated_fusion.GatedFusionCell, a: chex.Array, b: chex.Array,
-         fusion: str) -> chex.Array:
-  """GFC(a, b) (eq. 7-8); ``fusion='mean'``: beta fixed at 1/2 (the gate kernels read as 0)."""
+         fusion: str, scale: float = 1.0) -> chex.Array:
+  """``scale`` x GFC(a, b) (eq. 7-8); ``fusion='mean'``: beta fixed at 1/2 (the gate kernels
+  read as 0). ``scale`` = 1 is the paper's GFC; since beta and 1 - beta are per-channel weights,
+  scaling the output equals l2-normalising W_a a and W_b b to norm ``scale``."""
   p = params_lib.declared_params(cell)
   if fusion == 'mean':
     p = {k: (jnp.zeros_like(v) if k in _GATE_KEYS else v) for k, v in p.items()}
-  return gated_fusion.gated_fusion_apply(p, a, b, dtype=cell.dtype)
+  out = gated_fusion.gated_fusion_apply(p, a, b, dtype=cell.dtype)
+  return out if scale == 1.0 else out * jnp.asarray(scale, out.dtype)
 
 
 class RelationalLayer(nnx.Module):
@@ -57,6 +65,7 @@ class RelationalLayer(nnx.Module):
     adjacency: (N, N) initial A (the prior of eq. 1-2, or random); None: no region graph.
     use_global, use_channel, use_pixel: the O_G / C_G / P_G levels.
     fusion: 'gated' (eq. 7-8) or 'mean'.
+    gfc_scale: multiplies every GFC output (1 = the paper; a faujax deviation otherwise).
     hidden_dim, num_heads: D and L of the MH-GATs.
 
   Variables: ``region`` (``PriorGraphConv``: ``adjacency`` (N, N), ``kernel`` (N, c, c)),
@@ -66,10 +75,14 @@ class RelationalLayer(nnx.Module):
 
   def __init__(self, num_nodes: int, features: int, side: int, *, patch_size: int,
                adjacency: Any | None, use_global: bool, use_channel: bool, use_pixel: bool,
-               fusion: str = 'gated', hidden_dim: int = 1024, num_heads: int = 8,
-               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               fusion: str = 'gated', gfc_scale: float = 1.0, hidden_dim: int = 1024,
+               num_heads: int = 8, dtype: Any = jnp.float32, rngs: nnx.Rngs):
     if fusion not in FUSIONS:
       raise ValueError(f'config.model.fusion={fusion!r}; expected one of {FUSIONS}.')
+    if isinstance(gfc_scale, bool) or not isinstance(gfc_scale, (int, float)) or gfc_scale <= 0:
+      raise ValueError(f'config.model.gfc_scale={gfc_scale!r}; expected a positive number '
+                       '(1 = the paper\'s unit l2-normalisation, eq. 7).')
+    self.gfc_scale = float(gfc_scale)
     self.num_nodes = num_nodes
     self.patch_size = patch_size
     self.fusion = fusion
@@ -94,9 +107,9 @@ class RelationalLayer(nnx.Module):
       g = self.pixel(o_g, train=train)
     if self.channel is not None:
       c_g = self.channel(o_g, train=train)
-      g = c_g if g is None else fuse(self.fuse_cp, c_g, g, self.fusion)
+      g = c_g if g is None else fuse(self.fuse_cp, c_g, g, self.fusion, self.gfc_scale)
     if self.use_global:
-      g = o_g if g is None else fuse(self.fuse_og, o_g, g, self.fusion)
+      g = o_g if g is None else fuse(self.fuse_og, o_g, g, self.fusion, self.gfc_scale)
     return g
 
   def __call__(self, v: jax.Array, o_g: jax.Array, centres: jax.Array, *,
@@ -122,4 +135,5 @@ class RelationalLayer(nnx.Module):
     if g is None:
       return v_bar
     g_i = mgrr_patches.sample_patches(g, centres, self.patch_size)  # (B, N, 2, p, p, c)
-    return fuse(self.fuse_v, v_bar, g_i.astype(v_bar.dtype), self.fusion)  # eq. 6
+    return fuse(self.fuse_v, v_bar, g_i.astype(v_bar.dtype), self.fusion,
+                self.gfc_scale)  # eq. 6
