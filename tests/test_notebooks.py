@@ -35,6 +35,25 @@ EXPECTED = {
         rf'mean class accuracy {_NUMBER} \| majority class {_NUMBER} \| CCC valence {_NUMBER}',
         r'restored step [1-9]\d* \| W \(9, \d+\)',
         rf'linear \+ CCC \(iii\) +{_NUMBER}'],
+    'au_gcn.ipynb': [
+        r'19 ROI nodes of \d+ x \d+ px',
+        r'ROI graph: [1-9]\d* nonzero of 361',
+        rf'mean F1 {_NUMBER} mean AUC {_NUMBER} \| all-positive F1 {_NUMBER}',
+        r'restored step [1-9]\d* from \S+/checkpoints/[1-9]\d*',
+        r'after stage 2 +mean squared reconstruction error on this face \d\.\d+',
+        rf'AU-Net row \(no GCN, no face, BCE\) +mean F1 +{_NUMBER}'],
+    'mgrr_net.ipynb': [
+        rf'mean F1 {_NUMBER} mean AUC {_NUMBER} \| all-positive F1 {_NUMBER}',
+        r'restored step [1-9]\d*',
+        r'landmark error on [1-9]\d* test faces: \d+\.\d % of the inter-ocular distance',
+        r'\|A - prior\|: mean \d\.\d+, max \d\.\d+ after [1-9]\d* steps',
+        rf'baseline row \(no D_G\) +mean F1 +{_NUMBER}'],
+    'svml_rgcn.ipynb': [
+        r'visual nodes \S+visual_nodes\.npz \(\d+-d, step [1-9]\d*\)',
+        r't1 = \S+, t2 = \S+: [1-9]\d* positive and [1-9]\d* negative relations',
+        rf'average precision {_NUMBER} micro F1 {_NUMBER} macro AUC {_NUMBER}',
+        r'restored step [1-9]\d* \| W_C \(6, \d+\)',
+        rf'linear classifier \(baseline row\)( +{_NUMBER}){{9}}'],
     'your_data.ipynb': [
         r'bp4d official au ',
         r'label statistics match the csv files',
