@@ -53,6 +53,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from faujax import config_schema
+from faujax import files
 from faujax import reporting
 
 # Config keys that change the shapes or meaning of the parameters: a checkpoint written under one
@@ -275,16 +276,6 @@ def _barrier(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-def _write_json(path: str, value: Any) -> None:
-  """Writes ``value`` to ``path`` atomically (a temporary file renamed over it)."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
 def _read_json(path: str, what: str) -> Any:
   try:
     with open(path, encoding='utf-8') as f:
@@ -372,15 +363,15 @@ class Checkpointer:
                          if os.path.exists(self.history_path) else self.config_path)
       self._reference_checked = True
       if original is None and jax.process_index() == 0:  # put the original record back
-        _write_json(self.config_path, self._history[0]['config'])
+        files.write_json(self.config_path, self._history[0]['config'])
     elif not self._periodic.all_steps():
       # A new run: its config is the original one.
       self._history = [{'step': 0, 'config': self.config_json, 'changed': []}]
       self._reference_checked = True
       if jax.process_index() == 0:
         os.makedirs(self.workdir, exist_ok=True)
-        _write_json(self.config_path, self.config_json)
-        _write_json(self.history_path, self._history)
+        files.write_json(self.config_path, self.config_json)
+        files.write_json(self.history_path, self._history)
     # Otherwise checkpoints exist but the record is gone: the policy is applied to the config of
     # the checkpoint that resumes (``record_config``).
 
@@ -415,12 +406,12 @@ class Checkpointer:
                                   f'config stored in {restored.path}'}]
       self._reference_checked = True
       if jax.process_index() == 0:
-        _write_json(self.config_path, self._history[0]['config'])
+        files.write_json(self.config_path, self._history[0]['config'])
     last = self._history[-1]
     diffs = config_diff(last['config'], self.config_json)
     if not diffs and start_step >= last['step']:
       if not os.path.exists(self.history_path) and jax.process_index() == 0:
-        _write_json(self.history_path, self._history)
+        files.write_json(self.history_path, self._history)
       return
     entry = {'step': int(start_step), 'config': self.config_json,
              'changed': [k for k, _, _ in diffs]}
@@ -429,7 +420,7 @@ class Checkpointer:
                        'previous entry')
     self._history = [*self._history, entry]
     if jax.process_index() == 0:
-      _write_json(self.history_path, self._history)
+      files.write_json(self.history_path, self._history)
     if diffs:
       reporting.say(f'Config changed at step {start_step} (recorded in {self.history_path}): '
                     + ', '.join(f'config.{k}' for k, _, _ in diffs))
@@ -444,6 +435,16 @@ class Checkpointer:
   @property
   def latest_step(self) -> int | None:
     return self._periodic.latest_step()
+
+  @property
+  def periodic_steps(self) -> list[int]:
+    """Steps of the periodic checkpoints, newest first."""
+    return self._steps(self._periodic)
+
+  @property
+  def best_steps(self) -> list[int]:
+    """Step of the best checkpoint (a list of at most one; empty without validation)."""
+    return [] if self._best is None else self._steps(self._best)
 
   def _items(self, step: int, state: Any, json_items: dict[str, Any]) -> ocp.args.Composite:
     return ocp.args.Composite(
@@ -659,6 +660,26 @@ class Checkpointer:
                      'final state instead.')
       return None
     return restored.state, step
+
+  def restore_step(self, step: int, target: Any, *, best: bool = False) -> Restored:
+    """The checkpoint of ``step`` (periodic, or the best one with ``best``), verified; changes
+    nothing in the workdir.
+
+    Raises:
+      CheckpointError: naming the steps there are, when ``step`` has no checkpoint; naming the
+        reason, when it fails verification.
+    """
+    manager = self._best if best else self._periodic
+    kind = 'best' if best else 'periodic'
+    steps = [] if manager is None else self._steps(manager)
+    if step not in steps:
+      where = os.path.join(self.workdir, 'best' if best else 'checkpoints')
+      raise CheckpointError(f'{where} holds no {kind} checkpoint of step {step}; it holds steps '
+                            f'{sorted(steps) or "none"}.')
+    try:
+      return self._verify(manager, step, target)
+    except _Bad as e:
+      raise CheckpointError(f'{self._step_dir(manager, step)} failed verification: {e}.') from None
 
   def wait(self) -> None:
     self._periodic.wait_until_finished()

@@ -2,7 +2,7 @@
 
   python -m faujax.predict --checkpoint WORKDIR INPUT... --out results.csv
       [--batch_size 32] [--faces {detect,cropped,openface_csv}] [--landmarks_csv FILE]
-      [--save_annotated DIR] [--which {best,latest}] [--upsample 1] [--max_faces 0]
+      [--save_annotated DIR] [--which {best,latest,STEP}] [--upsample 1] [--max_faces 0]
   python -m faujax.predict --checkpoint WORKDIR --benchmark [INPUT...]
 
 INPUT is an image, a folder (searched recursively for images and videos) or a video (MP4 and
@@ -34,6 +34,12 @@ import numpy as np
 from faujax import faces as faces_lib
 
 
+def _which(value: str) -> str:
+  if value in ('best', 'latest') or value.isdigit():
+    return value
+  raise argparse.ArgumentTypeError(f"expected 'best', 'latest' or a step number, got {value!r}")
+
+
 def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog='python -m faujax.predict', description=__doc__.splitlines()[0])
   p.add_argument('inputs', nargs='*', help='images, folders (recursive) or videos')
@@ -48,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
                                          "video frame, or the input's 1-based position)")
   p.add_argument('--upsample', type=int, default=1, help='dlib detector upsampling')
   p.add_argument('--max_faces', type=int, default=0, help='faces per frame, largest first (0: all)')
-  p.add_argument('--which', choices=('best', 'latest'), default='best', help='which checkpoint')
+  p.add_argument('--which', type=_which, default='best',
+                 help="which checkpoint: best (by validation, else the newest), latest, or a "
+                      "step number; --checkpoint may also be a step directory "
+                      "(WORKDIR/checkpoints/<step>)")
   p.add_argument('--save_annotated', help='directory for annotated images / MP4s and plots')
   p.add_argument('--benchmark', action='store_true', help='print frames/s of every stage')
   p.add_argument('--data_dir', help="tfds data_dir of the run's dataset (if the workdir holds "

@@ -23,9 +23,10 @@ y_0..y_67`` (68 landmarks in input pixels), then by task: ``AUxx_p`` (probabilit
 ``expression_logits``, column = the class name in lower case) and ``valence``, ``arousal``; per
 multi-label expression ``<name>`` (probability) and ``<name>_c``.
 
-The dataset's label space: ``workdir/dataset_info.json`` (+ ``train_labels.npz``) when present
-(``save_info``; the checkpoint importer writes them, so a checkpoint predicts without its dataset),
-else the configured dataset (``input_pipeline.get_dataset_info``).
+The dataset's label space: ``workdir/dataset_info.json`` (+ ``train_labels.npz``,
+``faujax.stored_info``; training and the checkpoint importer write them, so a workdir predicts
+without its dataset) when present, else the configured dataset
+(``input_pipeline.get_dataset_info``).
 """
 
 from __future__ import annotations
@@ -47,81 +48,16 @@ import numpy as np
 from faujax import checkpoint as ckpt_lib
 from faujax import faces as faces_lib
 from faujax import metrics as metrics_lib
+from faujax import stored_info
 from faujax import tasks
 from faujax import train
 from faujax.data import input_pipeline
 
-INFO_FILE = 'dataset_info.json'
-LABELS_FILE = 'train_labels.npz'
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm',
                     '.pgm')
 FRAME_COLUMNS = ('input', 'frame', 'timestamp', 'face_id', 'face_x', 'face_y', 'face_w',
                  'face_h', 'confidence', 'success')
 LANDMARK_COLUMNS = tuple(f'x_{i}' for i in range(68)) + tuple(f'y_{i}' for i in range(68))
-_INFO_FIELDS = ('name', 'builder_config', 'task', 'label_names', 'aus', 'num_examples',
-                'image_size', 'num_landmarks', 'fold', 'multi_label_names')
-
-
-# ------------------------------------------------------------------------------------------------
-# The dataset's label space, stored beside a checkpoint.
-
-
-def save_info(workdir: str, info: input_pipeline.DatasetInfo,
-              train_labels: dict[str, np.ndarray] | None = None) -> None:
-  """Writes ``info`` (label space, statistics, the stored-face template) into ``workdir``.
-
-  ``train_labels`` (default ``info.train_labels`` where the dataset is readable) are kept for the
-  models whose constants are computed from them (Emotion-GCN's adjacency); landmarks only as the
-  mean five points (``faces.template_from_landmarks``).
-  """
-  labels = dict(train_labels if train_labels is not None else _train_labels(info))
-  template = faces_lib.template_from_landmarks(labels.pop('landmarks', np.zeros((0, 0, 2))))
-  record = {k: getattr(info, k) for k in _INFO_FIELDS}
-  record.update(aus=list(info.aus), label_names=list(info.label_names),
-                multi_label_names=list(info.multi_label_names),
-                class_counts=np.asarray(info.class_counts).tolist(),
-                train_occurrence_rates=np.asarray(info.train_occurrence_rates).tolist(),
-                face_template=None if template is None else template.tolist())
-  os.makedirs(workdir, exist_ok=True)
-  ckpt_lib._write_json(os.path.join(workdir, INFO_FILE), record)  # pylint: disable=protected-access
-  np.savez_compressed(os.path.join(workdir, LABELS_FILE),
-                      **{k: np.asarray(v) for k, v in labels.items()})
-
-
-def _train_labels(info: Any) -> dict[str, np.ndarray]:
-  try:
-    return dict(info.train_labels or {})
-  except Exception:  # pylint: disable=broad-except  # a hand-made info without a dataset
-    return {}
-
-
-def load_info(workdir: str) -> tuple[input_pipeline.DatasetInfo, np.ndarray | None] | None:
-  """(info, face template) from ``save_info``'s files, or None when ``workdir`` has none."""
-  path = os.path.join(workdir, INFO_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding='utf-8') as f:
-    record = json.load(f)
-  missing = [k for k in _INFO_FIELDS + ('class_counts', 'train_occurrence_rates')
-             if k not in record]
-  if missing:
-    raise ValueError(f'{path}: not a faujax dataset info (missing {missing}).')
-  info = input_pipeline.DatasetInfo(
-      name=record['name'], builder_config=record['builder_config'], task=record['task'],
-      label_names=list(record['label_names']), num_labels=len(record['label_names']),
-      aus=tuple(record['aus']), num_examples=dict(record['num_examples']),
-      image_size=int(record['image_size']), num_landmarks=int(record['num_landmarks']),
-      fold=int(record['fold']), multi_label_names=list(record['multi_label_names']),
-      train_occurrence_rates=np.asarray(record['train_occurrence_rates'], np.float32),
-      class_counts=np.asarray(record['class_counts'], np.int64))
-  labels_path = os.path.join(workdir, LABELS_FILE)
-  labels = {}
-  if os.path.exists(labels_path):
-    with np.load(labels_path, allow_pickle=False) as z:
-      labels = {k: z[k] for k in z.files}
-  info.__dict__['train_labels'] = labels  # the cached property, without the dataset
-  template = record.get('face_template')
-  return info, None if template is None else np.asarray(template, np.float32)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -297,7 +233,7 @@ class Predictor:
     self.aug_config = sections['augment']
     if template is None and faces_lib.method_for(info) == 'template':
       template = faces_lib.template_from_landmarks(
-          _train_labels(info).get('landmarks', np.zeros((0, 0, 2))))
+          stored_info.labels_to_store(info).get('landmarks', np.zeros((0, 0, 2))))
     self.aligner = faces_lib.Aligner(info.image_size, info.num_landmarks,
                                      faces_lib.method_for(info), template)
     self._eval = jax.jit(lambda s, b: train.eval_step(s, b, task=self.task,
@@ -308,25 +244,26 @@ class Predictor:
 
   # ---------------------------------------------------------------------------------------------
   @classmethod
-  def from_checkpoint(cls, path: str, *, which: str = 'best', batch_size: int = 32,
+  def from_checkpoint(cls, path: str, *, which: str | int = 'best', batch_size: int = 32,
                       data_dir: str | None = None) -> 'Predictor':
     """The model of a training (or imported) run's workdir.
 
     Args:
-      path: the workdir (holding ``config.json``; a step directory inside it is accepted and
-        names its workdir).
-      which: 'best' (the best-by-validation checkpoint, else the newest periodic one) or
-        'latest' (the newest periodic one).
+      path: the workdir (holding ``config.json``), or one checkpoint's step directory inside it
+        (``workdir/checkpoints/<step>`` or ``workdir/best/<step>``: that checkpoint, whatever
+        ``which`` says).
+      which: 'best' (the best-by-validation checkpoint, else the newest periodic one), 'latest'
+        (the newest periodic one), or a step (an int, or its digits: that periodic checkpoint,
+        else the best one if it is of that step).
       batch_size: faces per batch.
       data_dir: tfds data directory of the configured dataset (when the workdir holds no
         ``dataset_info.json``).
     """
-    workdir = _workdir_of(path)
-    if which not in ('best', 'latest'):
-      raise ValueError(f"which: expected 'best' or 'latest', got {which!r}.")
+    workdir, step_dir = _workdir_of(path)
+    step = _step_of(which) if step_dir is None else step_dir[1]
     with open(os.path.join(workdir, ckpt_lib.CONFIG_FILE), encoding='utf-8') as f:
       config = train.resolve_config(ml_collections.ConfigDict(json.load(f)))
-    stored = load_info(workdir)
+    stored = stored_info.load(workdir)
     template = None
     if stored is not None:
       info, template = stored
@@ -344,7 +281,12 @@ class Predictor:
     checkpointer = ckpt_lib.Checkpointer(workdir, config, best_metric=task.selection_metric)
     try:
       restored, where = None, ''
-      if which == 'best':
+      if step is not None:
+        best = step_dir[0] == 'best' if step_dir is not None else (
+            step not in checkpointer.periodic_steps and step in checkpointer.best_steps)
+        restored = checkpointer.restore_step(step, target, best=best)
+        restored, where = restored.state, restored.path
+      elif which == 'best':
         best = checkpointer.restore_best(target)
         if best is not None:
           restored, where = best[0], f'{workdir}/best/{best[1]}'
@@ -577,13 +519,28 @@ def _as_rgb(array: np.ndarray, where: str) -> np.ndarray:
   return np.ascontiguousarray(a[..., :3])
 
 
-def _workdir_of(path: str) -> str:
-  """``path`` if it holds config.json, else the nearest parent that does (a step directory)."""
+def _step_of(which: str | int) -> int | None:
+  """None for 'best' / 'latest', else the step that ``which`` names."""
+  if which in ('best', 'latest'):
+    return None
+  if isinstance(which, (int, np.integer)) and not isinstance(which, bool) and which >= 0:
+    return int(which)
+  if isinstance(which, str) and which.isdigit():
+    return int(which)
+  raise ValueError(f"which: expected 'best', 'latest' or a step (an int >= 0), got {which!r}.")
+
+
+def _workdir_of(path: str) -> tuple[str, tuple[str, int] | None]:
+  """(workdir, None) when ``path`` holds config.json; (workdir, (kind, step)) when ``path`` is a
+  step directory ``workdir/{checkpoints,best}/<step>``."""
   p = os.path.abspath(path)
-  for _ in range(3):
-    if os.path.exists(os.path.join(p, ckpt_lib.CONFIG_FILE)):
-      return p
-    p = os.path.dirname(p)
+  if os.path.exists(os.path.join(p, ckpt_lib.CONFIG_FILE)):
+    return p, None
+  parent, name = os.path.split(p)
+  workdir, kind = os.path.split(parent)
+  if (name.isdigit() and kind in ('checkpoints', 'best')
+      and os.path.exists(os.path.join(workdir, ckpt_lib.CONFIG_FILE))):
+    return workdir, ('best' if kind == 'best' else 'periodic', int(name))
   raise ckpt_lib.CheckpointError(
       f'{path}: not a faujax workdir (no {ckpt_lib.CONFIG_FILE} in it or above it); expected the '
       '--workdir of a training run or of python -m faujax.tools.import_checkpoint.')

@@ -14,6 +14,8 @@ import ml_collections
 import numpy as np
 from clu import metric_writers
 
+from faujax import files
+
 
 class _LazyWriter:
   """Creates the TensorBoard writer at the first write, so a run (or a resume) that writes no
@@ -96,14 +98,6 @@ def jsonable(x: Any) -> Any:
   return x
 
 
-def _write_atomic(path: str, text: str) -> None:
-  """Writes ``path`` through a temporary file renamed over it (a kill leaves the old file)."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def write_results(workdir: str, *, config: ml_collections.ConfigDict, task: Any, info: Any,
                   metrics: dict[str, Any], split: str, selected: str,
                   history: list[dict[str, float]], trivial: dict[str, float]) -> dict[str, Any]:
@@ -130,7 +124,8 @@ def write_results(workdir: str, *, config: ml_collections.ConfigDict, task: Any,
       'validation_history': history,
   }
   if jax.process_index() == 0:
-    _write_atomic(os.path.join(workdir, 'results.json'), json.dumps(jsonable(results), indent=2))
-    _write_atomic(os.path.join(workdir, 'results.md'), markdown)
+    files.write_text(os.path.join(workdir, 'results.json'),
+                     json.dumps(jsonable(results), indent=2))
+    files.write_text(os.path.join(workdir, 'results.md'), markdown)
     print(markdown, flush=True)
   return results

@@ -37,6 +37,7 @@ from faujax import optim
 from faujax import parallel
 from faujax import reporting
 from faujax import stages as stages_lib
+from faujax import stored_info
 from faujax import tasks
 from faujax.data import augment
 from faujax.data import input_pipeline
@@ -515,6 +516,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     reporting.say(f'Resumed from step {restored.step} in {workdir}.')
   start_step = int(jax.device_get(state.step))
   checkpointer.record_config(start_step, restored)
+  if jax.process_index() == 0:  # the label space beside the checkpoints, for faujax.predictor
+    stored_info.save(workdir, info)
   del restored
   # The tree, shapes and dtypes a checkpoint must have (for the NaN message's verified one).
   host_target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),

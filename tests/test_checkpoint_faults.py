@@ -597,3 +597,21 @@ def test_nan_message_names_the_verified_checkpoint(finished_run, tiny_data_dir, 
     train.train_and_evaluate(config, work, allow_config_change=True)
   message = str(info.value)
   assert os.path.join(work, 'checkpoints', '12') in message and 'verified' in message
+
+
+def test_an_interrupted_small_file_write_leaves_the_old_file(tmp_path):
+  """``faujax.files.write_atomic`` (config.json, results.json, dataset_info.json): a write that
+  fails half-way leaves the previous file whole and no temporary file behind."""
+  from faujax import files
+  path = str(tmp_path / 'results.json')
+  files.write_json(path, {'a': 1})
+
+  def half(f):
+    f.write('{"a": 2, "b"')
+    raise OSError('disk full')
+  with pytest.raises(OSError, match='disk full'):
+    files.write_atomic(path, half)
+  assert json.loads(open(path).read()) == {'a': 1}
+  assert os.listdir(tmp_path) == ['results.json']
+  files.write_atomic(path, lambda f: f.write(b'\x00\x01'), binary=True)
+  assert open(path, 'rb').read() == b'\x00\x01'

@@ -228,3 +228,51 @@ def test_not_a_workdir_is_a_clear_error(tmp_path, capsys):
                      str(tmp_path / 'x.csv')])
   assert rc == 2
   assert 'not a faujax workdir' in capsys.readouterr().err
+
+
+def test_training_stores_the_label_space_and_a_copied_workdir_predicts_without_its_dataset(
+    workdir, test_faces, tmp_path, monkeypatch):
+  import shutil
+  from faujax import stored_info
+  assert os.path.exists(os.path.join(workdir, stored_info.INFO_FILE))
+  assert os.path.exists(os.path.join(workdir, stored_info.LABELS_FILE))
+  info, template = stored_info.load(workdir)
+  want = input_pipeline.get_dataset_info(predictor_lib.Predictor.from_checkpoint(workdir)
+                                         .config.data)
+  assert (info.label_names, info.aus, info.num_examples) == (
+      want.label_names, want.aus, want.num_examples)
+  np.testing.assert_array_equal(info.class_counts, want.class_counts)
+  np.testing.assert_allclose(info.train_occurrence_rates, want.train_occurrence_rates)
+  assert template.shape == (5, 2)  # the synthetic faces are 'template'-aligned
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(workdir, copy)
+  images, landmarks = test_faces
+  stored = [faces_lib.StoredFace(im, lm) for im, lm in zip(images, landmarks)]
+  expected = predictor_lib.Predictor.from_checkpoint(workdir).evaluate_faces(stored)
+
+  def no_dataset(*args, **kwargs):
+    raise AssertionError('the dataset was read')
+  monkeypatch.setattr(input_pipeline, 'get_dataset_info', no_dataset)
+  got = predictor_lib.Predictor.from_checkpoint(copy).evaluate_faces(stored)
+  for k in expected:
+    np.testing.assert_array_equal(got[k], expected[k])
+
+
+def test_a_checkpoint_is_chosen_by_step_or_by_its_directory(workdir, capsys):
+  from faujax import checkpoint as ckpt_lib
+  latest = predictor_lib.Predictor.from_checkpoint(workdir, which='latest')
+  assert latest.checkpoint == os.path.join(workdir, 'checkpoints', '4')
+  for which, path, where in ((4, workdir, 'checkpoints'), ('4', workdir, 'checkpoints'),
+                             ('best', os.path.join(workdir, 'checkpoints', '4'), 'checkpoints'),
+                             ('latest', os.path.join(workdir, 'best', '4'), 'best')):
+    pred = predictor_lib.Predictor.from_checkpoint(path, which=which)
+    assert pred.checkpoint == os.path.join(workdir, where, '4'), (which, path)
+    for a, b in zip(jax.tree.leaves(pred.state.params), jax.tree.leaves(latest.state.params)):
+      np.testing.assert_array_equal(a, b)  # one step, one set of weights
+  with pytest.raises(ckpt_lib.CheckpointError, match=r'no periodic checkpoint of step 3.*\[4\]'):
+    predictor_lib.Predictor.from_checkpoint(workdir, which=3)
+  with pytest.raises(ValueError, match='which'):
+    predictor_lib.Predictor.from_checkpoint(workdir, which='first')
+  with pytest.raises(SystemExit):
+    predict.main(['--checkpoint', workdir, '--which', 'first', '--out', 'x.csv', workdir])
+  assert "expected 'best', 'latest' or a step number" in capsys.readouterr().err

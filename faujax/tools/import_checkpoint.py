@@ -234,7 +234,7 @@ def import_me_graphau(sd: Mapping[str, np.ndarray], out: str, *, dataset: str | 
   from faujax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   from faujax import labels  # pylint: disable=g-import-not-at-top
   from faujax import model_state  # pylint: disable=g-import-not-at-top
-  from faujax import predictor  # pylint: disable=g-import-not-at-top
+  from faujax import stored_info  # pylint: disable=g-import-not-at-top
   from faujax import train  # pylint: disable=g-import-not-at-top
   sd = _strip_module(sd)
   arch, num_aus = detect_me_graphau(sd)
@@ -262,7 +262,7 @@ def import_me_graphau(sd: Mapping[str, np.ndarray], out: str, *, dataset: str | 
   checkpointer.save(0, jax.device_get(state.to_host()), history=[], force=True)
   checkpointer.wait()
   checkpointer.close()
-  predictor.save_info(out, info, train_labels={})
+  stored_info.save(out, info, train_labels={})
   return {'format': 'me_graphau_stage1', 'arch': arch, 'num_aus': num_aus, 'au_names':
           list(au_names), 'config': config_path + ' (ablation baseline)', 'converted':
           len(sd) - len(skipped), 'skipped': skipped, 'out': out}
@@ -295,7 +295,7 @@ def import_emotion_gcn(sd: Mapping[str, np.ndarray], out: str, *, embeddings: st
   import jax  # pylint: disable=g-import-not-at-top
   from faujax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   from faujax import main as main_lib  # pylint: disable=g-import-not-at-top
-  from faujax import predictor  # pylint: disable=g-import-not-at-top
+  from faujax import stored_info  # pylint: disable=g-import-not-at-top
   from faujax import train  # pylint: disable=g-import-not-at-top
   from faujax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   import faujax  # pylint: disable=g-import-not-at-top
@@ -340,7 +340,7 @@ def import_emotion_gcn(sd: Mapping[str, np.ndarray], out: str, *, embeddings: st
   checkpointer.save(0, jax.device_get(state.to_host()), history=[], force=True)
   checkpointer.wait()
   checkpointer.close()
-  predictor.save_info(out, info)
+  stored_info.save(out, info)
   return {'format': 'emotion_gcn', 'arch': 'densenet121', 'classes': list(info.label_names),
           'adjacency_max_difference': diff, 'config': path + ' (p 0.5, keep_va_edge)',
           'converted': len(rest) - len([k for k in skipped if k != 'A']), 'skipped': skipped,
