@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -47,51 +48,81 @@ class _Classifier(nnx.Module):
     return self.head(feats.mean(axis=(1, 2))).astype(jnp.float32)
 
 
+class Case:
+  """One backbone's jitted train step (forward + backward + SGD momentum 0.9, BatchNorm in train
+  mode) and forward (eval mode) on a random batch, compiled once; ``train(n)`` / ``forward(n)``
+  run n steps and return the seconds they took (the device work included)."""
+
+  def __init__(self, arch: str, size: int, dtype_name: str, batch: int):
+    self.arch, self.size, self.dtype_name, self.batch = arch, size, dtype_name, batch
+    model = _Classifier(arch, size, _DTYPES[dtype_name], rngs=nnx.Rngs(0))
+    fn = model_state.ModelFn.from_model(model)
+    self.x = jax.random.normal(jax.random.key(0), (batch, size, size, 3), jnp.float32)
+    self.y = jax.random.randint(jax.random.key(1), (batch,), 0, 1000)
+    variables = model_state.variables(model)
+    params, batch_stats = variables['params'], variables['batch_stats']
+    self.num_params = sum(int(v.size) for v in jax.tree.leaves(params))
+    del model
+
+    def forward(params, batch_stats, x, train):
+      m = fn.module(params, batch_stats)
+      logits = m(x, train=train)
+      return logits, model_state.to_tree(nnx.state(m, nnx.BatchStat))
+
+    tx = optax.sgd(0.01, momentum=0.9)
+    opt_state = tx.init(params)
+
+    def train_step(params, batch_stats, opt_state, x, y):
+      def loss_fn(p):
+        logits, new_stats = forward(p, batch_stats, x, True)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, new_stats
+
+      (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), new_stats, opt_state, loss
+
+    t0 = time.perf_counter()
+    self._train = jax.jit(train_step, donate_argnums=(0, 1, 2)).lower(
+        params, batch_stats, opt_state, self.x, self.y).compile()
+    self.compile_s = time.perf_counter() - t0
+    self._forward = None
+    self._forward_fn = lambda p, s, x: forward(p, s, x, False)[0]
+    self.state = (params, batch_stats, opt_state)
+    self.loss = float('nan')
+
+  def train(self, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+      *state, loss = self._train(*self.state, self.x, self.y)
+      self.state = tuple(state)
+    jax.block_until_ready((self.state, loss))
+    self.loss = float(loss)
+    return time.perf_counter() - t0
+
+  def forward(self, n: int) -> float:
+    params, batch_stats, _ = self.state
+    if self._forward is None:
+      t0 = time.perf_counter()
+      self._forward = jax.jit(self._forward_fn).lower(params, batch_stats, self.x).compile()
+      self.forward_compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(n):
+      out = self._forward(params, batch_stats, self.x)
+    jax.block_until_ready(out)
+    return time.perf_counter() - t0
+
+
 def bench_case(arch: str, size: int, dtype_name: str, batch: int, steps: int,
                warmup: int) -> dict[str, Any]:
   """Times ``steps`` jitted train steps after ``warmup`` ones; returns a result record."""
-  model = _Classifier(arch, size, _DTYPES[dtype_name], rngs=nnx.Rngs(0))
-  fn = model_state.ModelFn.from_model(model)
-  x = jax.random.normal(jax.random.key(0), (batch, size, size, 3), jnp.float32)
-  y = jax.random.randint(jax.random.key(1), (batch,), 0, 1000)
-  variables = model_state.variables(model)
-  params, batch_stats = variables['params'], variables['batch_stats']
-  del model
-
-  def forward(params, batch_stats, x, train):
-    m = fn.module(params, batch_stats)
-    logits = m(x, train=train)
-    return logits, model_state.to_tree(nnx.state(m, nnx.BatchStat))
-
-  tx = optax.sgd(0.01, momentum=0.9)
-  opt_state = tx.init(params)
-
-  def train_step(params, batch_stats, opt_state, x, y):
-    def loss_fn(p):
-      logits, new_stats = forward(p, batch_stats, x, True)
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-      return loss, new_stats
-
-    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), new_stats, opt_state, loss
-
-  step = jax.jit(train_step, donate_argnums=(0, 1, 2))
-  t0 = time.perf_counter()
-  compiled = step.lower(params, batch_stats, opt_state, x, y).compile()
-  compile_s = time.perf_counter() - t0
-  state = (params, batch_stats, opt_state)
-  for _ in range(warmup):
-    *state, loss = compiled(*state, x, y)
-  jax.block_until_ready(state)
-  t0 = time.perf_counter()
-  for _ in range(steps):
-    *state, loss = compiled(*state, x, y)
-  jax.block_until_ready((state, loss))
-  elapsed = time.perf_counter() - t0
+  case = Case(arch, size, dtype_name, batch)
+  if warmup:
+    case.train(warmup)
+  elapsed = case.train(steps)
   return {'arch': arch, 'size': size, 'dtype': dtype_name, 'batch': batch, 'steps': steps,
-          'compile_s': round(compile_s, 2), 'step_s': round(elapsed / steps, 4),
-          'images_per_s': round(batch * steps / elapsed, 2), 'final_loss': float(loss)}
+          'compile_s': round(case.compile_s, 2), 'step_s': round(elapsed / steps, 4),
+          'images_per_s': round(batch * steps / elapsed, 2), 'final_loss': case.loss}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
   for d in dtypes:
     if d not in _DTYPES:
       parser.error(f'--dtypes entry {d!r}: expected one of {sorted(_DTYPES)}')
-  device = jax.devices()[0]
   results = []
   print(f'{"arch":<12} {"px":>4} {"dtype":<9} {"batch":>5} {"compile s":>9} {"step s":>8} '
         f'{"img/s":>8}')
@@ -124,14 +154,21 @@ def main(argv: list[str] | None = None) -> int:
       results.append(r)
       print(f'{arch:<12} {size:>4} {d:<9} {args.batch:>5} {r["compile_s"]:>9.1f} '
             f'{r["step_s"]:>8.3f} {r["images_per_s"]:>8.2f}', flush=True)
+  write_record(results, args.json)
+  return 0
+
+
+def write_record(results: list[dict[str, Any]], path: str | None, **extra: Any) -> None:
+  """Prints the JSON record (device, host, jax version, ``extra``, results); writes it to
+  ``path`` too when given."""
+  device = jax.devices()[0]
   record = {'device': f'{device.platform}:{device.device_kind}', 'num_devices': jax.device_count(),
             'host': platform.processor() or platform.machine(), 'jax': jax.__version__,
-            'results': results}
+            'xla_flags': os.environ.get('XLA_FLAGS'), **extra, 'results': results}
   print(json.dumps(record, indent=1))
-  if args.json:
-    with open(args.json, 'w') as f:
+  if path:
+    with open(path, 'w') as f:
       json.dump(record, f, indent=1)
-  return 0
 
 
 if __name__ == '__main__':
