@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import os
+import time
 
 import ml_collections
 import numpy as np
@@ -213,6 +215,26 @@ def bp4d_lists(tmp_path_factory):
   manual = str(tmp_path_factory.mktemp('bp4d_manual'))
   test_bp4d._write_megraphau(manual)
   return manual
+
+
+def test_processes_starting_together_build_the_dataset_once(bp4d_lists, tmp_path, monkeypatch):
+  """Two workers of a sweep on a fresh data_dir: one builds, the other waits and reads that build
+  (both used to build at once, and the second failed renaming its build into place)."""
+  cfg = {'name': 'bp4d', 'manual_dir': bp4d_lists, 'data_dir': str(tmp_path / 'tfds')}
+  builds = []
+  real = tfds.core.DatasetBuilder.download_and_prepare
+
+  def slow_build(self, *args, **kwargs):
+    builds.append(self.data_dir)
+    time.sleep(0.5)                 # the other worker arrives while this one builds
+    return real(self, *args, **kwargs)
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', slow_build)
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    infos = list(pool.map(lambda _: input_pipeline.get_dataset_info(cfg), range(2)))
+  assert len(builds) == 1
+  assert infos[0].num_examples == infos[1].num_examples and infos[0].num_examples['train'] > 0
+  np.testing.assert_array_equal(infos[0].class_counts, infos[1].class_counts)
 
 
 def test_name_and_manual_dir_alone_work(bp4d_lists, tmp_path):

@@ -37,7 +37,9 @@ builders only), valid float32 (B,) (1 = real example, 0 = padding of the last ev
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import math
 import os
@@ -373,12 +375,43 @@ def get_builder(data_config: Any, *, prepare: bool = True) -> tfds.core.DatasetB
     if download_config is None and getattr(builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None):
       raise ValueError(f'config.data.manual_dir is not set; expected the directory holding the '
                        f'downloaded {cfg.name} files to build {builder.info.full_name}.')
-    builder.download_and_prepare(download_config=download_config)
+    if not _prepare_once(builder, download_config):
+      return get_builder(data_config, prepare=False)  # built meanwhile: read that build's info
   return builder
 
 
 def _is_prepared(builder) -> bool:
   return tf.io.gfile.exists(os.path.join(builder.data_dir, 'dataset_info.json'))
+
+
+def _prepare_once(builder, download_config) -> bool:
+  """Builds ``builder``'s dataset unless another process built it while this one waited.
+
+  Processes that start together on one data_dir (the workers of a sweep, the processes of a
+  multi-host job on a shared disk) would otherwise build the same dataset at once, and every one
+  but the first would fail renaming its build into place. An exclusive lock file beside the
+  version directory lets one build while the others wait. Returns whether this call built it.
+  """
+  with _build_lock(os.path.dirname(builder.data_dir)):
+    if _is_prepared(builder):
+      return False
+    builder.download_and_prepare(download_config=download_config)
+    return True
+
+
+@contextlib.contextmanager
+def _build_lock(directory: str) -> Iterator[None]:
+  """An exclusive ``flock`` on ``directory/.faujax_build.lock`` (a no-op for remote paths)."""
+  if '://' in directory:      # gs:// and the like: no file locks; tfds' own checks remain
+    yield
+    return
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, '.faujax_build.lock'), 'a') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def split_parts(builder: tfds.core.DatasetBuilder, fold: int, split: str) -> list[str]:
