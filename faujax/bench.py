@@ -4,8 +4,10 @@ For each parallel mode ('jit', 'pmap') and batch size it compiles the real ``tra
 ``eval_step`` of the config's model (augmentation, loss and optimiser included) and times them on
 random uint8 batches of the config's shapes, so no dataset is needed. It prints a table and writes
 JSON: compile time, median step time, images/s, achieved TFLOP/s (XLA's FLOP count of the compiled
-step over its median time, per device), and peak device memory (the allocator's peak on GPUs; XLA's
-compiled-memory estimate where the device reports none, e.g. the CPU).
+step over its median time, per device), the model FLOP utilisation (that over the chip's peak,
+``PEAK_TFLOPS``; n/a on CPUs and unlisted chips), peak device memory (the allocator's peak on GPUs;
+XLA's compiled-memory estimate where the device reports none, e.g. the CPU), and the seconds from
+the process's start to the first finished train step.
 
   python -m faujax.bench --config configs/default.py --batch_sizes 16,64 --out bench.json
 """
@@ -13,6 +15,7 @@ compiled-memory estimate where the device reports none, e.g. the CPU).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from typing import Any
@@ -115,6 +118,42 @@ def _flops(compiled: Any) -> float | None:
   return float(flops) if flops and flops > 0 else None
 
 
+# Dense (no sparsity) peak TFLOP/s per chip: (bfloat16, float32). float32 is the rate XLA's default
+# matmul precision runs at: TF32 tensor cores on NVIDIA GPUs, bfloat16 passes on TPUs. The first
+# entry whose key is in ``device.device_kind`` applies (NVIDIA and Google data sheets).
+PEAK_TFLOPS: tuple[tuple[str, tuple[float, float]], ...] = (
+    ('H100 PCIe', (756.0, 378.0)),
+    ('H100', (989.4, 494.7)),
+    ('H200', (989.4, 494.7)),
+    ('A100', (312.0, 156.0)),
+    ('L4', (121.0, 60.0)),
+    ('TPU v4', (275.0, 275.0)),
+    ('TPU v5 lite', (197.0, 197.0)),
+    ('TPU v5', (459.0, 459.0)),
+    ('TPU v6 lite', (918.0, 918.0)),
+)
+
+
+def peak_tflops(device_kind: str, dtype: str) -> float | None:
+  """The chip's dense peak for the compute ``dtype`` ('bfloat16' or 'float32'), or None."""
+  for key, (bf16, fp32) in PEAK_TFLOPS:
+    if key in device_kind:
+      return bf16 if dtype == 'bfloat16' else fp32
+  return None
+
+
+def seconds_since_process_start() -> float | None:
+  """Wall seconds since this process started (Linux ``/proc``; None elsewhere)."""
+  try:
+    with open('/proc/self/stat') as f:
+      start_ticks = float(f.read().rsplit(')', 1)[1].split()[19])  # field 22, starttime
+    with open('/proc/uptime') as f:
+      uptime = float(f.read().split()[0])
+  except (OSError, IndexError, ValueError):
+    return None
+  return uptime - start_ticks / os.sysconf('SC_CLK_TCK')
+
+
 def _time(fn, *args, steps: int) -> tuple[float, list[float]]:
   """(first-call seconds, per-step seconds of ``steps`` further calls)."""
   t0 = time.perf_counter()
@@ -161,6 +200,7 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
     return metrics
 
   compile_train, train_times = _time(step, steps=steps)
+  first_step_age = seconds_since_process_start() - sum(train_times) if train_times else None
   compile_eval, eval_times = _time(lambda: compiled.eval(holder['state'], batch), steps=steps)
   train_program = compiled.train.lower(holder['state'], batch, rng).compile()
   memory, memory_kind = _peak_memory(train_program)
@@ -168,20 +208,28 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
   eval_flops = _flops(compiled.eval.lower(holder['state'], batch).compile())
   train_s, eval_s = statistics.median(train_times), statistics.median(eval_times)
   per_device = lambda flops, secs: None if flops is None else flops / secs / 1e12
+  dtype = config.model.get('dtype', 'float32')
+  device_kind = jax.devices()[0].device_kind
+  peak = peak_tflops(device_kind, dtype)
+  train_tflops = per_device(train_flops, train_s)
   return {
       'model': config.model.name, 'backbone': config.model.get('backbone', {}).get('name', '-'),  # AU-GCN has none
-      'dtype': config.model.get('dtype', 'float32'), 'params': num_params, 'mode': mode,
+      'dtype': dtype, 'params': num_params, 'mode': mode,
       'batch_size': batch_size,
       'image_size': int(config.augment.image_size), 'devices': jax.device_count(),
-      'device_kind': jax.devices()[0].device_kind, 'model_build_s': build_s,
+      'device_kind': device_kind, 'model_build_s': build_s,
       'first_train_call_s': compile_train, 'train_step_ms': 1e3 * train_s,
       'train_images_per_s': batch_size / train_s, 'first_eval_call_s': compile_eval,
       'eval_step_ms': 1e3 * eval_s, 'eval_images_per_s': batch_size / eval_s,
       'peak_memory_mib': memory, 'memory_kind': memory_kind,
       # XLA's count of one device's program; achieved = count / median step time.
       'train_flops': train_flops, 'eval_flops': eval_flops,
-      'train_tflops_per_s': per_device(train_flops, train_s),
+      'train_tflops_per_s': train_tflops,
       'eval_tflops_per_s': per_device(eval_flops, eval_s),
+      'peak_tflops': peak,
+      'train_mfu': None if peak is None or train_tflops is None else train_tflops / peak,
+      # The first row's is the process start-up cost (imports, data-free set-up, build, compile).
+      'process_start_to_first_train_step_s': first_step_age,
   }
 
 
@@ -189,17 +237,22 @@ def _tflops(value: float | None) -> str:
   return 'n/a' if value is None else f'{value:.3f}'
 
 
+def _percent(value: float | None) -> str:
+  return 'n/a' if value is None else f'{100 * value:.1f} %'
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
   head = ('| model | params | dtype | mode | batch | px | train ms/step | train img/s | '
-          'eval ms/step | eval img/s | train TFLOP/s | build s | compile s | memory MiB |')
-  lines = [head, '|' + '---|' * 14]
+          'eval ms/step | eval img/s | train TFLOP/s | MFU | build s | compile s | memory MiB |')
+  lines = [head, '|' + '---|' * 15]
   for r in rows:
     mem = 'n/a' if r['peak_memory_mib'] is None else f"{r['peak_memory_mib']:.0f} ({r['memory_kind']})"
     lines.append(f"| {r['model']}/{r['backbone']} | {r['params'] / 1e6:.2f}M | {r['dtype']} "
                  f"| {r['mode']} | {r['batch_size']} "
                  f"| {r['image_size']} | {r['train_step_ms']:.1f} | {r['train_images_per_s']:.1f} "
                  f"| {r['eval_step_ms']:.1f} | {r['eval_images_per_s']:.1f} "
-                 f"| {_tflops(r['train_tflops_per_s'])} | {r['model_build_s']:.1f} | {r['first_train_call_s']:.1f} | {mem} |")
+                 f"| {_tflops(r['train_tflops_per_s'])} | {_percent(r['train_mfu'])} "
+                 f"| {r['model_build_s']:.1f} | {r['first_train_call_s']:.1f} | {mem} |")
   return '\n'.join(lines)
 
 
@@ -212,6 +265,9 @@ def main(argv):
   rows = [benchmark(config, mode, b, FLAGS.steps) for mode in FLAGS.modes for b in sizes]
   print(f'{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()})')
   print(format_table(rows))
+  if rows[0]['process_start_to_first_train_step_s'] is not None:
+    print(f"Process start to the first finished train step: "
+          f"{rows[0]['process_start_to_first_train_step_s']:.1f} s")
   if FLAGS.out:
     with open(FLAGS.out, 'w') as f:
       json.dump(rows, f, indent=2)

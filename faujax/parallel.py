@@ -16,7 +16,8 @@ that its input pipeline produced (``jax.process_index()`` of ``jax.process_count
 
 from __future__ import annotations
 
-from typing import Any
+import collections
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -101,6 +102,25 @@ def put_batch(batch: dict[str, np.ndarray], mode: str, mesh: Mesh | None = None,
         _stacked_sharding(devices))
   sharding = data_sharding(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def prefetch(batches: Iterator[Any], put: Callable[[Any], Any], size: int = 2) -> Iterator[Any]:
+  """Yields ``put(batch)`` for each host batch, keeping ``size`` of them on the devices ahead.
+
+  ``put`` (e.g. ``put_batch``) starts an asynchronous host-to-device copy, so with ``size`` >= 2
+  the next batch's copy is already queued when a step is dispatched and overlaps that step (the
+  device-side prefetch of Flax's ``prefetch_to_device``, for both parallel modes). ``size`` 1
+  copies each batch just before its step. Memory: ``size`` batches on every device.
+  """
+  if size < 1:
+    raise ValueError(f'prefetch size: expected an int >= 1, got {size!r}')
+  queue: collections.deque[Any] = collections.deque()
+  for batch in batches:
+    queue.append(put(batch))
+    if len(queue) >= size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
 
 
 def unreplicate(tree: Any, mode: str) -> Any:

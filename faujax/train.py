@@ -52,12 +52,15 @@ class TrainConfig:
   """``config.train``: global batch, length (``num_steps`` > 0 overrides ``num_epochs``) and the
   intervals (in steps) of the progress lines and the validation passes. ``stage_order`` /
   ``stages``: consecutive training stages (``faujax.stages``; their lengths replace
-  ``num_epochs`` / ``num_steps``); empty = one stage that trains everything."""
+  ``num_epochs`` / ``num_steps``); empty = one stage that trains everything.
+  ``prefetch_batches``: training batches kept on the devices ahead of the step
+  (``faujax.parallel.prefetch``; 1 = copy each batch just before its step)."""
   batch_size: int = 32
   num_epochs: float = 10.0
   num_steps: int = 0
   log_every: int = 50
   eval_every: int = 500
+  prefetch_batches: int = 2
   stage_order: tuple[str, ...] = ()
   stages: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -68,6 +71,8 @@ class TrainConfig:
     _check(self.num_steps >= 0, 'num_steps', self.num_steps, 'an int >= 0 (0: use num_epochs)')
     _check(self.log_every >= 1, 'log_every', self.log_every, 'an int >= 1 (steps)')
     _check(self.eval_every >= 1, 'eval_every', self.eval_every, 'an int >= 1 (steps)')
+    _check(self.prefetch_batches >= 1, 'prefetch_batches', self.prefetch_batches,
+           'an int >= 1 (batches on the devices ahead of the step)')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,6 +359,23 @@ def compile_steps(mode: str, *, task: tasks.Task, aug_config: augment.AugmentCon
   return CompiledSteps(mode, train, evaluate, mesh, devices)
 
 
+def dispatch_step(steps: CompiledSteps, state: TrainState, batch: Any,
+                  rng: Array) -> tuple[TrainState, dict[str, Array]]:
+  """Dispatches one train step on a batch already on the devices, without waiting for it.
+
+  Implicit host transfers here raise (``jax.transfer_guard_*('disallow')``): ``float()`` of a
+  device value would make the host wait for the devices, and a numpy array handed to the step
+  would be copied synchronously, at every step. Device-to-device copies (the replicated step
+  key) are allowed; the batch comes from ``parallel.prefetch`` outside the guard. The loop
+  reads metrics back only every ``config.train.log_every`` steps, so between those the host runs
+  ahead, reading and copying the next batches. On the CPU, where device arrays are host memory,
+  JAX guards only the host-to-device direction.
+  """
+  with jax.transfer_guard_host_to_device('disallow'), \
+       jax.transfer_guard_device_to_host('disallow'):
+    return steps.train(state, batch, rng)
+
+
 def evaluate(steps: CompiledSteps, state: TrainState, data_config: Any, eval_batch_size: int,
              task: tasks.Task, split: str, return_arrays: bool = False) -> Any:
   """Metrics of ``split``, accumulated over every example (each process feeds its own shard;
@@ -538,6 +560,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       config.data, 'train', batch_size=local_batch, train=True, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
       start_batch=start_step)
+  # Where a batch goes does not depend on the stage (one mode, one mesh): the lambda reads the
+  # current ``steps``.
+  device_batches = parallel.prefetch(train_iter, lambda b: steps.put_batch(b),
+                                     sec['train'].prefetch_batches)
   log_every, eval_every = sec['train'].log_every, sec['train'].eval_every
   with _Preemption() as preemption:
     for step in range(start_step + 1, total_steps + 1):
@@ -545,8 +571,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         stage_index += 1
         state, steps = _enter_stage(plan, stage_index, state, steps, step - 1, sec, task, mode,
                                     steps_per_epoch)
-      batch = steps.put_batch(next(train_iter))
-      state, metrics = steps.train(state, batch, step_rng)
+      state, metrics = dispatch_step(steps, state, next(device_batches), step_rng)
       last = step == plan[stage_index].end  # the end of the run or of a stage
       if step % log_every == 0 or last:
         host = steps.host_metrics(metrics)

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -39,6 +41,28 @@ def test_bench_times_both_modes():
     # Forward + backward + update costs more than the forward pass (XLA's FLOP counts).
     assert row['train_flops'] > 1.5 * row['eval_flops'] > 0
     assert row['train_tflops_per_s'] > 0
+    assert row['peak_tflops'] is None and row['train_mfu'] is None  # no listed peak for CPUs
+    # Set-up, build and the first (compiling) step all come after the process started.
+    assert row['process_start_to_first_train_step_s'] > row['first_train_call_s'] > 0
   lines = bench.format_table(rows).splitlines()
   assert len(lines) == 4  # header, rule, one row per mode
   assert [line.split('|')[4].strip() for line in lines[2:]] == ['jit', 'pmap']
+
+
+def test_mfu_peaks_match_the_chip_and_compute_dtype():
+  assert bench.peak_tflops('NVIDIA H100 80GB HBM3', 'bfloat16') == 989.4
+  assert bench.peak_tflops('NVIDIA H100 PCIe', 'bfloat16') == 756.0  # not the SXM part's
+  assert bench.peak_tflops('NVIDIA H200', 'float32') == 494.7  # TF32
+  assert bench.peak_tflops('TPU v5 lite', 'bfloat16') == 197.0  # v5e, not v5p
+  assert bench.peak_tflops('TPU v5p', 'bfloat16') == 459.0
+  assert bench.peak_tflops('cpu', 'float32') is None
+
+
+def test_process_age_counts_from_the_process_start():
+  age = bench.seconds_since_process_start()
+  out = subprocess.run([sys.executable, '-c', 'import time; time.sleep(1.0); '
+                        'from faujax import bench; print(bench.seconds_since_process_start())'],
+                       capture_output=True, text=True, check=True)
+  child = float(out.stdout.strip().splitlines()[-1])
+  assert 1.0 <= child < 30.0  # the sleep, the imports, and no more than start-up
+  assert age is not None and age > 0

@@ -14,6 +14,7 @@ import pytest
 
 from faujax import checkpoint as ckpt_lib
 from faujax import labels
+from faujax import parallel
 from faujax import config_schema
 from faujax import tasks
 from faujax import train
@@ -70,10 +71,52 @@ def _run(mode, devices, batches, config, info):
                               devices=devices)
   state = steps.put_state(state)
   losses = []
-  for b in batches:
-    state, metrics = steps.train(state, steps.put_batch(b), jax.random.key(1))
+  device_batches = parallel.prefetch(iter(batches), steps.put_batch)
+  for _ in batches:  # the training loop's dispatch: no implicit transfer inside (transfer guard)
+    state, metrics = train.dispatch_step(steps, state, next(device_batches), jax.random.key(1))
     losses.append(steps.host_metrics(metrics)['loss'])
   return np.array(losses), steps.host_state(state)
+
+
+def test_prefetch_keeps_size_batches_ahead_in_order():
+  put_calls = []
+
+  def put(b):
+    put_calls.append(b)
+    return b * 10
+
+  it = parallel.prefetch(iter(range(5)), put, size=3)
+  assert next(it) == 0 and put_calls == [0, 1, 2]  # two copies queued behind the first
+  assert list(it) == [10, 20, 30, 40]
+  assert list(parallel.prefetch(iter(range(3)), put, size=1)) == [0, 10, 20]
+  with pytest.raises(ValueError, match='prefetch size'):
+    next(parallel.prefetch(iter(range(3)), put, size=0))
+
+
+def test_dispatch_step_raises_on_an_implicit_upload():
+  """The guard is on: numpy handed to a device computation inside the step (an implicit,
+  synchronous host-to-device copy at every step) raises; explicit puts pass."""
+
+  class Uploading:
+    train = staticmethod(lambda state, batch, rng: (state, {'loss': jax.numpy.sum(batch)}))
+
+  with pytest.raises(Exception, match='Disallowed host-to-device'):
+    train.dispatch_step(Uploading, None, np.ones(3, np.float32), None)
+  _, metrics = train.dispatch_step(Uploading, None, jax.device_put(np.ones(3)), None)
+  assert float(metrics['loss']) == 3.0
+
+
+@pytest.mark.skipif(jax.default_backend() == 'cpu',
+                    reason='CPU arrays live in host memory: JAX guards no device-to-host copy there')
+def test_dispatch_step_raises_on_a_host_sync():
+  """A step that reads a device value back on the host (``float()``: the host waits) raises."""
+  x = jax.device_put(np.ones(3, np.float32))
+
+  class Syncing:
+    train = staticmethod(lambda state, batch, rng: (state, {'loss': float(x.sum())}))
+
+  with pytest.raises(Exception, match='Disallowed device-to-host'):
+    train.dispatch_step(Syncing, None, x, None)
 
 
 def test_jit_and_pmap_on_8_devices_equal_one_device():
