@@ -10,12 +10,21 @@ XLA's compiled-memory estimate where the device reports none, e.g. the CPU), and
 the process's start to the first finished train step.
 
   python -m faujax.bench --config configs/default.py --batch_sizes 16,64 --out bench.json
+
+``--profile DIR`` also traces a few train steps of the first (mode, batch size) with
+``jax.profiler`` into DIR (open it in Perfetto or TensorBoard) and prints the ops that took the most
+device time, alone and grouped by kind (an op's name without its ``.N`` suffix, e.g. every
+``convolution``, every ``transpose_copy_fusion``).
 """
 
 from __future__ import annotations
 
+import collections
+import glob
+import gzip
 import json
 import os
+import re
 import statistics
 import time
 from typing import Any
@@ -47,6 +56,9 @@ def _define_flags() -> None:
   flags.DEFINE_list('batch_sizes', None, 'Global batch sizes (default: config.train.batch_size).')
   flags.DEFINE_integer('steps', 10, 'Timed steps per measurement (after one warm-up step).')
   flags.DEFINE_string('out', None, 'Write the results as JSON to this path.')
+  flags.DEFINE_string('profile', None, 'Trace train steps of the first row into this directory and '
+                      'print the top ops.')
+  flags.DEFINE_integer('top', 15, 'Ops (and op kinds) listed by --profile.')
   flags.mark_flags_as_required(['config'])
 
 
@@ -169,9 +181,53 @@ def _time(fn, *args, steps: int) -> tuple[float, list[float]]:
   return first, times
 
 
+# Trace events that are not device ops: Python frames ('$file:line name'), runtime C++ scopes
+# ('ThunkExecutor::Execute'), the jit / PjRt wrappers around a whole program, and the CPU
+# collectives' waits for the other devices ('Rendezvous', 'Wait: pending_threads=3/8', 'Wait for
+# rendezvous callback').
+_NOT_AN_OP = re.compile(r'^\$|::|^PjitFunction|^PmapFunction|^CommonPjRt|[Rr]endezvous|^Wait')
+
+
+def top_ops(trace_dir: str, top: int = 15) -> dict[str, list[tuple[str, float, float]]]:
+  """The device ops of the newest trace in ``trace_dir`` that took the most time.
+
+  Returns ``{'ops': [(name, total ms, share of all op time)], 'kinds': [...]}``, longest first;
+  a kind is an op name without its ``.N`` suffix. Times are summed over every thread, so with
+  several threads the total exceeds the wall time.
+  """
+  paths = sorted(glob.glob(os.path.join(trace_dir, '**', '*.trace.json.gz'), recursive=True),
+                 key=os.path.getmtime)
+  if not paths:
+    raise FileNotFoundError(f'--profile {trace_dir}: no *.trace.json.gz written there')
+  with gzip.open(paths[-1]) as f:
+    events = json.load(f)['traceEvents']
+  ops: collections.Counter[str] = collections.Counter()
+  for e in events:
+    if e.get('ph') == 'X' and not _NOT_AN_OP.search(e.get('name', '')):
+      ops[e['name']] += e.get('dur', 0.0) / 1e3
+  kinds: collections.Counter[str] = collections.Counter()
+  for name, ms in ops.items():
+    kinds[re.sub(r'\.\d+$', '', name)] += ms
+  total = sum(ops.values()) or 1.0
+  table = lambda c: [(n, ms, ms / total) for n, ms in c.most_common(top)]
+  return {'ops': table(ops), 'kinds': table(kinds)}
+
+
+def format_top_ops(found: dict[str, list[tuple[str, float, float]]]) -> str:
+  lines = []
+  for what, label in (('kinds', 'op kind'), ('ops', 'op')):
+    lines += [f'| {label} | ms (all threads) | share |', '|---|---:|---:|']
+    lines += [f'| {name} | {ms:.1f} | {100 * share:.1f} % |' for name, ms, share in found[what]]
+    lines.append('')
+  return '\n'.join(lines)
+
+
 def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
-              steps: int) -> dict[str, Any]:
-  """Times one (mode, batch size) configuration; returns a row of the results table."""
+              steps: int, profile_dir: str | None = None) -> dict[str, Any]:
+  """Times one (mode, batch size) configuration; returns a row of the results table.
+
+  ``profile_dir``: also trace ``steps`` train steps into it (``top_ops`` reads the trace).
+  """
   parallel.check_batch_size(batch_size, '--batch_sizes')
   config = train.resolve_config(config)
   config.parallelism = mode
@@ -202,6 +258,10 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
   compile_train, train_times = _time(step, steps=steps)
   first_step_age = seconds_since_process_start() - sum(train_times) if train_times else None
   compile_eval, eval_times = _time(lambda: compiled.eval(holder['state'], batch), steps=steps)
+  if profile_dir is not None:
+    with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
+      for _ in range(steps):
+        jax.block_until_ready(step())
   train_program = compiled.train.lower(holder['state'], batch, rng).compile()
   memory, memory_kind = _peak_memory(train_program)
   train_flops = _flops(train_program)
@@ -262,12 +322,18 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
   sizes = [int(b) for b in (FLAGS.batch_sizes or [config.train.batch_size])]
-  rows = [benchmark(config, mode, b, FLAGS.steps) for mode in FLAGS.modes for b in sizes]
+  cells = [(mode, b) for mode in FLAGS.modes for b in sizes]
+  rows = [benchmark(config, mode, b, FLAGS.steps, FLAGS.profile if i == 0 else None)
+          for i, (mode, b) in enumerate(cells)]
   print(f'{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()})')
   print(format_table(rows))
   if rows[0]['process_start_to_first_train_step_s'] is not None:
     print(f"Process start to the first finished train step: "
           f"{rows[0]['process_start_to_first_train_step_s']:.1f} s")
+  if FLAGS.profile:
+    print(f'\nTop ops of {FLAGS.steps} train steps ({cells[0][0]}, batch {cells[0][1]}); '
+          f'trace in {FLAGS.profile}:')
+    print(format_top_ops(top_ops(FLAGS.profile, FLAGS.top)))
   if FLAGS.out:
     with open(FLAGS.out, 'w') as f:
       json.dump(rows, f, indent=2)

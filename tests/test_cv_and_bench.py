@@ -7,6 +7,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from faujax import bench
 from faujax import cv
@@ -47,6 +48,22 @@ def test_bench_times_both_modes():
   lines = bench.format_table(rows).splitlines()
   assert len(lines) == 4  # header, rule, one row per mode
   assert [line.split('|')[4].strip() for line in lines[2:]] == ['jit', 'pmap']
+
+
+def test_profile_lists_the_train_steps_ops(tmp_path):
+  config = tiny_config.get_config()
+  bench.benchmark(config, 'jit', 8, steps=2, profile_dir=str(tmp_path))
+  found = bench.top_ops(str(tmp_path), top=5)
+  kinds = [name for name, _, _ in found['kinds']]
+  assert 0 < len(kinds) <= 5 and any('convolution' in k or 'fusion' in k for k in kinds), kinds
+  assert not any(k.startswith('$') or '::' in k for k in kinds)  # Python frames, runtime scopes
+  shares = [share for _, _, share in found['ops']]
+  assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
+  assert sum(s for _, _, s in found['kinds']) >= sum(shares)  # kinds group ops
+  table = bench.format_top_ops(found)
+  assert '| op kind |' in table and '| op |' in table
+  with pytest.raises(FileNotFoundError, match='no .*trace'):
+    bench.top_ops(str(tmp_path / 'empty'))
 
 
 def test_mfu_peaks_match_the_chip_and_compute_dtype():
