@@ -341,6 +341,9 @@ def test_stages_freeze_params_and_an_interrupted_run_resumes_exactly(tmp_path, t
   config = _stage_config(tiny_data_dir)
   stop = _StopAfter()
   real_split = input_pipeline.create_split
+  # The loop reads prefetch_batches - 1 batches ahead: batch i arrives as step i - ahead is
+  # dispatched, so the stop after step n is requested on reading batch n + ahead.
+  ahead = config.train.get('prefetch_batches', train.TrainConfig.prefetch_batches) - 1
 
   def create_split(*args, train=False, **kwargs):
     it = real_split(*args, train=train, **kwargs)
@@ -349,7 +352,7 @@ def test_stages_freeze_params_and_an_interrupted_run_resumes_exactly(tmp_path, t
 
     def counted():
       for i, batch in enumerate(it, start=kwargs.get('start_batch', 0) + 1):
-        stop.requested = i >= stop.n
+        stop.requested = i >= stop.n + ahead
         yield batch
     return counted()
 
