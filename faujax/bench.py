@@ -201,9 +201,14 @@ def top_ops(trace_dir: str, top: int = 15) -> dict[str, list[tuple[str, float, f
     raise FileNotFoundError(f'--profile {trace_dir}: no *.trace.json.gz written there')
   with gzip.open(paths[-1]) as f:
     events = json.load(f)['traceEvents']
+  # Host-side dispatch (argument sharding, device_put) runs on the Python thread: not device ops.
+  python_threads = {(e.get('pid'), e.get('tid')) for e in events
+                    if e.get('ph') == 'M' and e.get('name') == 'thread_name'
+                    and str(e.get('args', {}).get('name', '')).startswith('python')}
   ops: collections.Counter[str] = collections.Counter()
   for e in events:
-    if e.get('ph') == 'X' and not _NOT_AN_OP.search(e.get('name', '')):
+    if (e.get('ph') == 'X' and (e.get('pid'), e.get('tid')) not in python_threads
+        and not _NOT_AN_OP.search(e.get('name', ''))):
       ops[e['name']] += e.get('dur', 0.0) / 1e3
   kinds: collections.Counter[str] = collections.Counter()
   for name, ms in ops.items():
