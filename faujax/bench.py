@@ -261,7 +261,8 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
     return metrics
 
   compile_train, train_times = _time(step, steps=steps)
-  first_step_age = seconds_since_process_start() - sum(train_times) if train_times else None
+  age = seconds_since_process_start()  # now, after the timed steps: subtract them
+  first_step_age = None if age is None else age - sum(train_times)
   compile_eval, eval_times = _time(lambda: compiled.eval(holder['state'], batch), steps=steps)
   if profile_dir is not None:
     with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
