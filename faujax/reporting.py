@@ -12,23 +12,23 @@ from absl import logging
 import jax
 import ml_collections
 import numpy as np
-from clu import metric_writers
-
 from faujax import files
 
 
 class _LazyWriter:
   """Creates the TensorBoard writer at the first write, so a run (or a resume) that writes no
-  scalar leaves no empty events file."""
+  scalar leaves no empty events file. ``clu.metric_writers`` imports TensorFlow (several
+  seconds), so it is imported there too, not when ``faujax.train`` is."""
 
   def __init__(self, workdir: str):
     self._workdir = workdir
-    self._writer: metric_writers.MetricWriter | None = None
+    self._writer: Any = None
 
   def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
     if not scalars:
       return
     if self._writer is None:
+      from clu import metric_writers  # pylint: disable=g-import-not-at-top
       self._writer = metric_writers.create_default_writer(
           self._workdir, just_logging=jax.process_index() > 0, asynchronous=False)
     self._writer.write_scalars(step, scalars)

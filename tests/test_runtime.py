@@ -41,3 +41,16 @@ def test_configured_process_starts_and_computes(tmp_path):
   assert float(value) > 0
   assert flags == (runtime.xla_flags({}) or '')
   assert any(tmp_path.iterdir()), 'nothing was written to the compilation cache'
+
+
+def test_commands_import_tensorflow_only_to_read_a_dataset():
+  """Importing TensorFlow takes seconds (most of ``import faujax.train``'s time before): the
+  training, benchmark and prediction modules, a dataset's metadata and the console writer do
+  without it; building a tf.data pipeline imports it."""
+  code = ('import sys; from faujax import bench, predict, predictor, reporting, train; '
+          'from faujax.data import input_pipeline; '
+          'reporting.create_writer("unused").flush(); '
+          'assert "tensorflow" not in sys.modules, [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")][:5]; '
+          'print("ok")')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-2000:]

@@ -288,10 +288,11 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, tiny_data_dir):
                                 '--config.checkpoint.every=1000000'),
                           env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
+  # The first TensorBoard events file is written at the first progress line, inside the training
+  # loop (whose SIGTERM handler is then installed), not while the run still builds and compiles.
   deadline = time.time() + 300
-  while not (workdir / 'config.json').exists() and time.time() < deadline:
+  while not list(workdir.glob('events.out.tfevents.*')) and time.time() < deadline:
     time.sleep(0.1)
-  time.sleep(3)
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out

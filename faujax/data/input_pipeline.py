@@ -32,6 +32,11 @@ valence / arousal float32 (B,), expression_multi float32 (B, 6) (columns
 ``info.multi_label_names`` where annotated), subject int64 (B,), va_mask float32 (B,) (expression
 builders only), valid float32 (B,) (1 = real example, 0 = padding of the last evaluation batch).
 ``DatasetInfo.batch_spec`` gives every key's per-example shape and dtype.
+
+TensorFlow is imported only where a tf.data pipeline is built (``create_split``,
+``load_labels``): importing it takes several seconds, and a process that only reads a dataset's
+metadata (``get_dataset_info``), builds a model, benchmarks or predicts never needs it
+(``tests/test_startup.py``).
 """
 
 from __future__ import annotations
@@ -47,7 +52,6 @@ from typing import Any
 
 from absl import logging
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from faujax import config_schema
@@ -381,7 +385,7 @@ def get_builder(data_config: Any, *, prepare: bool = True) -> tfds.core.DatasetB
 
 
 def _is_prepared(builder) -> bool:
-  return tf.io.gfile.exists(os.path.join(builder.data_dir, 'dataset_info.json'))
+  return (builder.data_path / 'dataset_info.json').exists()
 
 
 def _prepare_once(builder, download_config) -> bool:
@@ -539,6 +543,7 @@ def load_labels(data_config: Any, split: str) -> dict[str, np.ndarray]:
 
 
 def _select(example):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   out = {k: example[k] for k in FEATURE_KEYS + ('va_mask',) if k in example}
   out['expression'] = tf.cast(out['expression'], tf.int32)
   return out
@@ -588,6 +593,7 @@ def _decode(builder):
 
 def _train_iterator(builder, cfg, split_str, batch_size, seed, process_index, process_count,
                     start_batch=0):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   sub = tfds.split_for_jax_process(split_str, process_index=process_index,
                                    process_count=process_count)
   read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
@@ -618,6 +624,7 @@ def _pad(batch: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]
 
 
 def _eval_iterator(builder, split_str, n, batch_size, process_index, process_count):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   ds = builder.as_dataset(split=split_str, shuffle_files=False,
                           read_config=tfds.ReadConfig(try_autocache=False))
   ds = ds.shard(process_count, process_index)
