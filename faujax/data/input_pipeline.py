@@ -36,7 +36,7 @@ builders only), valid float32 (B,) (1 = real example, 0 = padding of the last ev
 TensorFlow is imported only where a tf.data pipeline is built (``create_split``,
 ``load_labels``): importing it takes several seconds, and a process that only reads a dataset's
 metadata (``get_dataset_info``), builds a model, benchmarks or predicts never needs it
-(``tests/test_startup.py``).
+(``tests/test_runtime.py``).
 """
 
 from __future__ import annotations
