@@ -1,14 +1,17 @@
 """Train-step throughput (images/s) of the CNN backbones: forward + backward + SGD update under jit.
 
 Default cases are the papers' settings: ResNet-50 at 224 px (MACG, SVML-RGCN) and DenseNet-121 at
-227 px (Emotion-GCN), each in float32 and bfloat16 compute (parameters float32). A global-average
-pool + 1000-way linear head and softmax cross-entropy on random labels stand in for the task head;
-the optimiser is SGD with momentum 0.9; BatchNorm runs in train mode (batch statistics updated).
+227 px (Emotion-GCN), each in float32 and bfloat16 compute (parameters float32). ME-GraphAU /
+OpenGraphAU's transformer trunks run as ``--cases swin_base:224`` (``swin_tiny``, ``swin_small``,
+``mae_vit_base`` likewise; trained with their stochastic depth active). A global-average pool +
+1000-way linear head and softmax cross-entropy on random labels stand in for the task head; the
+optimiser is SGD with momentum 0.9; BatchNorm runs in train mode (batch statistics updated).
+``--eval`` also times the eval-mode forward (its compile seconds and images/s).
 
 Usage::
 
   python benchmarks/backbones.py [--batch 8] [--steps 3] [--warmup 1] [--json out.json]
-      [--cases resnet50:224,densenet121:227] [--dtypes float32,bfloat16]
+      [--cases resnet50:224,densenet121:227] [--dtypes float32,bfloat16] [--eval]
 
 Prints a table and a JSON record (device, jax version, per-case compile seconds and images/s).
 """
@@ -16,6 +19,7 @@ Prints a table and a JSON record (device, jax version, per-case compile seconds 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -42,9 +46,12 @@ class _Classifier(nnx.Module):
     kwargs = {'input_size': size} if arch == 'jaanet_stem' else {}
     self.backbone = backbones.build(arch, dtype=dtype, rngs=rngs, **kwargs)
     self.head = nnx.Linear(self.backbone.num_features, num_classes, dtype=dtype, rngs=rngs)
+    # Trunks with stochastic depth / dropout (the transformers) take a dropout key in training.
+    self.takes_rngs = 'rngs' in inspect.signature(self.backbone.__call__).parameters
 
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    feats = self.backbone(x, train=train)
+  def __call__(self, x: jax.Array, *, train: bool, rngs: nnx.Rngs | None = None) -> jax.Array:
+    kwargs = {'rngs': rngs} if self.takes_rngs else {}
+    feats = self.backbone(x, train=train, **kwargs)
     return self.head(feats.mean(axis=(1, 2))).astype(jnp.float32)
 
 
@@ -65,8 +72,9 @@ class Case:
     del model
 
     def forward(params, batch_stats, x, train):
-      m = fn.module(params, batch_stats)
-      logits = m(x, train=train)
+      m = fn.module({'params': params, 'batch_stats': batch_stats})
+      rngs = nnx.Rngs(dropout=jax.random.key(2)) if train else None
+      logits = m(x, train=train, rngs=rngs)
       return logits, model_state.to_tree(nnx.state(m, nnx.BatchStat))
 
     tx = optax.sgd(0.01, momentum=0.9)
@@ -114,15 +122,22 @@ class Case:
 
 
 def bench_case(arch: str, size: int, dtype_name: str, batch: int, steps: int,
-               warmup: int) -> dict[str, Any]:
-  """Times ``steps`` jitted train steps after ``warmup`` ones; returns a result record."""
+               warmup: int, eval_forward: bool = False) -> dict[str, Any]:
+  """Times ``steps`` jitted train steps after ``warmup`` ones (and as many eval forwards with
+  ``eval_forward``); returns a result record."""
   case = Case(arch, size, dtype_name, batch)
   if warmup:
     case.train(warmup)
   elapsed = case.train(steps)
-  return {'arch': arch, 'size': size, 'dtype': dtype_name, 'batch': batch, 'steps': steps,
-          'compile_s': round(case.compile_s, 2), 'step_s': round(elapsed / steps, 4),
-          'images_per_s': round(batch * steps / elapsed, 2), 'final_loss': case.loss}
+  record = {'arch': arch, 'size': size, 'dtype': dtype_name, 'batch': batch, 'steps': steps,
+            'compile_s': round(case.compile_s, 2), 'step_s': round(elapsed / steps, 4),
+            'images_per_s': round(batch * steps / elapsed, 2), 'final_loss': case.loss}
+  if eval_forward:
+    case.forward(max(warmup, 1))
+    elapsed = case.forward(steps)
+    record.update({'eval_compile_s': round(case.forward_compile_s, 2),
+                   'eval_images_per_s': round(batch * steps / elapsed, 2)})
+  return record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--batch', type=int, default=8)
   parser.add_argument('--steps', type=int, default=3)
   parser.add_argument('--warmup', type=int, default=1)
+  parser.add_argument('--eval', action='store_true', help='also time the eval-mode forward')
   parser.add_argument('--json', default=None, help='also write the JSON record here')
   args = parser.parse_args(argv)
   cases = []
@@ -150,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         f'{"img/s":>8}')
   for arch, size in cases:
     for d in dtypes:
-      r = bench_case(arch, size, d, args.batch, args.steps, args.warmup)
+      r = bench_case(arch, size, d, args.batch, args.steps, args.warmup, args.eval)
       results.append(r)
+      evaluation = (f'   eval: compile {r["eval_compile_s"]:.1f} s, '
+                    f'{r["eval_images_per_s"]:.2f} img/s' if args.eval else '')
       print(f'{arch:<12} {size:>4} {d:<9} {args.batch:>5} {r["compile_s"]:>9.1f} '
-            f'{r["step_s"]:>8.3f} {r["images_per_s"]:>8.2f}', flush=True)
+            f'{r["step_s"]:>8.3f} {r["images_per_s"]:>8.2f}{evaluation}', flush=True)
   write_record(results, args.json)
   return 0
 

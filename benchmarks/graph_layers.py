@@ -94,7 +94,7 @@ def as_pure(build: Callable[[nnx.Rngs, int], nnx.Module], call: Callable[..., An
     return model_state.variables(module)
 
   def apply(v: Any, x: jax.Array, adj: jax.Array) -> jax.Array:
-    return call(fns[x.shape[-2]].module(v['params'], v['batch_stats']), x, adj)
+    return call(fns[x.shape[-2]].module(v), x, adj)
 
   return init, apply
 

@@ -28,6 +28,7 @@ def main() -> None:
   args = parser.parse_args()
 
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from faujax.data import builders  # pylint: disable=g-import-not-at-top
   from faujax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from faujax.data.synthetic_faces import builder as builder_lib  # pylint: disable=g-import-not-at-top
   from faujax.data.synthetic_faces import examples  # pylint: disable=g-import-not-at-top
@@ -53,10 +54,10 @@ def main() -> None:
     cfg = ml_collections.ConfigDict(dict(
         name='synthetic_faces', builder_config=args.builder_config, image_size=base.image_size,
         fold=1, data_dir=data_dir, manual_dir=None, shuffle_buffer=2048))
-    builder = input_pipeline.get_builder(cfg, prepare=False)
+    builder = builders.get_builder(cfg, prepare=False)
     n = base.num_subjects * base.frames_per_subject
     t = time.perf_counter()
-    input_pipeline.get_builder(cfg)
+    builders.get_builder(cfg)
     dt = time.perf_counter() - t
     workers = base.num_workers or min(4, os.cpu_count() or 1)
     print(f'build ({workers} workers, {n} images): {dt:.1f} s = {n / dt:.1f} images/s '

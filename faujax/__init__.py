@@ -1,15 +1,14 @@
 """faujax: JAX/Flax graph models of facial action-unit and expression relations.
 
-Importing faujax registers its tensorflow-datasets builders (``synthetic_faces`` and the real
-datasets read from a manual directory), so ``tfds.builder('synthetic_faces/bp4d')`` works.
+Importing faujax imports nothing else: each command and library module imports what it uses
+(``faujax.data.builders.register()`` registers the tensorflow-datasets builders, which
+``builders.get_builder`` does on first use).
 """
 
 import os
 
 # TensorFlow (the input pipeline only) prints C++ INFO lines at import; keep the console for faujax.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-from faujax import data  # noqa: E402,F401  registers the tfds builders
 
 __version__ = '0.1.0'
 

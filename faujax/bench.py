@@ -37,14 +37,14 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
+from faujax import config_base
 from faujax import config_schema
 from faujax import labels as labels_lib
 from faujax import parallel
 from faujax import runtime
-from faujax import tasks
 from faujax import train
 from faujax.data import augment
-from faujax.data import input_pipeline
+from faujax.data import dataset_info
 
 FLAGS = flags.FLAGS
 
@@ -62,7 +62,7 @@ def _define_flags() -> None:
   flags.mark_flags_as_required(['config'])
 
 
-def stand_in_info(config: ml_collections.ConfigDict) -> input_pipeline.DatasetInfo:
+def stand_in_info(config: ml_collections.ConfigDict) -> dataset_info.DatasetInfo:
   """A DatasetInfo with the label space of the config's dataset and its input size, without
   reading any data: random labels stand in for the training statistics."""
   name, builder_config = config.data.name, config.data.builder_config or ''
@@ -75,9 +75,10 @@ def stand_in_info(config: ml_collections.ConfigDict) -> input_pipeline.DatasetIn
     if name == 'raf_db':
       task = 'expression_multi' if builder_config == 'compound' else 'expression'
   aus = ()
-  if task == 'au':
+  if name == labels_lib.OPENGRAPHAU_DATASET:
+    aus, names = labels_lib.opengraphau_aus(), labels_lib.opengraphau_label_names()
+  elif task == 'au':
     aus = labels_lib.au_set((builder_config or 'bp4d') if name == 'synthetic_faces' else name)
-  if task == 'au':
     names = labels_lib.au_label_names(aus)
   elif task == 'expression':
     names = list(labels_lib.EXPRESSIONS_8 if builder_config == '8class'
@@ -86,7 +87,7 @@ def stand_in_info(config: ml_collections.ConfigDict) -> input_pipeline.DatasetIn
     names = list(labels_lib.BASIC_6)
   rng = np.random.default_rng(0)
   k = len(names)
-  info = input_pipeline.DatasetInfo(
+  info = dataset_info.DatasetInfo(
       name=name, builder_config=builder_config, task=task, label_names=names, num_labels=k,
       aus=aus, num_examples={'train': 10_000, 'validation': 0, 'test': 0},
       image_size=int(config.data.image_size or config.augment.image_size), num_landmarks=68,
@@ -234,11 +235,10 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
   ``profile_dir``: also trace ``steps`` train steps into it (``top_ops`` reads the trace).
   """
   parallel.check_batch_size(batch_size, '--batch_sizes')
-  config = train.resolve_config(config)
+  config = config_base.resolve_config(config)
   config.parallelism = mode
   info = stand_in_info(config)
-  loss = config_schema.read(tasks.LossConfig, config.loss, 'loss')
-  task = tasks.build(info, loss, threshold=config.eval.threshold)
+  task = train.build_task(config, info)
   t0 = time.perf_counter()
   state, schedule = train.create_train_state(jax.random.key(0), config, info,
                                              steps_per_epoch=100, total_steps=10_000)
@@ -247,7 +247,7 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
   aug = config_schema.read(augment.AugmentConfig, config.augment, 'augment')
   compiled = train.compile_steps(mode, task=task, aug_config=aug, schedule=schedule)
   state = compiled.put_state(state)
-  host_batch = train.dummy_batch(info, batch_size // jax.process_count())
+  host_batch = dataset_info.dummy_batch(info, batch_size // jax.process_count())
   host_batch['image'] = np.random.default_rng(0).integers(
       0, 256, host_batch['image'].shape, dtype=np.uint8)
   batch = compiled.put_batch(host_batch)

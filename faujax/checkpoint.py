@@ -8,12 +8,13 @@ Layout of a workdir::
   workdir/best/<step>/         the checkpoint with the best validation metric
   workdir/damaged/             checkpoints that failed verification, moved aside (never deleted)
 
-Each step directory holds the orbax items ``state`` (the arrays), ``config`` (the run's config),
-``history`` (the validation history up to that step; periodic checkpoints only) and
-``checksums``: for every array its dtype, shape and the SHA-256 of its bytes, and the SHA-256 of
-the other items. orbax writes all items into a temporary directory and renames it when complete, so
-the checksums are as atomic as the checkpoint: a run killed while saving (even with SIGKILL) leaves
-the previous checkpoints intact.
+Each step directory holds the orbax items ``state`` (the arrays: step, params, batch_stats,
+constants, opt_state; ``faujax.model_state``), ``config`` (the run's config), ``dataset`` (the label
+space and statistics the model and the task read, ``DatasetInfo.to_record``), ``history`` (the
+validation history up to that step; periodic checkpoints only) and ``checksums``: for every array
+its dtype, shape and the SHA-256 of its bytes, and the SHA-256 of the other items. orbax writes all
+items into a temporary directory and renames it when complete, so the checksums are as atomic as the
+checkpoint: a run killed while saving (even with SIGKILL) leaves the previous checkpoints intact.
 
 Restoring verifies everything: the checkpoint must be readable, every array must have the dtype,
 shape and checksum recorded at save time, the tree must be the model's, the stored step must be the
@@ -22,17 +23,8 @@ directory's and every value finite. A checkpoint that fails is reported by path 
 is refused with the list of them (starting over would silently lose the run); only a workdir with
 no checkpoint at all starts from step 0.
 
-``config_history.json`` is a list of ``{"step": N, "config": {...}, "changed": [keys]}`` (and
-a ``"note"`` where needed), oldest first; entries are only ever appended. A workdir's
-``results.json`` holds the validation history of the whole run, kept in the checkpoints.
-
-Resume policy: a run resumed with a config that differs from the one it last ran with is refused
-with the list of changed keys, except for keys that cannot change the results
-(``RESULT_NEUTRAL_KEYS``: where the files are, how often progress is printed and checkpoints are
-written). ``allow_config_change=True`` (``--allow_config_change``) accepts the change and appends
-the new config to ``config_history.json`` with the step from which it applies; changes of
-``STRUCTURAL_KEYS`` (the model and the input shape) are refused even then, since the checkpoint
-cannot be restored into them.
+The config record (``config.json``, ``config_history.json``) and the resume policy for changed
+configs are ``faujax.run_record``; a ``Checkpointer`` holds its workdir's ``RunRecord``.
 """
 
 from __future__ import annotations
@@ -40,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging as py_logging
 import os
 import shutil
@@ -52,121 +43,32 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from faujax import config_schema
-from faujax import files
 from faujax import reporting
+from faujax import run_record
+from faujax.run_record import CheckpointError, ConfigChangeError  # noqa: F401  (raised here)
 
-# Config keys that change the shapes or meaning of the parameters: a checkpoint written under one
-# value cannot be restored under another (a key names itself and everything below it).
-STRUCTURAL_KEYS = ('model', 'data.name', 'data.builder_config', 'augment.image_size')
-_STRUCTURAL_KEYS = STRUCTURAL_KEYS  # the earlier name
-# Config keys that cannot change the results of a run (resume is exact whatever their values):
-# a resume may change them without --allow_config_change (the change is still recorded).
-RESULT_NEUTRAL_KEYS = ('data.data_dir', 'data.manual_dir', 'train.log_every', 'checkpoint.every',
-                       'checkpoint.keep')
-
-CONFIG_FILE = 'config.json'
-HISTORY_FILE = 'config_history.json'
 DAMAGED_DIR = 'damaged'
 CHECKSUM_FORMAT = 'faujax-checksums-v1'
-_PERIODIC_ITEMS = ('state', 'config', 'history', 'checksums')
-_BEST_ITEMS = ('state', 'config', 'checksums')
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckpointConfig:
-  """``config.checkpoint``: a periodic checkpoint every ``every`` steps (and at the end or on
-  SIGTERM), of which the newest ``keep`` are kept; the best-by-validation one is kept beside."""
-  every: int = 500
-  keep: int = 2
-
-  def __post_init__(self):
-    config_schema.check(self.every >= 1, 'every', self.every, 'an int >= 1 (steps)')
-    config_schema.check(self.keep >= 1, 'keep', self.keep, 'an int >= 1')
-
-
-class CheckpointError(ValueError):
-  """A checkpoint or workdir that cannot be used for the current run."""
-
-
-class ConfigChangeError(CheckpointError):
-  """A resume with a config that differs from the run's."""
+_PERIODIC_ITEMS = ('state', 'config', 'dataset', 'history', 'checksums')
+_BEST_ITEMS = ('state', 'config', 'dataset', 'checksums')
+# Items a checkpoint written by an earlier faujax may lack (then read as None / empty).
+_OPTIONAL_ITEMS = ('dataset',)
+CONSTANTS = 'constants'  # the state's sub-tree of model constants (absent before they existed)
 
 
 @dataclasses.dataclass(frozen=True)
 class Restored:
-  """A checkpoint that passed verification."""
+  """A checkpoint that passed verification (``dataset`` None: written before it was stored)."""
   state: Any
   step: int
   path: str
   history: list[dict[str, Any]]
   config: dict[str, Any]
+  dataset: dict[str, Any] | None = None
 
 
 class _Bad(Exception):
   """Why a checkpoint failed verification (internal)."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Config comparison.
-
-
-def _lookup(d: dict, dotted: str) -> Any:
-  for part in dotted.split('.'):
-    if not isinstance(d, dict) or part not in d:
-      return None
-    d = d[part]
-  return d
-
-
-def _under(key: str, prefixes: tuple[str, ...]) -> bool:
-  return any(key == p or key.startswith(p + '.') for p in prefixes)
-
-
-def flatten_config(d: Any, prefix: str = '') -> dict[str, Any]:
-  """``{'a': {'b': 1}}`` -> ``{'a.b': 1}`` (lists and tuples are values)."""
-  if not isinstance(d, dict) or (prefix and not d):
-    return {prefix: d}
-  out = {}
-  for k, v in d.items():
-    out.update(flatten_config(v, f'{prefix}.{k}' if prefix else str(k)))
-  return out
-
-
-_ABSENT = '<absent>'
-
-
-def _canonical(x: Any) -> str:
-  return json.dumps(x, sort_keys=True, default=str)
-
-
-def config_diff(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
-  """Every leaf key whose value differs, as (dotted key, old value, new value), sorted."""
-  a, b = flatten_config(old), flatten_config(new)
-  return [(k, a.get(k, _ABSENT), b.get(k, _ABSENT)) for k in sorted(set(a) | set(b))
-          if _canonical(a.get(k, _ABSENT)) != _canonical(b.get(k, _ABSENT))]
-
-
-def _describe(diffs: list[tuple[str, Any, Any]], old_name: str = 'the run has') -> str:
-  return '\n  '.join(f'config.{k}: {old_name} {a!r}, this run has {b!r}' for k, a, b in diffs)
-
-
-def check_compatible(saved: dict, current: dict, where: str) -> None:
-  """Raises CheckpointError naming the structural config keys whose values differ."""
-  diffs = []
-  for key in STRUCTURAL_KEYS:
-    a, b = _lookup(saved, key), _lookup(current, key)
-    if _canonical(a) != _canonical(b):
-      diffs.append(f'config.{key}: checkpoint has {a!r}, this run has {b!r}')
-  if diffs:
-    raise CheckpointError(
-        f'The checkpoint in {where} was written with an incompatible config:\n  '
-        + '\n  '.join(diffs) + '\nUse a new --workdir, or the config the checkpoint was written '
-        'with.')
-
-
-def config_to_json(config: ml_collections.ConfigDict) -> dict:
-  return json.loads(config.to_json_best_effort())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -187,7 +89,7 @@ def _array_digest(x: np.ndarray) -> str:
 
 
 def _json_digest(x: Any) -> str:
-  return hashlib.sha256(_canonical(x).encode()).hexdigest()
+  return hashlib.sha256(run_record.canonical(x).encode()).hexdigest()
 
 
 def checksums(step: int, state: Any, items: dict[str, Any]) -> dict[str, Any]:
@@ -210,8 +112,10 @@ def _finite(x: np.ndarray) -> bool:
 
 
 def nonfinite_leaves(state: Any) -> list[str]:
-  """The keys of the floating-point leaves of ``state`` that hold a NaN or an Inf."""
-  return [key for key, x in _leaves(state) if not _finite(x)]
+  """The keys of the floating-point leaves of ``state`` that hold a NaN or an Inf (the model
+  constants are data, where NaN may mark an undefined entry, e.g. SVML-RGCN's P_ij)."""
+  return [key for key, x in _leaves(state)
+          if not key.startswith(CONSTANTS + '/') and not _finite(x)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -276,14 +180,113 @@ def _barrier(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-def _read_json(path: str, what: str) -> Any:
-  try:
-    with open(path, encoding='utf-8') as f:
-      return json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise CheckpointError(
-        f'{path} is not valid JSON ({_first_line(e)}); it is the record of {what}. Restore it from '
-        'a backup, or use a new --workdir.') from None
+def verify(manager: ocp.CheckpointManager, step: int, items: tuple[str, ...],
+           target: Any = None) -> Restored:
+  """The checkpoint of ``step`` of ``manager`` after every check, or _Bad with the reason.
+
+  ``target``: the tree (shapes, dtypes) the state must have, e.g. the model's; None restores
+  the arrays as saved (numpy), checked against the checksum record alone. A checkpoint written
+  before model constants were stored restores into a target with constants, keeping the
+  target's.
+  """
+  path = os.path.join(str(manager.directory), str(step))
+  if not os.path.isdir(path):
+    raise _Bad('the directory is missing')
+  present = tuple(n for n in items
+                  if n not in _OPTIONAL_ITEMS or os.path.isdir(os.path.join(path, n)))
+  missing = [name for name in present if not os.path.isdir(os.path.join(path, name))]
+  if missing:
+    raise _Bad(f'item{"s" if len(missing) > 1 else ""} {", ".join(missing)} missing'
+               + (' (written without checksums?)' if 'checksums' in missing else ''))
+  kept_constants = None
+  with _quiet_orbax():
+    try:
+      record = manager.restore(step, args=ocp.args.Composite(
+          checksums=ocp.args.JsonRestore()))['checksums']
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Bad(f'unreadable checksums: {_first_line(e)}') from None
+    if not isinstance(record, dict) or record.get('format') != CHECKSUM_FORMAT or not all(
+        isinstance(record.get(k), dict) for k in ('arrays', 'items')):
+      raise _Bad(f'the checksums item is not in the {CHECKSUM_FORMAT} format')
+    arrays = record['arrays']
+    try:
+      metadata = manager.item_metadata(step)['state']
+      stored = {key: m for key, m in _leaves_of_metadata(metadata)}
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Bad(f'unreadable array metadata: {_first_line(e)}') from None
+    if target is None:
+      wanted = {key: np.zeros(e['shape'], np.dtype(e['dtype'])) for key, e in arrays.items()
+                if isinstance(e, dict) and 'shape' in e and 'dtype' in e}
+    else:
+      tree = getattr(metadata, 'tree', metadata)
+      if (isinstance(target, dict) and CONSTANTS in target and hasattr(tree, 'keys')
+          and CONSTANTS not in tree.keys()):
+        kept_constants = target[CONSTANTS]  # a checkpoint written before constants were saved
+        target = {k: v for k, v in target.items() if k != CONSTANTS}
+      wanted = {key: x for key, x in _leaves(target)}
+    if set(arrays) != set(wanted):
+      extra, lacking = sorted(set(arrays) - set(wanted)), sorted(set(wanted) - set(arrays))
+      raise _Bad('its arrays are not the model\'s' + (f'; not in the model: {extra[:3]}'
+                                                      if extra else '')
+                 + (f'; not in the checkpoint: {lacking[:3]}' if lacking else ''))
+    for key, x in wanted.items():
+      entry = arrays[key]
+      if not isinstance(entry, dict):
+        raise _Bad(f'the checksum entry of {key} is malformed')
+      if entry.get('dtype') != x.dtype.str or entry.get('shape') != list(x.shape):
+        raise _Bad(f'{key} was saved as {entry.get("dtype")} {entry.get("shape")}; the model '
+                   f'has {x.dtype.str} {list(x.shape)}')
+    for key, x in wanted.items():
+      m = stored.get(key)
+      if m is None:
+        raise _Bad(f'the stored array metadata (state/_METADATA) does not list {key}')
+      if tuple(m.shape) != tuple(x.shape) or np.dtype(m.dtype) != x.dtype:
+        raise _Bad(f'{key} is stored as {np.dtype(m.dtype).str} {list(m.shape)}; its checksum '
+                   f'record says {x.dtype.str} {list(x.shape)}')
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target),
+          **{name: ocp.args.JsonRestore() for name in present if name not in ('state',
+                                                                             'checksums')}))
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Bad(f'unreadable: {_first_line(e)}') from None
+  state = restored['state']
+  got = dict(_leaves(state))
+  if set(got) != set(wanted):
+    raise _Bad('the restored tree is not the model\'s')
+  for key, x in got.items():
+    entry = arrays[key]
+    if x.dtype.str != entry['dtype'] or list(x.shape) != entry['shape']:
+      raise _Bad(f'{key} restored as {x.dtype.str} {list(x.shape)}, saved as '
+                 f'{entry["dtype"]} {entry["shape"]}')
+    if _array_digest(x) != entry.get('sha256'):
+      raise _Bad(f'checksum mismatch in {key} (the array bytes changed after saving)')
+  for name in present:
+    if name in ('state', 'checksums'):
+      continue
+    if _json_digest(restored[name]) != record['items'].get(name):
+      raise _Bad(f'checksum mismatch in the {name} item')
+  if record.get('step') != step or int(np.asarray(state['step'])) != step:
+    raise _Bad(f'it holds step {int(np.asarray(state["step"]))} (checksums: '
+               f'{record.get("step")}), not {step}')
+  bad = nonfinite_leaves(state)
+  if bad:
+    raise _Bad(f'non-finite values in {", ".join(bad[:3])}{" ..." if len(bad) > 3 else ""}')
+  if 'nonfinite_step' in state and int(np.asarray(state['nonfinite_step'])) >= 0:
+    raise _Bad(f'it was saved after a non-finite step ({int(state["nonfinite_step"])})')
+  config = restored['config']
+  if not isinstance(config, dict):
+    raise _Bad('the config item is not a dict')
+  history = restored.get('history', [])
+  if not isinstance(history, list):
+    raise _Bad('the history item is not a list')
+  dataset = restored.get('dataset')
+  if dataset is not None and not isinstance(dataset, dict):
+    raise _Bad('the dataset item is not a dict')
+  if kept_constants is not None:
+    state = {**state, CONSTANTS: kept_constants}
+  return Restored(state=state, step=step, path=path, history=history, config=config,
+                  dataset=dataset or None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -298,12 +301,11 @@ class Checkpointer:
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict, *, keep: int = 2,
                best_metric: str | None = None, best_mode: str = 'max',
-               allow_config_change: bool = False):
+               allow_config_change: bool = False, dataset: dict[str, Any] | None = None):
     _install_event_loop_filter()
     self.workdir = os.path.abspath(workdir)
-    self.config_json = config_to_json(config)
-    self.allow_config_change = allow_config_change
-    self._reference_checked = False
+    self.config_json = run_record.config_to_json(config)
+    self.dataset_json = reporting.jsonable(dict(dataset or {}))
     self.best_failure: str | None = None
     with _quiet_orbax():
       options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -320,7 +322,9 @@ class Checkpointer:
         self._best = ocp.CheckpointManager(
             os.path.join(self.workdir, 'best'), options=best_options,
             item_handlers=_handlers(_BEST_ITEMS))
-    self._load_record()
+    self.record = run_record.RunRecord(self.workdir, self.config_json,
+                                       allow_config_change=allow_config_change,
+                                       has_checkpoints=bool(self._periodic.all_steps()))
 
   def _best_value(self, metrics: Any) -> float:
     try:
@@ -328,106 +332,6 @@ class Checkpointer:
     except (KeyError, TypeError, ValueError):
       return float('nan')
     return value
-
-  # ---------------------------------------------------------------------------------------------
-  # The config record and the resume policy.
-
-  @property
-  def config_path(self) -> str:
-    return os.path.join(self.workdir, CONFIG_FILE)
-
-  @property
-  def history_path(self) -> str:
-    return os.path.join(self.workdir, HISTORY_FILE)
-
-  def _load_record(self) -> None:
-    """Reads config.json / config_history.json and applies the resume policy to them."""
-    self._history: list[dict[str, Any]] | None = None
-    original = None
-    if os.path.exists(self.config_path):
-      original = _read_json(self.config_path, 'the config the run was started with')
-    if os.path.exists(self.history_path):
-      history = _read_json(self.history_path, 'the configs the run has had')
-      if (not isinstance(history, list) or not history
-          or not all(isinstance(e, dict) and isinstance(e.get('config'), dict)
-                     and isinstance(e.get('step'), int) for e in history)):
-        raise CheckpointError(
-            f'{self.history_path} is not a list of {{"step": int, "config": {{...}}}} entries; it '
-            'is the record of the configs the run has had. Restore it from a backup, or use a new '
-            '--workdir.')
-      self._history = history
-    elif original is not None:  # a workdir written before config_history.json existed
-      self._history = [{'step': 0, 'config': original, 'changed': []}]
-    if self._history is not None:
-      self._check_policy(self._history[-1]['config'], self.history_path
-                         if os.path.exists(self.history_path) else self.config_path)
-      self._reference_checked = True
-      if original is None and jax.process_index() == 0:  # put the original record back
-        files.write_json(self.config_path, self._history[0]['config'])
-    elif not self._periodic.all_steps():
-      # A new run: its config is the original one.
-      self._history = [{'step': 0, 'config': self.config_json, 'changed': []}]
-      self._reference_checked = True
-      if jax.process_index() == 0:
-        os.makedirs(self.workdir, exist_ok=True)
-        files.write_json(self.config_path, self.config_json)
-        files.write_json(self.history_path, self._history)
-    # Otherwise checkpoints exist but the record is gone: the policy is applied to the config of
-    # the checkpoint that resumes (``record_config``).
-
-  def _check_policy(self, reference: dict, where: str) -> list[tuple[str, Any, Any]]:
-    diffs = config_diff(reference, self.config_json)
-    structural = [d for d in diffs if _under(d[0], STRUCTURAL_KEYS)]
-    relevant = [d for d in diffs if not _under(d[0], RESULT_NEUTRAL_KEYS)]
-    if structural:
-      raise ConfigChangeError(
-          f'{self.workdir} holds a run whose model or input shape differs from this config '
-          f'({where}):\n  {_describe(structural)}\nIts checkpoints cannot be restored into this '
-          'model, even with --allow_config_change. Use a new --workdir, or the run\'s config.')
-    if relevant and not self.allow_config_change:
-      raise ConfigChangeError(
-          f'{self.workdir} holds a run made with a different config ({where}); resuming would '
-          f'mix two configs without a record. Changed keys:\n  {_describe(relevant)}\n'
-          'Pass --allow_config_change (train_and_evaluate(..., allow_config_change=True)) to '
-          f'resume with these changes (they are recorded in {HISTORY_FILE}), or use a new '
-          '--workdir, or the run\'s config.')
-    return diffs
-
-  def record_config(self, start_step: int, restored: Restored | None = None) -> None:
-    """Appends this run's config to config_history.json when it differs from the last entry or
-    takes effect at an earlier step (a resume that fell back past a recorded change)."""
-    if not self._reference_checked:  # the record was lost: use the resumed checkpoint's config
-      if restored is None:  # nothing was restored after all: a new run
-        self._history = [{'step': 0, 'config': self.config_json, 'changed': []}]
-      else:
-        self._check_policy(restored.config, restored.path)
-        self._history = [{'step': 0, 'config': restored.config, 'changed': [],
-                          'note': f'{CONFIG_FILE} and {HISTORY_FILE} were missing; this is the '
-                                  f'config stored in {restored.path}'}]
-      self._reference_checked = True
-      if jax.process_index() == 0:
-        files.write_json(self.config_path, self._history[0]['config'])
-    last = self._history[-1]
-    diffs = config_diff(last['config'], self.config_json)
-    if not diffs and start_step >= last['step']:
-      if not os.path.exists(self.history_path) and jax.process_index() == 0:
-        files.write_json(self.history_path, self._history)
-      return
-    entry = {'step': int(start_step), 'config': self.config_json,
-             'changed': [k for k, _, _ in diffs]}
-    if start_step < last['step']:
-      entry['note'] = (f'resumed from step {start_step}, before the step ({last["step"]}) of the '
-                       'previous entry')
-    self._history = [*self._history, entry]
-    if jax.process_index() == 0:
-      files.write_json(self.history_path, self._history)
-    if diffs:
-      reporting.say(f'Config changed at step {start_step} (recorded in {self.history_path}): '
-                    + ', '.join(f'config.{k}' for k, _, _ in diffs))
-
-  @property
-  def config_history(self) -> list[dict[str, Any]]:
-    return list(self._history or [])
 
   # ---------------------------------------------------------------------------------------------
   # Saving.
@@ -456,8 +360,9 @@ class Checkpointer:
            force: bool = False) -> None:
     """A periodic checkpoint of ``state`` with the validation ``history`` up to ``step``."""
     history = reporting.jsonable(list(history or []))
-    self._periodic.save(step, args=self._items(step, state, {'config': self.config_json,
-                                                             'history': history}), force=force)
+    self._periodic.save(step, args=self._items(step, state, {
+        'config': self.config_json, 'dataset': self.dataset_json, 'history': history}),
+                        force=force)
 
   def save_best(self, step: int, state: Any, metrics: dict[str, float]) -> None:
     if self._best is None:
@@ -465,7 +370,8 @@ class Checkpointer:
     value = metrics.get(self.best_metric)
     if value is None or not np.isfinite(value):
       return
-    self._best.save(step, args=self._items(step, state, {'config': self.config_json}),
+    self._best.save(step, args=self._items(step, state, {'config': self.config_json,
+                                                         'dataset': self.dataset_json}),
                     metrics={k: float(v) for k, v in metrics.items() if np.isscalar(v)})
 
   # ---------------------------------------------------------------------------------------------
@@ -476,93 +382,17 @@ class Checkpointer:
 
   def _verify(self, manager: ocp.CheckpointManager, step: int, target: Any) -> Restored:
     """The checkpoint of ``step``, or _Bad with the reason it cannot be used."""
-    path = self._step_dir(manager, step)
     items = _PERIODIC_ITEMS if manager is self._periodic else _BEST_ITEMS
-    if not os.path.isdir(path):
-      raise _Bad('the directory is missing')
-    missing = [name for name in items if not os.path.isdir(os.path.join(path, name))]
-    if missing:
-      raise _Bad(f'item{"s" if len(missing) > 1 else ""} {", ".join(missing)} missing'
-                 + (' (written without checksums?)' if 'checksums' in missing else ''))
-    wanted = {key: x for key, x in _leaves(target)}
-    with _quiet_orbax():
-      try:
-        record = manager.restore(step, args=ocp.args.Composite(
-            checksums=ocp.args.JsonRestore()))['checksums']
-      except Exception as e:  # pylint: disable=broad-except
-        raise _Bad(f'unreadable checksums: {_first_line(e)}') from None
-      if not isinstance(record, dict) or record.get('format') != CHECKSUM_FORMAT or not all(
-          isinstance(record.get(k), dict) for k in ('arrays', 'items')):
-        raise _Bad(f'the checksums item is not in the {CHECKSUM_FORMAT} format')
-      arrays = record['arrays']
-      if set(arrays) != set(wanted):
-        extra, lacking = sorted(set(arrays) - set(wanted)), sorted(set(wanted) - set(arrays))
-        raise _Bad('its arrays are not the model\'s' + (f'; not in the model: {extra[:3]}'
-                                                        if extra else '')
-                   + (f'; not in the checkpoint: {lacking[:3]}' if lacking else ''))
-      for key, x in wanted.items():
-        entry = arrays[key]
-        if not isinstance(entry, dict):
-          raise _Bad(f'the checksum entry of {key} is malformed')
-        if entry.get('dtype') != x.dtype.str or entry.get('shape') != list(x.shape):
-          raise _Bad(f'{key} was saved as {entry.get("dtype")} {entry.get("shape")}; the model '
-                     f'has {x.dtype.str} {list(x.shape)}')
-      try:
-        stored = manager.item_metadata(step)['state']
-        stored = {key: m for key, m in _leaves_of_metadata(stored)}
-      except Exception as e:  # pylint: disable=broad-except
-        raise _Bad(f'unreadable array metadata: {_first_line(e)}') from None
-      for key, x in wanted.items():
-        m = stored.get(key)
-        if m is None:
-          raise _Bad(f'the stored array metadata (state/_METADATA) does not list {key}')
-        if tuple(m.shape) != tuple(x.shape) or np.dtype(m.dtype) != x.dtype:
-          raise _Bad(f'{key} is stored as {np.dtype(m.dtype).str} {list(m.shape)}; its checksum '
-                     f'record says {x.dtype.str} {list(x.shape)}')
-      try:
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target),
-            **{name: ocp.args.JsonRestore() for name in items if name not in ('state',
-                                                                             'checksums')}))
-      except Exception as e:  # pylint: disable=broad-except
-        raise _Bad(f'unreadable: {_first_line(e)}') from None
-    state = restored['state']
-    got = dict(_leaves(state))
-    if set(got) != set(wanted):
-      raise _Bad('the restored tree is not the model\'s')
-    for key, x in got.items():
-      entry = arrays[key]
-      if x.dtype.str != entry['dtype'] or list(x.shape) != entry['shape']:
-        raise _Bad(f'{key} restored as {x.dtype.str} {list(x.shape)}, saved as '
-                   f'{entry["dtype"]} {entry["shape"]}')
-      if _array_digest(x) != entry.get('sha256'):
-        raise _Bad(f'checksum mismatch in {key} (the array bytes changed after saving)')
-    for name in items:
-      if name in ('state', 'checksums'):
-        continue
-      if _json_digest(restored[name]) != record['items'].get(name):
-        raise _Bad(f'checksum mismatch in the {name} item')
-    if record.get('step') != step or int(np.asarray(state['step'])) != step:
-      raise _Bad(f'it holds step {int(np.asarray(state["step"]))} (checksums: '
-                 f'{record.get("step")}), not {step}')
-    bad = nonfinite_leaves(state)
-    if bad:
-      raise _Bad(f'non-finite values in {", ".join(bad[:3])}{" ..." if len(bad) > 3 else ""}')
-    if 'nonfinite_step' in state and int(np.asarray(state['nonfinite_step'])) >= 0:
-      raise _Bad(f'it was saved after a non-finite step ({int(state["nonfinite_step"])})')
-    config = restored['config']
-    if not isinstance(config, dict):
-      raise _Bad('the config item is not a dict')
+    restored = verify(manager, step, items, target)
+    config = restored.config
     try:
-      check_compatible(config, self.config_json, path)
+      run_record.check_compatible(config, self.config_json, restored.path)
     except CheckpointError:
       raise _Bad('written for another model or input shape: '
-                 + ', '.join(f'config.{k}' for k, _, _ in config_diff(config, self.config_json)
-                             if _under(k, STRUCTURAL_KEYS))) from None
-    history = restored.get('history', [])
-    if not isinstance(history, list):
-      raise _Bad('the history item is not a list')
-    return Restored(state=state, step=step, path=path, history=history, config=config)
+                 + ', '.join(f'config.{k}' for k, _, _ in run_record.config_diff(
+                     config, self.config_json) if run_record.under(k, run_record.STRUCTURAL_KEYS))
+                 ) from None
+    return restored
 
   def _move_aside(self, manager: ocp.CheckpointManager, step: int) -> str:
     """Moves a damaged step directory to workdir/damaged/ (kept for inspection, out of orbax's
@@ -702,3 +532,78 @@ def _leaves_of_metadata(metadata: Any) -> list[tuple[str, Any]]:
   tree = getattr(metadata, 'tree', metadata)
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
   return [(jax.tree_util.keystr(path, simple=True, separator='/'), m) for path, m in flat]
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading a run without changing it (evaluation, prediction, the tools).
+
+
+def _read_only_manager(directory: str, items: tuple[str, ...]) -> ocp.CheckpointManager | None:
+  if not os.path.isdir(directory):
+    return None
+  with _quiet_orbax():
+    return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
+                                 item_handlers=_handlers(items))
+
+
+def read(workdir: str, which: str | int = 'best', *, kind: str | None = None) -> Restored:
+  """A verified checkpoint of the run in ``workdir``, restored as saved (numpy arrays, no
+  model needed); nothing in the workdir is moved, deleted or written.
+
+  Args:
+    workdir: the run's directory.
+    which: 'best' (the best-by-validation checkpoint when there is one and it verifies, else the
+      newest periodic one that verifies), 'latest' (the newest periodic one that verifies) or a
+      step (that checkpoint: periodic, else best).
+    kind: with a step, 'periodic' or 'best' to name the directory it is in.
+
+  Raises:
+    CheckpointError: no checkpoint, the named one does not exist, or every candidate fails
+      verification (each is named with its reason).
+  """
+  workdir = os.path.abspath(workdir)
+  periodic = _read_only_manager(os.path.join(workdir, 'checkpoints'), _PERIODIC_ITEMS)
+  best = _read_only_manager(os.path.join(workdir, 'best'), _BEST_ITEMS)
+  candidates: list[tuple[ocp.CheckpointManager, int, tuple[str, ...]]] = []
+
+  def steps(manager):
+    if manager is None:
+      return []
+    with _quiet_orbax():
+      return sorted(manager.all_steps(), reverse=True)
+
+  try:
+    if which in ('best', 'latest'):
+      if which == 'best':
+        candidates += [(best, s, _BEST_ITEMS) for s in steps(best)[:1]]
+      candidates += [(periodic, s, _PERIODIC_ITEMS) for s in steps(periodic)]
+    else:
+      step = int(which)
+      for name, manager, items in (('periodic', periodic, _PERIODIC_ITEMS),
+                                   ('best', best, _BEST_ITEMS)):
+        if kind in (None, name) and step in steps(manager):
+          candidates.append((manager, step, items))
+          break
+      if not candidates:
+        raise CheckpointError(
+            f'{workdir} holds no checkpoint of step {step}; periodic steps: '
+            f'{sorted(steps(periodic)) or "none"}, best: {sorted(steps(best)) or "none"}.')
+    if not candidates:
+      raise CheckpointError(f'{workdir} holds no checkpoint.')
+    failures = []
+    for manager, step, items in candidates:
+      try:
+        restored = verify(manager, step, items)
+      except _Bad as e:
+        failures.append(f'{os.path.join(str(manager.directory), str(step))}: {e}')
+        continue
+      for failure in failures:
+        reporting.warn(f'Checkpoint {failure} (fails verification; left as it is). Using '
+                       f'{restored.path}.')
+      return restored
+    raise CheckpointError(f'No checkpoint of {workdir} passes verification:\n  '
+                          + '\n  '.join(failures))
+  finally:
+    for manager in (periodic, best):
+      if manager is not None:
+        manager.close()

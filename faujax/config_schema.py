@@ -1,8 +1,8 @@
 """Config sections declared once, by the code that reads them.
 
 Every part of faujax that reads a config section declares it as a frozen dataclass next to the
-code that uses it (``optim.OptimConfig``, ``tasks.LossConfig``, ``train.TrainConfig``, ...): the
-field names are the keys, the field defaults are the defaults, ``__post_init__`` checks the
+code that uses it (``optim.OptimConfig``, ``tasks.LossConfig``, ``config_base.TrainConfig``, ...):
+the field names are the keys, the field defaults are the defaults, ``__post_init__`` checks the
 ranges. ``faujax.config_base`` assembles the full default config from these declarations, so config
 files write only what differs and every key the code reads can be overridden on the command line
 (``--config.optim.learning_rate=1e-3``); ``read`` turns a section back into the dataclass and

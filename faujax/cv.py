@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 from absl import app
 from absl import flags
@@ -33,8 +33,13 @@ def _define_flags() -> None:
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def run_folds(config, workdir: str, folds: list[int]) -> dict[str, Any]:
-  """Runs each fold in ``workdir/fold<k>`` and writes the fold table; returns its JSON."""
+def run_folds(config, workdir: str, folds: list[int], *,
+              train_fn: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
+  """Runs each fold in ``workdir/fold<k>`` and writes the fold table; returns its JSON.
+
+  ``train_fn``: ``(config, workdir) -> results``; ``train.train_and_evaluate`` by default.
+  """
+  train_fn = train_fn or train.train_and_evaluate
   per_fold = []
   label_names = dataset = None
   for fold in folds:
@@ -42,7 +47,7 @@ def run_folds(config, workdir: str, folds: list[int]) -> dict[str, Any]:
     fold_config.unlock()
     fold_config.data.fold = fold
     reporting.say(f'=== fold {fold} ===')
-    results = train.train_and_evaluate(fold_config, os.path.join(workdir, f'fold{fold}'))
+    results = train_fn(fold_config, os.path.join(workdir, f'fold{fold}'))
     if 'metrics' not in results:  # stopped by SIGTERM: run again to resume
       return results
     per_fold.append(results['metrics'])

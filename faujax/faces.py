@@ -6,12 +6,15 @@ from every face of a user's frame, the *stored frame* (``info.image_size`` squar
 landmarks in the dataset's scheme (``info.num_landmarks`` points), with the builder's own
 alignment (``STORED_ALIGNMENT``):
 
-  'jaanet'       the AU builders (BP4D, DISFA, EmotioNet): ``au_builder_base.align_face``, the
+  'jaanet'       the AU builders (BP4D, DISFA, EmotioNet): ``stored_faces.align_jaanet``, the
                  JAA-Net rule alignment with box enlargement 2.9 and the grey border
                  (docs/reference/face_geometry.md, "JAA-Net alignment").
-  'emotion_gcn'  AffectNet: ``affectnet.align_face``, the Emotion-GCN eye-level rotation and
-                 face-box crop (Emotion-GCN sec. IV-B), with the detector's box in place of
-                 AffectNet's.
+  'emotion_gcn'  AffectNet: ``stored_faces.align_emotion_gcn``, the Emotion-GCN eye-level
+                 rotation and face-box crop (Emotion-GCN sec. IV-B), with the detector's box in
+                 place of AffectNet's.
+  'eye_level'    imported ME-GraphAU, OpenGraphAU and MACG runs: ``stored_faces.
+                 align_eye_level``, the MACG data tool's dlib + imutils aligner (eyes level,
+                 0.3 of the width apart, their midpoint at (0.5, 0.35) of the face).
   'template'     datasets distributed already aligned by another tool (RAF-DB / RAF-ML,
                  Aff-Wild2 ``cropped_aligned``, JAFFE) and the synthetic faces: the least-squares
                  similarity (``alignment.umeyama``) that puts the face's five points (eye
@@ -22,11 +25,15 @@ alignment (``STORED_ALIGNMENT``):
 Then ``augment.preprocess`` applies the config's own evaluation crop and, with
 ``config.augment.align='five_point'``, the on-device alignment, exactly as in evaluation.
 
+A dataset record may name another alignment (``DatasetInfo.alignment``: imported runs).
+
 Where faces come from (``--faces``): ``detect`` (dlib's HOG detector and 68-point model, the
 ``face`` extra, ``faujax.geometry.face_detection``), ``cropped`` (every input already is a
-stored-style face crop: square-cropped and resized; its landmarks come from an OpenFace CSV when
-one is given, else faujax's mean face scaled to the crop, ``mean_face.MEAN_FACE_68``), ``openface_csv`` (landmarks
-``x_0..x_67, y_0..y_67`` read from an OpenFace CSV, ``read_openface_csv``).
+stored-style face crop: its shorter side resized to the stored size and its centre square kept,
+torchvision's ``Resize`` + ``CenterCrop``, ``stored_faces.resize_centre_crop``; its landmarks come
+from an OpenFace CSV when one is given, else faujax's mean face scaled to the crop,
+``mean_face.MEAN_FACE_68``), ``openface_csv`` (landmarks ``x_0..x_67, y_0..y_67`` read from an
+OpenFace CSV, ``read_openface_csv``).
 
 Host-side numpy (and small jitted warps); one face at a time.
 """
@@ -41,15 +48,15 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from faujax.geometry import alignment
 from faujax.geometry import conversions
 from faujax.geometry import face_detection
 from faujax.geometry import mean_face
+from faujax.geometry import stored_faces
 
 FACE_SOURCES = ('detect', 'cropped', 'openface_csv')
-ALIGNMENTS = ('jaanet', 'emotion_gcn', 'template')
+ALIGNMENTS = ('jaanet', 'emotion_gcn', 'eye_level', 'template')
 # The alignment each dataset builder stores its faces with (see the module docstring).
 STORED_ALIGNMENT: dict[str, str] = {
     'bp4d': 'jaanet', 'disfa': 'jaanet', 'emotionet': 'jaanet', 'affectnet': 'emotion_gcn',
@@ -128,12 +135,12 @@ class Aligner:
     s = self.image_size
     try:
       if self.method == 'jaanet':
-        from faujax.data import au_builder_base  # pylint: disable=g-import-not-at-top
-        stored, lm68 = au_builder_base.align_face(image, lm, s)
+        stored, lm68 = stored_faces.align_jaanet(image, lm, s)
       elif self.method == 'emotion_gcn':
-        from faujax.data import affectnet  # pylint: disable=g-import-not-at-top
         x0, y0, x1, y1 = (float(v) for v in face.box)
-        stored, lm68 = affectnet.align_face(image, lm, (x0, y0, x1 - x0, y1 - y0), s)
+        stored, lm68 = stored_faces.align_emotion_gcn(image, lm, (x0, y0, x1 - x0, y1 - y0), s)
+      elif self.method == 'eye_level':
+        stored, lm68 = stored_faces.align_eye_level(image, lm, s)
       else:
         out = _template_warp(s)(np.asarray(image, np.float32) / 255.0, lm, self.template)
         if not bool(out.ok):
@@ -147,33 +154,39 @@ class Aligner:
 
 def cropped(image: np.ndarray, image_size: int, num_landmarks: int,
             landmarks: np.ndarray | None = None) -> tuple[StoredFace, FaceBox]:
-  """An input that already is a face crop: its centre square resized to ``image_size``
-  (bilinear), and its box in the input's pixels. Its landmarks are ``landmarks`` (68, 2) in the
+  """An input that already is a face crop: its shorter side resized to ``image_size`` and its
+  centre square (``stored_faces.resize_centre_crop``, torchvision's ``Resize`` + ``CenterCrop``),
+  and the square's box in the input's pixels. Its landmarks are ``landmarks`` (68, 2) in the
   input's pixels when given (e.g. from an OpenFace CSV), else the mean face scaled to the crop."""
-  h, w = image.shape[:2]
-  side = min(h, w)
-  top, left = (h - side) // 2, (w - side) // 2
-  crop = image[top:top + side, left:left + side]
-  if side != image_size:
-    crop = np.asarray(Image.fromarray(crop).resize((image_size, image_size), Image.BILINEAR))
-  scale = image_size / float(side)
-  offset = np.array([left, top], np.float32)
+  crop, scale, offset = stored_faces.resize_centre_crop(image, image_size)
   if landmarks is None:
     lm68 = mean_face.MEAN_FACE_68 * (image_size / float(mean_face.FRAME_SIZE))
-    frame_lm = lm68 / scale + offset
+    frame_lm = (lm68 + offset) / scale
   else:
     frame_lm = np.asarray(landmarks, np.float32)
-    lm68 = (frame_lm - offset) * scale
+    lm68 = frame_lm * scale - offset
   aligner = Aligner(image_size, num_landmarks, 'template')
-  stored = StoredFace(np.ascontiguousarray(crop), aligner._scheme(lm68))  # pylint: disable=protected-access
-  box = np.array([left, top, left + side, top + side], np.float32)
+  stored = StoredFace(crop, aligner._scheme(lm68))  # pylint: disable=protected-access
+  x0, y0 = offset / scale
+  side = image_size / scale
+  box = np.array([x0, y0, x0 + side, y0 + side], np.float32)
   return stored, FaceBox(box, frame_lm.astype(np.float32), 1.0)
 
 
-def detect(image: np.ndarray, upsample: int = 1, max_faces: int = 0) -> list[FaceBox]:
-  """Faces of a frame from dlib (largest first; ``max_faces`` > 0 keeps that many)."""
-  faces = [FaceBox(f.box, f.landmarks, f.score)
-           for f in face_detection.detect_faces(image, upsample)]
+def detect(image: np.ndarray, upsample: int | None = None, max_faces: int = 0,
+           method: str = '') -> list[FaceBox]:
+  """Faces of a frame from dlib (largest first; ``max_faces`` > 0 keeps that many), found as the
+  tool of the alignment ``method`` finds them, in ``image``'s pixels: 'eye_level' (MACG's data
+  tool) in the grey frame resized to 800 px wide with 2 upsamplings
+  (``stored_faces.eye_level_frame``), the others in ``image`` itself with 1. ``upsample``
+  overrides the upsampling."""
+  scale = 1.0
+  if method == 'eye_level':
+    frame, scale = stored_faces.eye_level_frame(image)
+    image = stored_faces.grey(frame)
+    upsample = stored_faces.EYE_LEVEL_UPSAMPLE if upsample is None else upsample
+  faces = [FaceBox(f.box / scale, f.landmarks / scale, f.score)
+           for f in face_detection.detect_faces(image, 1 if upsample is None else upsample)]
   return faces[:max_faces] if max_faces > 0 else faces
 
 
@@ -213,11 +226,13 @@ def read_openface_csv(path: str) -> dict[int, list[FaceBox]]:
   return out
 
 
-def faces_of(source: str, image: np.ndarray, *, upsample: int = 1, max_faces: int = 0,
-             given: Sequence[FaceBox] | None = None) -> list[FaceBox]:
-  """The faces of one frame from ``source`` ('detect' or given ones, 'openface_csv')."""
+def faces_of(source: str, image: np.ndarray, *, upsample: int | None = None,
+             max_faces: int = 0, given: Sequence[FaceBox] | None = None,
+             method: str = '') -> list[FaceBox]:
+  """The faces of one frame from ``source`` ('detect', as ``detect`` for the alignment
+  ``method``, or given ones, 'openface_csv')."""
   if source == 'detect':
-    return detect(image, upsample, max_faces)
+    return detect(image, upsample, max_faces, method)
   if source == 'openface_csv':
     faces = list(given or [])
     return faces[:max_faces] if max_faces > 0 else faces
@@ -225,5 +240,12 @@ def faces_of(source: str, image: np.ndarray, *, upsample: int = 1, max_faces: in
 
 
 def method_for(info: Any) -> str:
-  """The stored alignment of ``info``'s dataset (``STORED_ALIGNMENT``; 'template' otherwise)."""
+  """The alignment ``info`` names (imported runs), else its dataset's stored one
+  (``STORED_ALIGNMENT``; 'template' otherwise)."""
+  named = getattr(info, 'alignment', '')
+  if named:
+    if named not in ALIGNMENTS:
+      raise ValueError(f'the dataset record names the alignment {named!r}; faujax has '
+                       f'{ALIGNMENTS}.')
+    return named
   return STORED_ALIGNMENT.get(getattr(info, 'name', ''), 'template')

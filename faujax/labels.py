@@ -42,7 +42,24 @@ AU_NAMES: dict[int, str] = {
     25: 'Lips part',
     26: 'Jaw drop',
     43: 'Eyes closed',
+    11: 'Nasolabial deepener',
+    13: 'Sharp lip puller',
+    16: 'Lower lip depressor',
+    18: 'Lip pucker',
+    19: 'Tongue show',
+    22: 'Lip funneler',
+    27: 'Mouth stretch',
+    32: 'Lip bite',
+    38: 'Nostril dilator',
+    39: 'Nostril compressor',
 }
+
+# OpenGraphAU's 41 outputs, in its order: 27 AUs, then the left and right version of 7 of them
+# ('AUL1', 'AUR1', 'AUL2', ...), each read from a main AU's node (the public
+# OpenGraphAU/model/MEFL.py ``Head``; ``opengraphau_label_names``, ``model.sided_nodes``).
+OPENGRAPHAU_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+                                    20, 22, 23, 24, 25, 26, 27, 32, 38, 39)
+OPENGRAPHAU_SIDED_AUS: tuple[int, ...] = (1, 2, 4, 6, 10, 12, 14)
 
 # AU occurrence threshold on the 0-5 intensity scale (DISFA protocol; also synthetic).
 OCCURRENCE_THRESHOLD = 2.0
@@ -55,7 +72,7 @@ EXPRESSIONS_8: tuple[str, ...] = EXPRESSIONS_7 + ('contempt',)
 BASIC_6: tuple[str, ...] = ('surprise', 'fear', 'disgust', 'happy', 'sad', 'anger')
 
 
-# The tasks a dataset declares in its metadata (``faujax.data.input_pipeline.DatasetInfo.task``):
+# The tasks a dataset declares in its metadata (``faujax.data.dataset_info.DatasetInfo.task``):
 # 'au' multi-label AU occurrence, 'expression' single-label classes (+ valence / arousal where
 # annotated), 'expression_multi' multi-label expressions.
 TASKS: tuple[str, ...] = ('au', 'expression', 'expression_multi')
@@ -73,3 +90,19 @@ def au_set(name: str) -> tuple[int, ...]:
 def au_label_names(aus: tuple[int, ...]) -> list[str]:
   """['AU1', 'AU2', ...] for table headers."""
   return [f'AU{a}' for a in aus]
+
+
+# The name a run of the OpenGraphAU label space records as its dataset (its training data, the
+# authors' hybrid of six datasets, has no faujax builder: ``configs/me_graphau/opengraphau.py``).
+OPENGRAPHAU_DATASET = 'opengraphau_hybrid'
+
+
+def opengraphau_aus() -> tuple[int, ...]:
+  """The AU number of each of OpenGraphAU's 41 outputs (a sided AU twice: left, then right)."""
+  return OPENGRAPHAU_AUS + tuple(a for a in OPENGRAPHAU_SIDED_AUS for _ in 'LR')
+
+
+def opengraphau_label_names() -> list[str]:
+  """OpenGraphAU's 41 output names: 'AU1' ... 'AU39', then 'AUL1', 'AUR1', ... 'AUR14'."""
+  return au_label_names(OPENGRAPHAU_AUS) + [f'AU{side}{a}' for a in OPENGRAPHAU_SIDED_AUS
+                                            for side in 'LR']

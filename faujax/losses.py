@@ -37,18 +37,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from faujax import statistics
+from faujax.geometry import schemes
 from faujax.metrics import CCC_NORMALIZATIONS
 
 Array = Any  # jax.Array or np.ndarray
 
-# Eye landmark indices (0-based) used for the inter-ocular distance d_o of MGRR-Net eq. 10.
-# 68-point iBUG: right eye 36-41, left eye 42-47; DISFA's 66 points keep the same indices (the
-# dropped inner mouth corners 60 and 64 come after them); 49 points: 68-point index minus 17.
-EYES_68: tuple[tuple[int, ...], tuple[int, ...]] = (tuple(range(36, 42)), tuple(range(42, 48)))
-EYES_66: tuple[tuple[int, ...], tuple[int, ...]] = EYES_68
-EYES_49: tuple[tuple[int, ...], tuple[int, ...]] = (tuple(range(19, 25)), tuple(range(25, 31)))
-EYE_INDICES: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    68: EYES_68, 66: EYES_66, 49: EYES_49}
+# The eye landmark indices of d_o (MGRR-Net eq. 10), per landmark scheme.
+EYE_INDICES = schemes.EYE_INDICES
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -484,3 +479,29 @@ def l1_reconstruction_loss(recon: Array, target: Array, mask: Array | None = Non
   err = jnp.abs(_f32(recon) - _f32(target))
   per = jnp.mean(err, axis=tuple(range(k, len(shape)))) if len(shape) > k else err
   return _safe_div(jnp.sum(m * per), jnp.sum(m))
+
+
+def au_relation_loss(edge_logits: Array, labels: Array, mask: Array | None = None) -> jax.Array:
+  """ME-GraphAU's edge classification loss: cross-entropy of every ordered AU pair's relation.
+
+  The relation of the pair (i, j) is ``2 y_i + y_j`` (0 neither, 1 only j, 2 only i, 3 both; the
+  public code's ``tool/*_deal_AU_relation.py``), predicted by ``edge_logits[b, i, j]``; the loss
+  is the mean over the pairs whose two labels are known (``mask``), as the public
+  ``nn.CrossEntropyLoss`` over every pair when all are known.
+
+  Args:
+    edge_logits: (B, N, N, 4).
+    labels: (B, L) 0/1 AU labels, L >= N; the first N are the graph's nodes.
+    mask: (B, L) 1 where the label is known.
+  """
+  _expect_rank(edge_logits, 4, 'edge_logits')
+  b, n, n2, k = edge_logits.shape
+  if n != n2 or k != 4:
+    raise ValueError(f'edge_logits must be (B, N, N, 4); got {edge_logits.shape}.')
+  y = _f32(labels)[:, :n]
+  m = _mask_or_ones(mask, labels.shape)[:, :n]
+  relation = (2.0 * y[:, :, None] + y[:, None, :]).astype(jnp.int32)
+  pair_mask = m[:, :, None] * m[:, None, :]
+  log_p = jax.nn.log_softmax(_f32(edge_logits), axis=-1)
+  nll = -jnp.take_along_axis(log_p, relation[..., None], axis=-1)[..., 0]
+  return _safe_div(jnp.sum(pair_mask * nll), jnp.sum(pair_mask))

@@ -67,8 +67,9 @@ def _override_error(argv: list[str], error: Exception) -> str:
   overrides = [a[len('--config.'):].split('=', 1)[0] for a in argv if a.startswith('--config.')]
   if path is None:
     return str(error)
+  from faujax import config_base  # pylint: disable=g-import-not-at-top
   try:
-    config = _load_config_file(path)
+    config = config_base.load_config_file(path)
   except Exception:  # pylint: disable=broad-except
     return str(error)
   for key in overrides:
@@ -81,16 +82,6 @@ def _override_error(argv: list[str], error: Exception) -> str:
                                                                                 'config.')
       node = node[part]
   return f'cannot apply the --config overrides: {error}'
-
-
-def _load_config_file(spec: str):
-  """``get_config([arg])`` of a ``path[:arg]`` config flag value."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  path, _, arg = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location('_faujax_cli_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
 
 
 def run() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from faujax import statistics
+from faujax.geometry import schemes
 
 # Keys ``Accumulator.add`` understands (other keys are kept and returned by ``arrays`` only).
 AU_PROB = 'au_prob'        # (B, N) AU probabilities.
@@ -615,3 +616,23 @@ def format_fold_table(per_fold: Sequence[Mapping[str, float]], au_names: Sequenc
     lines.append(row(name, lambda c, name=name: f'{c}/{name}'))
   lines.append(row('**Avg.**', lambda c: f'{c}_mean'))
   return '\n'.join(lines) + '\n'
+
+
+def landmark_mean_error(pred: np.ndarray, target: np.ndarray,
+                        valid: np.ndarray | None = None) -> float:
+  """MGRR-Net Table 8's face-alignment error: the mean over valid faces (and d_o > 0) of
+  mean_i ||pred_i - target_i|| / d_o, d_o the inter-ocular distance of the target
+  (``geometry.schemes.EYE_INDICES``, eq. 10's).
+
+  (B, M, 2) pixel landmarks, optional (B,) ``valid`` -> scalar."""
+  pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+  if pred.shape != target.shape or pred.ndim != 3 or pred.shape[-1] != 2:
+    raise ValueError(f'pred / target: expected equal (B, M, 2) shapes, got {pred.shape} and '
+                     f'{target.shape}.')
+  right, left = (list(e) for e in schemes.EYE_INDICES[pred.shape[1]])
+  d_o = np.linalg.norm(target[:, right].mean(1) - target[:, left].mean(1), axis=-1)
+  keep = d_o > 0
+  if valid is not None:
+    keep &= np.asarray(valid) > 0
+  per = np.linalg.norm(pred - target, axis=-1).mean(-1)[keep] / d_o[keep]
+  return float(per.mean())

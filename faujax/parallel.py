@@ -17,6 +17,8 @@ that its input pipeline produced (``jax.process_index()`` of ``jax.process_count
 from __future__ import annotations
 
 import collections
+import dataclasses
+import functools
 from typing import Any, Callable, Iterator
 
 import jax
@@ -160,3 +162,47 @@ def device_offset(local_batch: int, axis_name: str | None) -> jnp.ndarray:
   if axis_name is None:
     return jnp.zeros((), jnp.int32)
   return jax.lax.axis_index(axis_name) * local_batch
+
+
+@dataclasses.dataclass
+class CompiledSteps:
+  """The train and eval steps compiled for one parallel mode, with the data placement they need:
+  the training loop calls these and never branches on the mode itself."""
+  mode: str
+  train: Callable[..., Any]
+  eval: Callable[..., Any]
+  mesh: Any = None
+  devices: Any = None
+
+  def put_state(self, state: Any) -> Any:
+    return put_replicated(state, self.mode, self.mesh, self.devices)
+
+  def put_batch(self, batch: dict[str, np.ndarray]) -> Any:
+    return put_batch(batch, self.mode, self.mesh, self.devices)
+
+  def host_state(self, state: Any) -> dict[str, Any]:
+    return unreplicate(state.to_host(), self.mode)
+
+  def host_metrics(self, metrics: dict[str, jax.Array]) -> dict[str, float]:
+    if self.mode == 'pmap':
+      metrics = jax.tree.map(lambda x: x[0], metrics)
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def compile_steps(mode: str, train_step: Callable[..., Any], eval_step: Callable[..., Any], *,
+                  devices: list[Any] | None = None) -> CompiledSteps:
+  """``train_step(state, batch, rng, *, axis_name)`` and ``eval_step(state, batch)`` compiled:
+  ``jax.jit`` over a data mesh (state and key replicated, batch sharded, the state donated), or
+  ``jax.pmap`` over the local devices (or ``devices``) with ``axis_name=PMAP_AXIS``."""
+  check_mode(mode)
+  if mode == 'pmap':
+    train = jax.pmap(functools.partial(train_step, axis_name=PMAP_AXIS), axis_name=PMAP_AXIS,
+                     in_axes=(0, 0, None), donate_argnums=(0,), devices=devices)
+    evaluate = jax.pmap(eval_step, axis_name=PMAP_AXIS, devices=devices)
+    return CompiledSteps(mode, train, evaluate, devices=devices)
+  mesh = make_mesh(devices)
+  rep, data = replicated(mesh), data_sharding(mesh)
+  train = jax.jit(train_step, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
+                  donate_argnums=(0,))
+  evaluate = jax.jit(eval_step, in_shardings=(rep, data), out_shardings=data)
+  return CompiledSteps(mode, train, evaluate, mesh, devices)

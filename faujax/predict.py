@@ -2,8 +2,15 @@
 
   python -m faujax.predict --checkpoint WORKDIR INPUT... --out results.csv
       [--batch_size 32] [--faces {detect,cropped,openface_csv}] [--landmarks_csv FILE]
-      [--save_annotated DIR] [--which {best,latest,STEP}] [--upsample 1] [--max_faces 0]
+      [--save_annotated DIR] [--which {best,latest,STEP}] [--upsample N] [--max_faces 0]
   python -m faujax.predict --checkpoint WORKDIR --benchmark [INPUT...]
+  python -m faujax.predict --checkpoint OpenGraphAU-ResNet50_second_stage.pth photos/ --out au.csv
+
+``--checkpoint`` is a faujax run (a training run's or an import's workdir, or one of its step
+directories) or one of the authors' released files (``.pth`` / ``.pt`` / ``.safetensors``):
+that is converted once by ``faujax.tools.import_checkpoint`` into a cache directory keyed by the
+file's SHA-256 (``$FAUJAX_CACHE_DIR/imported``), then used like a run (``--dataset`` /
+``--embeddings`` as the importer's, where the file needs them). Nothing is downloaded.
 
 INPUT is an image, a folder (searched recursively for images and videos) or a video (MP4 and
 other FFmpeg formats, the ``video`` extra). One row per face per frame, columns as
@@ -44,7 +51,13 @@ def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog='python -m faujax.predict', description=__doc__.splitlines()[0])
   p.add_argument('inputs', nargs='*', help='images, folders (recursive) or videos')
   p.add_argument('--checkpoint', required=True,
-                 help='workdir of a training run or of faujax.tools.import_checkpoint')
+                 help='workdir of a training run or of faujax.tools.import_checkpoint, or a '
+                      'released .pth / .safetensors file (converted once, then cached)')
+  p.add_argument('--dataset', choices=('bp4d', 'disfa', 'emotionet', 'aff_wild2'),
+                 help='a released file whose keys do not say its dataset (12-AU MACG: bp4d or '
+                      'emotionet; Emotion-GCN: aff_wild2 for its Aff-Wild2 model)')
+  p.add_argument('--embeddings', help='a released Emotion-GCN file: the GloVe or authors\' '
+                                      'embedding file of its 9 node words')
   p.add_argument('--out', help='CSV file to write (required unless --benchmark)')
   p.add_argument('--batch_size', type=int, default=32, help='faces per device batch')
   p.add_argument('--faces', choices=faces_lib.FACE_SOURCES, default='detect',
@@ -52,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                       'openface_csv (landmarks from --landmarks_csv)')
   p.add_argument('--landmarks_csv', help="OpenFace CSV for --faces openface_csv (frame = the "
                                          "video frame, or the input's 1-based position)")
-  p.add_argument('--upsample', type=int, default=1, help='dlib detector upsampling')
+  p.add_argument('--upsample', type=int, default=None,
+                 help="dlib detector upsampling (default: the alignment's tool's: 2 for the "
+                      'imported eye-level runs, in an 800 px wide frame; else 1)')
   p.add_argument('--max_faces', type=int, default=0, help='faces per frame, largest first (0: all)')
   p.add_argument('--which', type=_which, default='best',
                  help="which checkpoint: best (by validation, else the newest), latest, or a "
@@ -60,8 +75,6 @@ def _parser() -> argparse.ArgumentParser:
                       "(WORKDIR/checkpoints/<step>)")
   p.add_argument('--save_annotated', help='directory for annotated images / MP4s and plots')
   p.add_argument('--benchmark', action='store_true', help='print frames/s of every stage')
-  p.add_argument('--data_dir', help="tfds data_dir of the run's dataset (if the workdir holds "
-                                    'no dataset_info.json)')
   return p
 
 
@@ -75,6 +88,17 @@ def _annotated_name(directory: str, name: str, used: set[str], suffix: str) -> s
   return out
 
 
+def resolve_checkpoint(args: argparse.Namespace) -> str:
+  """The run directory of ``--checkpoint``: itself, or the cached conversion of a released file."""
+  path = args.checkpoint
+  if os.path.isfile(path):
+    from faujax.tools import import_checkpoint  # pylint: disable=g-import-not-at-top
+    options = {k: getattr(args, k) for k in ('dataset', 'embeddings') if getattr(args, k)}
+    path = import_checkpoint.cached_import(path, **options)
+    print(f'{args.checkpoint}: converted into {path}', file=sys.stderr)
+  return path
+
+
 def run(args: argparse.Namespace, progress_file: Any = None) -> tuple[Any, list, Any]:
   """Predicts every input -> (DataFrame, skipped [(file, reason)], the Predictor)."""
   import pandas as pd  # pylint: disable=g-import-not-at-top
@@ -86,9 +110,8 @@ def run(args: argparse.Namespace, progress_file: Any = None) -> tuple[Any, list,
   if args.faces == 'openface_csv' and not args.landmarks_csv:
     raise ValueError('--faces openface_csv needs --landmarks_csv FILE.')
   landmarks = faces_lib.read_openface_csv(args.landmarks_csv) if args.landmarks_csv else None
-  pred = predictor_lib.Predictor.from_checkpoint(args.checkpoint, which=args.which,
-                                                 batch_size=args.batch_size,
-                                                 data_dir=args.data_dir)
+  pred = predictor_lib.Predictor.from_checkpoint(resolve_checkpoint(args), which=args.which,
+                                                 batch_size=args.batch_size)
   items = predictor_lib.expand_inputs(args.inputs)
   images = [x for x in items if not video.is_video(x)]
   videos = [x for x in items if video.is_video(x)]
@@ -164,9 +187,8 @@ def _report(label: str, pred: Any) -> None:
 
 def benchmark(args: argparse.Namespace) -> int:
   from faujax import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
-  pred = predictor_lib.Predictor.from_checkpoint(args.checkpoint, which=args.which,
-                                                 batch_size=args.batch_size,
-                                                 data_dir=args.data_dir)
+  pred = predictor_lib.Predictor.from_checkpoint(resolve_checkpoint(args), which=args.which,
+                                                 batch_size=args.batch_size)
   common = dict(faces=args.faces, upsample=args.upsample, max_faces=args.max_faces)
   with tempfile.TemporaryDirectory() as tmp:
     if args.inputs:
@@ -186,7 +208,7 @@ def benchmark(args: argparse.Namespace) -> int:
       pred.aligner(first, faces_lib.cropped(first, pred.info.image_size,
                                             pred.info.num_landmarks)[1])
       if args.faces == 'detect':
-        faces_lib.detect(first, args.upsample)  # loads dlib's models
+        faces_lib.detect(first, args.upsample, method=pred.aligner.method)  # loads dlib's models
     print(f'compile: {time.perf_counter() - t0:.2f} s (model {pred.config.model.name}, batch '
           f'{pred.batch_size}, faces {args.faces})')
     if images:

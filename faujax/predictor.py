@@ -4,11 +4,11 @@
   table = predictor.predict(['face.jpg', 'photos/'])      # pandas DataFrame, one row per face
   clip = predictor.predict_video('clip.mp4')
 
-The run's config (``workdir/config.json``, written by training) travels with the checkpoint; the
-model, the task and the evaluation preprocessing are rebuilt from it, and the arrays are restored
-with ``faujax.checkpoint.Checkpointer`` (verified: checksums, tree, finite values), so new models
-plug in by config. Every face goes through the dataset's stored alignment (``faujax.faces``) and
-then the run's own evaluation step, ``faujax.train.eval_step`` (``augment.preprocess`` with
+The run is loaded by ``faujax.trained_run.load_run``: the config, label space, parameters,
+statistics and model constants all come from the verified checkpoint (nothing is moved or
+written), so new models plug in by config and a copied or imported workdir predicts without its
+dataset. Every face goes through the dataset's stored alignment (``faujax.faces``) and then the
+run's own evaluation step, ``faujax.train.predict_batch`` (``augment.preprocess`` with
 ``train=False``, the model with ``train=False``, ``task.eval_outputs``): the predictions are the
 model's evaluation outputs on those faces. Faces are batched to ``batch_size`` (the last batch
 padded, so one compiled program serves every batch); decoding, detection and alignment run in a
@@ -23,16 +23,11 @@ y_0..y_67`` (68 landmarks in input pixels), then by task: ``AUxx_p`` (probabilit
 ``expression_logits``, column = the class name in lower case) and ``valence``, ``arousal``; per
 multi-label expression ``<name>`` (probability) and ``<name>_c``.
 
-The dataset's label space: ``workdir/dataset_info.json`` (+ ``train_labels.npz``,
-``faujax.stored_info``; training and the checkpoint importer write them, so a workdir predicts
-without its dataset) when present, else the configured dataset
-(``input_pipeline.get_dataset_info``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import queue
 import re
@@ -42,16 +37,15 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from faujax import checkpoint as ckpt_lib
+from faujax import config_base
+from faujax.data import dataset_info
 from faujax import faces as faces_lib
 from faujax import metrics as metrics_lib
-from faujax import stored_info
 from faujax import tasks
 from faujax import train
-from faujax.data import input_pipeline
+from faujax import trained_run
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm',
                     '.pgm')
@@ -65,9 +59,9 @@ LANDMARK_COLUMNS = tuple(f'x_{i}' for i in range(68)) + tuple(f'y_{i}' for i in 
 
 
 def au_column(name: str) -> str:
-  """'AU1' -> 'AU01' (OpenFace's AU names)."""
-  m = re.fullmatch(r'AU(\d+)', str(name))
-  return f'AU{int(m.group(1)):02d}' if m else str(name)
+  """'AU1' -> 'AU01' (OpenFace's AU names); OpenGraphAU's sided 'AUL1' -> 'AUL01'."""
+  m = re.fullmatch(r'AU([LR]?)(\d+)', str(name))
+  return f'AU{m.group(1)}{int(m.group(2)):02d}' if m else str(name)
 
 
 def prediction_columns(task: tasks.Task, outputs: dict[str, np.ndarray],
@@ -212,93 +206,45 @@ class Predictor:
   """A trained faujax model with its run's evaluation preprocessing (see the module docstring).
 
   Args:
-    config: the run's (resolved) config.
-    info: the dataset's label space.
-    state: a ``train.TrainState`` with the trained arrays.
+    run: the loaded run (``faujax.trained_run.load_run``).
     batch_size: faces per device batch.
-    template: stored-face five-point template ('template' alignment; None: from the dataset).
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, info: input_pipeline.DatasetInfo,
-               state: train.TrainState, *, batch_size: int = 32,
-               template: np.ndarray | None = None, checkpoint: str = ''):
+  def __init__(self, run: trained_run.TrainedRun, *, batch_size: int = 32):
     if not isinstance(batch_size, int) or batch_size < 1:
       raise ValueError(f'batch_size: expected an int >= 1, got {batch_size!r}.')
-    sections = train._sections(config)  # pylint: disable=protected-access
-    self.config, self.info, self.state = config, info, state
+    self.run = run
+    self.config, self.info, self.task = run.config, run.info, run.task
+    self.variables = run.variables
     self.batch_size = batch_size
-    self.checkpoint = checkpoint
-    self.threshold = float(sections['eval'].threshold)
-    self.task = tasks.build(info, sections['loss'], threshold=self.threshold)
-    self.aug_config = sections['augment']
-    if template is None and faces_lib.method_for(info) == 'template':
-      template = faces_lib.template_from_landmarks(
-          stored_info.labels_to_store(info).get('landmarks', np.zeros((0, 0, 2))))
-    self.aligner = faces_lib.Aligner(info.image_size, info.num_landmarks,
-                                     faces_lib.method_for(info), template)
-    self._eval = jax.jit(lambda s, b: train.eval_step(s, b, task=self.task,
-                                                      aug_config=self.aug_config))
+    self.checkpoint = run.path
+    self.threshold = float(config_base.config_sections(run.config)['eval'].threshold)
+    self.aug_config = run.aug_config
+    method = faces_lib.method_for(run.info)
+    self.aligner = faces_lib.Aligner(run.info.image_size, run.info.num_landmarks, method,
+                                     run.face_template if method == 'template' else None)
+    self._eval = jax.jit(lambda v, b: train.predict_batch(run.apply_fn, v, b, task=run.task,
+                                                          aug_config=run.aug_config))
     self.times = StageTimes()
     self._columns: list[str] | None = None
     self.skipped: list[tuple[str, str]] = []
 
   # ---------------------------------------------------------------------------------------------
   @classmethod
-  def from_checkpoint(cls, path: str, *, which: str | int = 'best', batch_size: int = 32,
-                      data_dir: str | None = None) -> 'Predictor':
+  def from_checkpoint(cls, path: str, *, which: str | int = 'best',
+                      batch_size: int = 32) -> 'Predictor':
     """The model of a training (or imported) run's workdir.
 
     Args:
-      path: the workdir (holding ``config.json``), or one checkpoint's step directory inside it
+      path: the workdir, or one checkpoint's step directory inside it
         (``workdir/checkpoints/<step>`` or ``workdir/best/<step>``: that checkpoint, whatever
         ``which`` says).
       which: 'best' (the best-by-validation checkpoint, else the newest periodic one), 'latest'
         (the newest periodic one), or a step (an int, or its digits: that periodic checkpoint,
         else the best one if it is of that step).
       batch_size: faces per batch.
-      data_dir: tfds data directory of the configured dataset (when the workdir holds no
-        ``dataset_info.json``).
     """
-    workdir, step_dir = _workdir_of(path)
-    step = _step_of(which) if step_dir is None else step_dir[1]
-    with open(os.path.join(workdir, ckpt_lib.CONFIG_FILE), encoding='utf-8') as f:
-      config = train.resolve_config(ml_collections.ConfigDict(json.load(f)))
-    stored = stored_info.load(workdir)
-    template = None
-    if stored is not None:
-      info, template = stored
-    else:
-      data = config.data
-      if data_dir is not None:
-        data = ml_collections.ConfigDict(config.data.to_dict())
-        data.data_dir = data_dir
-      info = input_pipeline.get_dataset_info(data)
-    sections = train._sections(config)  # pylint: disable=protected-access
-    task = tasks.build(info, sections['loss'], threshold=sections['eval'].threshold)
-    state, _ = train.create_train_state(jax.random.key(0), config, info, steps_per_epoch=1,
-                                        total_steps=1)
-    target = jax.device_get(state.to_host())
-    checkpointer = ckpt_lib.Checkpointer(workdir, config, best_metric=task.selection_metric)
-    try:
-      restored, where = None, ''
-      if step is not None:
-        best = step_dir[0] == 'best' if step_dir is not None else (
-            step not in checkpointer.periodic_steps and step in checkpointer.best_steps)
-        restored = checkpointer.restore_step(step, target, best=best)
-        restored, where = restored.state, restored.path
-      elif which == 'best':
-        best = checkpointer.restore_best(target)
-        if best is not None:
-          restored, where = best[0], f'{workdir}/best/{best[1]}'
-      if restored is None:
-        latest = checkpointer.restore_latest(target)
-        if latest is None:
-          raise ckpt_lib.CheckpointError(f'{workdir} holds no checkpoint to predict with.')
-        restored, where = latest.state, latest.path
-    finally:
-      checkpointer.close()
-    state = state.replace_from_host(jax.tree.map(jnp.asarray, restored))
-    return cls(config, info, state, batch_size=batch_size, template=template, checkpoint=where)
+    return cls(trained_run.load_run(path, which), batch_size=batch_size)
 
   # ---------------------------------------------------------------------------------------------
   def evaluate_faces(self, stored: Sequence[faces_lib.StoredFace]) -> dict[str, np.ndarray]:
@@ -307,13 +253,13 @@ class Predictor:
     outs: list[dict[str, np.ndarray]] = []
     for start in range(0, len(stored), self.batch_size):
       chunk = stored[start:start + self.batch_size]
-      batch = train.dummy_batch(self.info, self.batch_size)
+      batch = dataset_info.dummy_batch(self.info, self.batch_size)
       for i, face in enumerate(chunk):
         batch['image'][i] = face.image
         batch['landmarks'][i] = face.landmarks
       batch['valid'][len(chunk):] = 0
       t0 = time.perf_counter()
-      out = jax.device_get(self._eval(self.state, batch))
+      out = jax.device_get(self._eval(self.variables, batch))
       self.times.model += time.perf_counter() - t0
       outs.append({k: np.asarray(v)[:len(chunk)] for k, v in out.items()})
     if not outs:
@@ -321,7 +267,8 @@ class Predictor:
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
   def _faces_of_frame(self, name: str, frame: int, timestamp: float, image: np.ndarray,
-                      faces: str, given: Sequence[faces_lib.FaceBox] | None, upsample: int,
+                      faces: str, given: Sequence[faces_lib.FaceBox] | None,
+                      upsample: int | None,
                       max_faces: int, keep_image: bool) -> _Frame:
     if faces == 'cropped':
       t0 = time.perf_counter()
@@ -332,7 +279,7 @@ class Predictor:
     else:
       t0 = time.perf_counter()
       boxes = faces_lib.faces_of(faces, image, upsample=upsample, max_faces=max_faces,
-                                 given=given)
+                                 given=given, method=self.aligner.method)
       t1 = time.perf_counter()
       found = [_Face(i, b, self.aligner(image, b)) for i, b in enumerate(boxes)]
       self.times.detect += t1 - t0
@@ -376,7 +323,8 @@ class Predictor:
     return rows
 
   # ---------------------------------------------------------------------------------------------
-  def predict(self, images_or_paths: Any, *, faces: str = 'detect', upsample: int = 1,
+  def predict(self, images_or_paths: Any, *, faces: str = 'detect',
+              upsample: int | None = None,
               max_faces: int = 0, landmarks: dict[int, list[faces_lib.FaceBox]] | None = None,
               on_frame: Callable[[_Frame, list[dict]], None] | None = None,
               keep_images: bool = False, progress: Any = None):
@@ -389,7 +337,7 @@ class Predictor:
       faces: 'detect' (dlib), 'cropped' (inputs are face crops; their landmarks from
         ``landmarks`` when given, else the mean face) or 'openface_csv' (with ``landmarks``).
       landmarks: faces per 1-based input index (``faces.read_openface_csv``).
-      upsample: dlib detector upsampling.
+      upsample: dlib detector upsampling (None: the alignment's tool's, ``faces.detect``).
       max_faces: keep at most this many faces per image (largest first; 0 = all).
       on_frame: called with each frame and its rows once predicted (annotation).
       keep_images: keep each frame's pixels for ``on_frame``.
@@ -426,7 +374,7 @@ class Predictor:
     self.times.wall += time.perf_counter() - start
     return self._table(rows, self.skipped[skipped_before:])
 
-  def predict_video(self, path: str, *, faces: str = 'detect', upsample: int = 1,
+  def predict_video(self, path: str, *, faces: str = 'detect', upsample: int | None = None,
                     max_faces: int = 0,
                     landmarks: dict[int, list[faces_lib.FaceBox]] | None = None,
                     on_frame: Callable[[_Frame, list[dict]], None] | None = None,
@@ -472,7 +420,7 @@ class Predictor:
     return self._columns
 
   def _make_columns(self) -> list[str]:
-    shapes = jax.eval_shape(self._eval, self.state, train.dummy_batch(self.info, 1))
+    shapes = jax.eval_shape(self._eval, self.variables, dataset_info.dummy_batch(self.info, 1))
     dummy = {k: np.zeros(v.shape, v.dtype) for k, v in shapes.items()}
     return (list(FRAME_COLUMNS) + list(LANDMARK_COLUMNS)
             + list(prediction_columns(self.task, dummy, self.threshold)))
@@ -517,30 +465,3 @@ def _as_rgb(array: np.ndarray, where: str) -> np.ndarray:
   if a.dtype != np.uint8:
     raise ValueError(f'{where}: expected uint8 pixels, got {a.dtype}.')
   return np.ascontiguousarray(a[..., :3])
-
-
-def _step_of(which: str | int) -> int | None:
-  """None for 'best' / 'latest', else the step that ``which`` names."""
-  if which in ('best', 'latest'):
-    return None
-  if isinstance(which, (int, np.integer)) and not isinstance(which, bool) and which >= 0:
-    return int(which)
-  if isinstance(which, str) and which.isdigit():
-    return int(which)
-  raise ValueError(f"which: expected 'best', 'latest' or a step (an int >= 0), got {which!r}.")
-
-
-def _workdir_of(path: str) -> tuple[str, tuple[str, int] | None]:
-  """(workdir, None) when ``path`` holds config.json; (workdir, (kind, step)) when ``path`` is a
-  step directory ``workdir/{checkpoints,best}/<step>``."""
-  p = os.path.abspath(path)
-  if os.path.exists(os.path.join(p, ckpt_lib.CONFIG_FILE)):
-    return p, None
-  parent, name = os.path.split(p)
-  workdir, kind = os.path.split(parent)
-  if (name.isdigit() and kind in ('checkpoints', 'best')
-      and os.path.exists(os.path.join(workdir, ckpt_lib.CONFIG_FILE))):
-    return workdir, ('best' if kind == 'best' else 'periodic', int(name))
-  raise ckpt_lib.CheckpointError(
-      f'{path}: not a faujax workdir (no {ckpt_lib.CONFIG_FILE} in it or above it); expected the '
-      '--workdir of a training run or of python -m faujax.tools.import_checkpoint.')

@@ -100,11 +100,13 @@ def jsonable(x: Any) -> Any:
 
 def write_results(workdir: str, *, config: ml_collections.ConfigDict, task: Any, info: Any,
                   metrics: dict[str, Any], split: str, selected: str,
-                  history: list[dict[str, float]], trivial: dict[str, float]) -> dict[str, Any]:
+                  history: list[dict[str, float]], trivial: dict[str, float],
+                  evals: dict[str, Any] | None = None) -> dict[str, Any]:
   """Writes ``results.json`` and ``results.md`` (a paper-style table) and prints the table.
 
   ``history`` is the validation history of the whole run (kept in the checkpoints across
-  resumes, see ``faujax.checkpoint``)."""
+  resumes, see ``faujax.checkpoint``); ``evals`` the evaluators' results
+  (``faujax.evaluators``)."""
   table = task.table(metrics)
   key = task.selection_metric
   ablation = config.get('ablation', '')
@@ -121,7 +123,7 @@ def write_results(workdir: str, *, config: ml_collections.ConfigDict, task: Any,
       'dataset': f'{info.name}/{info.builder_config}',
       'fold': config.data.get('fold', 1), 'split': split, 'checkpoint': selected,
       'label_names': list(info.label_names), 'metrics': metrics, 'trivial_baseline': trivial,
-      'validation_history': history,
+      'validation_history': history, 'evals': dict(evals or {}),
   }
   if jax.process_index() == 0:
     files.write_text(os.path.join(workdir, 'results.json'),

@@ -29,8 +29,9 @@ from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
-from faujax import checkpoint
+from faujax import config_base
 from faujax import reporting
+from faujax import run_record
 from faujax import runtime
 from faujax import train
 
@@ -118,13 +119,13 @@ def _cell_config(config: ml_collections.ConfigDict, assignment: Sequence[tuple[s
 def _last_config(run_dir: str) -> tuple[str, dict] | None:
   """The config a finished run ended with: the last entry of its ``config_history.json`` (a
   resume with ``--allow_config_change`` appends there), else its ``config.json``."""
-  history = os.path.join(run_dir, checkpoint.HISTORY_FILE)
+  history = os.path.join(run_dir, run_record.HISTORY_FILE)
   if os.path.isfile(history):
     with open(history, encoding='utf-8') as f:
       entries = json.load(f)
     if entries:
       return history, entries[-1]['config']
-  path = os.path.join(run_dir, checkpoint.CONFIG_FILE)
+  path = os.path.join(run_dir, run_record.CONFIG_FILE)
   if os.path.isfile(path):
     with open(path, encoding='utf-8') as f:
       return path, json.load(f)
@@ -133,14 +134,14 @@ def _last_config(run_dir: str) -> tuple[str, dict] | None:
 
 def _check_finished_run(run_dir: str, cfg: ml_collections.ConfigDict) -> None:
   """Raises ValueError when the config a finished run ended with differs from its cell's config
-  (keys that cannot change results, ``checkpoint.RESULT_NEUTRAL_KEYS``, may differ)."""
+  (keys that cannot change results, ``run_record.RESULT_NEUTRAL_KEYS``, may differ)."""
   found = _last_config(run_dir)
   if found is None:
     return
   path, saved = found
-  current = checkpoint.config_to_json(train.resolve_config(cfg))
-  diffs = [(k, a, b) for k, a, b in checkpoint.config_diff(saved, current)
-           if not k.startswith(checkpoint.RESULT_NEUTRAL_KEYS)]
+  current = run_record.config_to_json(config_base.resolve_config(cfg))
+  diffs = [(k, a, b) for k, a, b in run_record.config_diff(saved, current)
+           if not k.startswith(run_record.RESULT_NEUTRAL_KEYS)]
   if diffs:
     shown = '; '.join(f'config.{k}: saved {a!r}, now {b!r}' for k, a, b in diffs[:5])
     raise ValueError(f'{path}: this finished run was made with a different config ({shown}'

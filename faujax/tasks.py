@@ -4,7 +4,7 @@ A task sits between the model and the train loop: it picks the label arrays from
 (``targets``), turns model outputs and targets into the scalar training loss (``loss``), into the
 per-example arrays that evaluation accumulates (``eval_outputs``), and names the validation metric
 that selects checkpoints. Losses see the *global* batch (see ``faujax.train``). The label space
-(names, counts, rates) is the dataset's (``faujax.data.input_pipeline.DatasetInfo``).
+(names, counts, rates) is the dataset's (``faujax.data.dataset_info.DatasetInfo``).
 
 Tasks (``info.task``):
   'au'               multi-label AU occurrence; outputs ``au_logits`` or ``au_probs`` (B, N).
@@ -29,9 +29,6 @@ from faujax import losses
 from faujax import metrics as metrics_lib
 
 AU_LOSSES = ('bce', 'bce_dice', 'asymmetric')
-# The AU task's loss terms (``Task.loss_terms``): the AU heads (eq. 7-8 / asymmetric), MGRR-Net's
-# landmark alignment, AU-GCN's reconstruction (eq. 1) and ROI-level BCE (eq. 2).
-AU_LOSS_TERMS = ('au', 'landmark', 'reconstruction', 'roi')
 VA_LOSSES = ('none', 'mse', 'ccc')
 TASKS = ('au', 'expression', 'expression_multi')
 Outputs = dict[str, jax.Array]
@@ -46,11 +43,12 @@ class LossConfig:
     name: AU task: 'bce' (AU-GCN eq. 7), 'bce_dice' (+ eq. 8) or 'asymmetric' (MACG eq. 15).
     weighted: AU task: occurrence-rate weights (AU-GCN eq. 7, MACG eq. 16).
     dice_weight: lambda_2 of AU-GCN eq. 8 ('bce_dice').
-    landmark_weight: weight of the alignment loss (MGRR-Net eq. 10) when the model predicts
-      ``landmarks``.
-    reconstruction_weight: lambda_1 of AU-GCN eq. 3 when the model outputs ``reconstruction``.
-    roi_weight: weight of the ROI-level BCE (AU-GCN eq. 2) when the model outputs ``roi_logits``
-      (L_ROI = roi_weight * eq. 2 + reconstruction_weight * eq. 1, eq. 3).
+    landmark_weight: weight of the ``landmark`` term, the alignment loss (MGRR-Net eq. 10).
+    reconstruction_weight: weight of the ``reconstruction`` term, lambda_1 of AU-GCN eq. 3.
+    roi_weight: weight of the ``roi`` term, the ROI-level BCE (AU-GCN eq. 2; L_ROI = roi_weight
+      * eq. 2 + reconstruction_weight * eq. 1, eq. 3).
+    edge_weight: weight of the ``edge`` term, ME-GraphAU's edge classification loss (the public
+      code's ``--lam``).
     class_weighted: expression task: class-balance weights f_min / f_i (Emotion-GCN eq. 9).
     va: expression task: 'none', 'mse' or 'ccc' (Emotion-GCN eq. 10-12) on valence / arousal.
     va_weight: weight of the valence / arousal loss.
@@ -63,6 +61,7 @@ class LossConfig:
   landmark_weight: float = 0.0
   reconstruction_weight: float = 0.0
   roi_weight: float = 1.0
+  edge_weight: float = 0.05
   class_weighted: bool = True
   va: str = 'ccc'
   va_weight: float = 1.0
@@ -74,7 +73,7 @@ class LossConfig:
     _check(self.ccc_normalization in metrics_lib.CCC_NORMALIZATIONS, 'ccc_normalization',
            self.ccc_normalization, f'one of {metrics_lib.CCC_NORMALIZATIONS}')
     for key in ('dice_weight', 'landmark_weight', 'reconstruction_weight', 'roi_weight',
-                'va_weight'):
+                'edge_weight', 'va_weight'):
       _check(getattr(self, key) >= 0, key, getattr(self, key), 'a weight >= 0')
 
 
@@ -89,8 +88,6 @@ class Task:
   selection_metric: str
   accumulator: Callable[[], 'TaskAccumulator']
   table: Callable[[dict[str, float]], str]
-  # Optional: (workdir, trained model module, accumulated test arrays) -> {figure: path}.
-  write_figures: Callable[..., dict[str, str]] | None = None
   # The names of the loss terms ``loss(outputs, targets, terms)`` can restrict the total to (a
   # training stage's ``losses``); the loss always accepts ``terms=None`` (every term).
   loss_terms: tuple[str, ...] = ()
@@ -167,7 +164,38 @@ def _total(parts: dict[str, jax.Array], terms: Any) -> jax.Array:
   return sum(keep[1:], keep[0]) if keep else jnp.zeros((), jnp.float32)
 
 
-def _au_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str) -> Task:
+@dataclasses.dataclass(frozen=True)
+class AuxiliaryTerm:
+  """A loss term of the AU task that a model declares (its module's ``LOSS_TERMS``): the loss of
+  (outputs, targets) and the ``config.loss`` key of its weight (0 leaves it out)."""
+  loss: Callable[[Outputs, dict[str, jax.Array]], jax.Array]
+  weight: str
+
+
+# The AU task's auxiliary terms, by the name a model's LOSS_TERMS uses.
+AUXILIARY_TERMS: dict[str, AuxiliaryTerm] = {
+    'landmark': AuxiliaryTerm(  # MGRR-Net eq. 10
+        lambda o, t: losses.landmark_alignment_loss(o['landmarks'], t['landmarks'], t['valid']),
+        'landmark_weight'),
+    'reconstruction': AuxiliaryTerm(  # AU-GCN eq. 1
+        lambda o, t: losses.l1_reconstruction_loss(o['reconstruction'],
+                                                   o['reconstruction_target'], t['valid']),
+        'reconstruction_weight'),
+    'roi': AuxiliaryTerm(  # AU-GCN eq. 2
+        lambda o, t: roi_bce_loss(o['roi_logits'], o['roi_label_mask'], t['au'], t['au_mask']),
+        'roi_weight'),
+    'edge': AuxiliaryTerm(  # ME-GraphAU's edge classification
+        lambda o, t: losses.au_relation_loss(o['edge_logits'], t['au'], t['au_mask']),
+        'edge_weight'),
+}
+
+
+def _au_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str,
+             model_terms: tuple[str, ...]) -> Task:
+  unknown = [t for t in model_terms if t not in AUXILIARY_TERMS]
+  if unknown:
+    raise ValueError(f'the model declares the loss terms {unknown}, which the AU task does not '
+                     f'have; it has {sorted(AUXILIARY_TERMS)}.')
   name = cfg.name
   weights = (losses.occurrence_weights(np.asarray(info.train_occurrence_rates))
              if cfg.weighted else jnp.ones((info.num_labels,), jnp.float32))
@@ -201,19 +229,12 @@ def _au_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str
         main = main + head
     aux['au_loss'] = main
     parts = {'au': main}
-    if 'landmarks' in outputs and cfg.landmark_weight:
-      align = losses.landmark_alignment_loss(outputs['landmarks'], t['landmarks'], t['valid'])
-      aux['landmark_loss'] = align
-      parts['landmark'] = cfg.landmark_weight * align
-    if 'reconstruction' in outputs and cfg.reconstruction_weight:
-      recon = losses.l1_reconstruction_loss(outputs['reconstruction'],
-                                            outputs['reconstruction_target'], t['valid'])
-      aux['reconstruction_loss'] = recon
-      parts['reconstruction'] = cfg.reconstruction_weight * recon
-    if 'roi_logits' in outputs and cfg.roi_weight:
-      roi = roi_bce_loss(outputs['roi_logits'], outputs['roi_label_mask'], t['au'], t['au_mask'])
-      aux['roi_loss'] = roi
-      parts['roi'] = cfg.roi_weight * roi
+    for term in model_terms:
+      weight = getattr(cfg, AUXILIARY_TERMS[term].weight)
+      if weight:
+        value = AUXILIARY_TERMS[term].loss(outputs, t)
+        aux[f'{term}_loss'] = value
+        parts[term] = weight * value
     aux.update(_statistics(outputs, t['valid']))
     return _total(parts, terms), aux
 
@@ -230,15 +251,22 @@ def _au_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str
 
   return Task(
       name='au', label_names=names, targets=targets, loss=loss, eval_outputs=eval_outputs,
-      loss_terms=AU_LOSS_TERMS,
+      loss_terms=('au',) + tuple(model_terms),
       selection_metric=selection_metric or 'f1_mean',
       accumulator=lambda: TaskAccumulator(trivial, au_names=names, threshold=threshold),
       table=lambda m: metrics_lib.format_au_table(m, names))
 
 
-def _expression_task(cfg: LossConfig, info: Any, threshold: float,
-                     selection_metric: str) -> Task:
+def _no_model_terms(task: str, model_terms: tuple[str, ...]) -> None:
+  if model_terms:
+    raise ValueError(f'the model declares the loss terms {list(model_terms)}; the {task} task '
+                     'has none.')
+
+
+def _expression_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str,
+                     model_terms: tuple[str, ...]) -> Task:
   del threshold  # single-label: the prediction is the argmax
+  _no_model_terms('expression', model_terms)
   va = cfg.va
   names = tuple(info.label_names)
   counts = np.asarray(info.class_counts)
@@ -294,23 +322,12 @@ def _expression_task(cfg: LossConfig, info: Any, threshold: float,
                     f'| {key} | {m[key]:.3f} |')
     return '\n'.join(rows) + '\n'
 
-  def write_figures(workdir, model, arrays):
-    """Emotion-GCN Fig. 3 (adjacency, GCN models), 4 (confusion) and 6 (classifier cosines)."""
-    from faujax.models import emotion_gcn_figures  # matplotlib; only at the end of a run
-    mask = np.asarray(arrays.get(metrics_lib.EXPR_MASK, np.ones(len(arrays[metrics_lib.EXPR_LABEL]))))
-    keep = mask > 0
-    confusion = metrics_lib.confusion_matrix(
-        np.asarray(arrays[metrics_lib.EXPR_LABEL])[keep],
-        np.argmax(np.asarray(arrays[metrics_lib.EXPR_SCORE])[keep], -1), len(names))
-    return emotion_gcn_figures.write_figures(workdir, model, None, confusion, names)
-
   return Task(
       name='expression', label_names=names, targets=targets, loss=loss,
       eval_outputs=eval_outputs, selection_metric=selection_metric or 'mean_class_accuracy',
       loss_terms=('expression', 'va'),
       accumulator=lambda: TaskAccumulator(trivial, class_names=names,
-                                          ccc_normalization=cfg.ccc_normalization), table=table,
-      write_figures=write_figures)
+                                          ccc_normalization=cfg.ccc_normalization), table=table)
 
 
 # The nine multi-label metrics of SVML-RGCN sec. 4.1 and whether higher is better.
@@ -330,10 +347,11 @@ def multilabel_table(m: dict[str, float]) -> str:
   return '\n'.join(rows) + '\n'
 
 
-def _multilabel_task(cfg: LossConfig, info: Any, threshold: float,
-                     selection_metric: str) -> Task:
+def _multilabel_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str,
+                     model_terms: tuple[str, ...]) -> Task:
   """Multi-label expressions: sigmoid BCE (SVML-RGCN eq. 2), the nine metrics of its sec. 4.1."""
   del cfg  # the paper's plain BCE; no weighting keys apply
+  _no_model_terms('expression_multi', model_terms)
   names = tuple(info.label_names)
   rates = np.asarray(info.train_occurrence_rates, np.float64)
   if rates.shape != (len(names),):
@@ -361,26 +379,19 @@ def _multilabel_task(cfg: LossConfig, info: Any, threshold: float,
     return {'name': 'training label frequencies',
             **metrics_lib.multilabel_metrics(scores, labels, threshold)}
 
-  def write_figures(workdir, model, arrays):
-    """SVML-RGCN's relations P_ij (eq. 3) and its graph (eq. 4), saved with the run."""
-    del arrays
-    from faujax.models import svml_rgcn_figures  # matplotlib; only at the end of a run
-    return svml_rgcn_figures.write_figures(workdir, model)
-
   return Task(
       name='expression_multi', label_names=names, targets=targets, loss=loss,
       eval_outputs=eval_outputs, selection_metric=selection_metric or 'ml/average_precision',
       loss_terms=('expression_multi',),
-      accumulator=lambda: TaskAccumulator(trivial, threshold=threshold), table=multilabel_table,
-      write_figures=write_figures)
+      accumulator=lambda: TaskAccumulator(trivial, threshold=threshold), table=multilabel_table)
 
 
 _BUILDERS = {'au': _au_task, 'expression': _expression_task,
              'expression_multi': _multilabel_task}
 
 
-def build(info: Any, loss: LossConfig, *, threshold: float = 0.5,
-          selection_metric: str = '') -> Task:
+def build(info: Any, loss: LossConfig, *, threshold: float = 0.5, selection_metric: str = '',
+          model_terms: tuple[str, ...] = ()) -> Task:
   """The task of the dataset described by ``info`` (``info.task``, one of ``TASKS``).
 
   Args:
@@ -389,8 +400,10 @@ def build(info: Any, loss: LossConfig, *, threshold: float = 0.5,
     threshold: decision threshold of multi-label predictions (``config.eval.threshold``).
     selection_metric: the validation metric that selects checkpoints ('' = the task's default:
       'f1_mean', 'mean_class_accuracy', 'ml/average_precision').
+    model_terms: the auxiliary loss terms the model trains with (its module's ``LOSS_TERMS``,
+      ``faujax.models.loss_terms``; names of ``AUXILIARY_TERMS``).
   """
   if info.task not in _BUILDERS:
     raise ValueError(f'The dataset {info.name!r} declares task {info.task!r}; faujax trains '
                      f'{TASKS}.')
-  return _BUILDERS[info.task](loss, info, threshold, selection_metric)
+  return _BUILDERS[info.task](loss, info, threshold, selection_metric, tuple(model_terms))

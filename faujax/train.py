@@ -14,11 +14,10 @@ index), so a resumed run and a run on a different number of devices see the same
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import signal
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from absl import logging
 import flax.struct
@@ -27,209 +26,99 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from flax import nnx
 
 from faujax import checkpoint as ckpt_lib
-from faujax import config_schema
+from faujax import config_base
 from faujax import model_state
 from faujax import models
 from faujax import optim
 from faujax import parallel
 from faujax import reporting
+from faujax import evaluators
+from faujax import faces as faces_lib
+from faujax import initialization
 from faujax import stages as stages_lib
-from faujax import stored_info
 from faujax import tasks
 from faujax.data import augment
 from faujax.data import input_pipeline
+from faujax.data import dataset_info
+from faujax.data import builders
 
 Array = jax.Array
 PyTree = Any
-_check = config_schema.check
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """``config.train``: global batch, length (``num_steps`` > 0 overrides ``num_epochs``) and the
-  intervals (in steps) of the progress lines and the validation passes. ``stage_order`` /
-  ``stages``: consecutive training stages (``faujax.stages``; their lengths replace
-  ``num_epochs`` / ``num_steps``); empty = one stage that trains everything.
-  ``prefetch_batches``: training batches kept on the devices ahead of the step
-  (``faujax.parallel.prefetch``; 1 = copy each batch just before its step)."""
-  batch_size: int = 32
-  num_epochs: float = 10.0
-  num_steps: int = 0
-  log_every: int = 50
-  eval_every: int = 500
-  prefetch_batches: int = 2
-  stage_order: tuple[str, ...] = ()
-  stages: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
-
-  def __post_init__(self):
-    stages_lib.read_stages(self.stage_order, self.stages)
-    _check(self.batch_size >= 1, 'batch_size', self.batch_size, 'an int >= 1')
-    _check(self.num_epochs > 0, 'num_epochs', self.num_epochs, 'a value > 0')
-    _check(self.num_steps >= 0, 'num_steps', self.num_steps, 'an int >= 0 (0: use num_epochs)')
-    _check(self.log_every >= 1, 'log_every', self.log_every, 'an int >= 1 (steps)')
-    _check(self.eval_every >= 1, 'eval_every', self.eval_every, 'an int >= 1 (steps)')
-    _check(self.prefetch_batches >= 1, 'prefetch_batches', self.prefetch_batches,
-           'an int >= 1 (batches on the devices ahead of the step)')
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalConfig:
-  """``config.eval``: global evaluation batch, the decision threshold of multi-label predictions,
-  and the validation metric that selects the checkpoint ('' = the task's default)."""
-  batch_size: int = 64
-  threshold: float = 0.5
-  selection_metric: str = ''
-
-  def __post_init__(self):
-    _check(self.batch_size >= 1, 'batch_size', self.batch_size, 'an int >= 1')
-    _check(0.0 < self.threshold < 1.0, 'threshold', self.threshold, 'a value in (0, 1)')
-
-
-# Top-level keys: the seed of every random draw; the parallel mode ('jit' over a device mesh, or
-# 'pmap'); a row of the model's ABLATIONS ('' = none); an orbax directory of pretrained trunk
-# weights written by ``python -m faujax.tools.import_weights`` ('' = random initialisation).
-RUN_KEYS: dict[str, Any] = {'seed': 0, 'parallelism': 'jit', 'ablation': '',
-                            'pretrained_backbone': ''}
-# Every config section and the schema that declares its keys.
-SECTIONS: dict[str, type] = {
-    'data': input_pipeline.DataConfig,
-    'augment': augment.AugmentConfig,
-    'loss': tasks.LossConfig,
-    'optim': optim.OptimConfig,
-    'schedule': optim.ScheduleConfig,
-    'train': TrainConfig,
-    'eval': EvalConfig,
-    'checkpoint': ckpt_lib.CheckpointConfig,
-}
-
-
-def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of ``config`` with ``config.ablation`` applied, after checking every key and range.
-
-  The ablation row (``faujax.models.ablations``) sets its config keys; everything else is the
-  config as given. Raises ConfigError naming the key (unknown keys name the nearest valid ones).
-  """
-  config = ml_collections.ConfigDict(config_schema.to_plain(config))
-  known = list(RUN_KEYS) + list(SECTIONS) + ['model']
-  for key in config.keys():
-    if key not in known:
-      raise config_schema.unknown_key_error(key, '', known)
-  parallel.check_mode(config.get('parallelism', 'jit'))
-  rows = models.ablations(config.model.name)
-  if config.get('ablation', ''):
-    if config.ablation not in rows:
-      expected = (f'one of {tuple(rows)} or empty' if rows else
-                  'empty (this model has no ablation rows)')
-      raise config_schema.ConfigError(
-          f'config.ablation={config.ablation!r} is not an ablation of model '
-          f'{config.model.name!r}; expected {expected}.')
-    for dotted, value in rows[config.ablation].items():
-      section, key = dotted.split('.', 1)
-      config[section][key] = value
-  for key, schema in SECTIONS.items():
-    config_schema.read(schema, config.get(key), key)
-  return config
-
-
-def _sections(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  return {key: config_schema.read(schema, config.get(key), key)
-          for key, schema in SECTIONS.items()}
 
 
 class TrainState(flax.struct.PyTreeNode):
-  """Everything that changes during training; ``nonfinite_step`` >= 0 freezes the state.
+  """Everything a run checkpoints; ``nonfinite_step`` >= 0 freezes the state.
 
-  ``params`` and ``batch_stats`` are nested dicts (``faujax.model_state``); ``apply_fn`` is the
-  model's pure apply function, ``(params, batch_stats, batch, *, train, rngs) -> (outputs,
-  new_batch_stats)``.
+  ``params``, ``batch_stats`` and ``constants`` are nested dicts (``faujax.model_state``; the
+  constants never change); ``apply_fn`` is the model's pure apply function, ``(variables, batch,
+  *, train, rngs) -> (outputs, new_batch_stats)``.
   """
   step: Array
   params: PyTree
   batch_stats: PyTree
+  constants: PyTree
   opt_state: PyTree
   nonfinite_step: Array
   apply_fn: model_state.ModelFn = flax.struct.field(pytree_node=False)
   tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
   def variables(self) -> dict[str, PyTree]:
-    return {'params': self.params, 'batch_stats': self.batch_stats}
+    return {'params': self.params, 'batch_stats': self.batch_stats, 'constants': self.constants}
 
   def to_host(self) -> dict[str, PyTree]:
     """The pytree that checkpoints store."""
     return {'step': self.step, 'params': self.params, 'batch_stats': self.batch_stats,
-            'opt_state': self.opt_state, 'nonfinite_step': self.nonfinite_step}
+            'constants': self.constants, 'opt_state': self.opt_state,
+            'nonfinite_step': self.nonfinite_step}
 
   def replace_from_host(self, saved: dict[str, PyTree]) -> 'TrainState':
     return self.replace(**saved)
 
 
-def _spec_from_fields(info: input_pipeline.DatasetInfo) -> dict[str, tuple[tuple[int, ...], Any]]:
-  """A batch spec from the label space alone (a hand-made info without a builder)."""
-  multi = len(info.multi_label_names) or (
-      info.num_labels if info.task == 'expression_multi' else 0)
-  f32, i32 = np.dtype(np.float32), np.dtype(np.int32)
-  return {'image': ((info.image_size, info.image_size, 3), np.dtype(np.uint8)),
-          'landmarks': ((info.num_landmarks, 2), f32), 'au': ((info.num_au,), f32),
-          'au_mask': ((info.num_au,), f32), 'au_intensity': ((info.num_au,), f32),
-          'expression': ((), i32), 'valence': ((), f32), 'arousal': ((), f32),
-          'expression_multi': ((multi,), f32), 'subject': ((), i32), 'valid': ((), f32)}
-
-
-def dummy_batch(info: input_pipeline.DatasetInfo, batch_size: int) -> dict[str, np.ndarray]:
-  """A batch with the pipeline's keys, shapes and dtypes (``info.batch_spec``): zeros, all
-  labels known, landmarks spread over the image; for benchmarks and tracing."""
-  spec = info.batch_spec or _spec_from_fields(info)
-  batch = {k: np.zeros((batch_size,) + tuple(shape), dtype) for k, (shape, dtype) in spec.items()}
-  s, p = info.image_size, batch['landmarks'].shape[1]
-  batch['landmarks'][:] = np.linspace(s * 0.3, s * 0.7, 2 * p, dtype=np.float32).reshape(p, 2)
-  for key in ('au_mask', 'valid', 'va_mask'):
-    if key in batch:
-      batch[key][:] = 1
-  return batch
-
-
-def create_model(config: ml_collections.ConfigDict, info: input_pipeline.DatasetInfo,
-                 rng: Array) -> nnx.Module:
-  """``config.model`` for ``info``, initialised from ``rng`` (and ``config.pretrained_backbone``),
-  its BatchNorms synced over the pmap axis when ``config.parallelism == 'pmap'``."""
-  model = models.build(config.model, info, rngs=nnx.Rngs(params=rng))
-  path = config.get('pretrained_backbone', '')
-  if path:
-    from faujax.backbones import pretrained  # orbax restore; only needed with a checkpoint
-    variables = model_state.variables(model)
-    loaded = pretrained.load_pretrained(path, config.model.backbone.name)
-    for collection, tree in loaded.items():
-      if 'backbone' not in variables[collection]:
-        raise config_schema.ConfigError(
-            f'config.pretrained_backbone={path!r}: the model has no {collection}/backbone '
-            'sub-tree to load it into.')
-      model_state.check_same_structure(variables[collection]['backbone'], tree,
-                                       f'config.pretrained_backbone={path!r} ({collection})')
-      variables[collection]['backbone'] = tree
-    model_state.load_variables(model, variables)
-  if config.get('parallelism', 'jit') == 'pmap':
-    parallel.sync_batch_norm(model, parallel.PMAP_AXIS)
-  return model
-
-
 def create_train_state(rng: Array, config: ml_collections.ConfigDict,
-                       info: input_pipeline.DatasetInfo, *, steps_per_epoch: int,
-                       total_steps: int) -> tuple[TrainState, optax.Schedule]:
-  """Builds and initialises the model (optionally a pretrained trunk) and the optimiser state."""
-  model = create_model(config, info, rng)
+                       info: dataset_info.DatasetInfo, *, steps_per_epoch: int,
+                       total_steps: int, constants: dict[str, Any] | None = None
+                       ) -> tuple[TrainState, optax.Schedule]:
+  """Builds and initialises the model (optionally a pretrained trunk) and the optimiser state.
+  ``constants``: the model's (None: prepared from the data)."""
+  model = initialization.create_model(config, info, rng, constants)
   variables = model_state.variables(model)
   params = variables['params']
-  sections = _sections(config)
+  sections = config_base.config_sections(config)
   tx, schedule = optim.create_optimizer(sections['optim'], sections['schedule'], params,
                                         steps_per_epoch=steps_per_epoch, total_steps=total_steps)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                     batch_stats=variables['batch_stats'], opt_state=tx.init(params),
-                     nonfinite_step=jnp.full((), -1, jnp.int32),
+                     batch_stats=variables['batch_stats'], constants=variables['constants'],
+                     opt_state=tx.init(params), nonfinite_step=jnp.full((), -1, jnp.int32),
                      apply_fn=model_state.ModelFn.from_model(model), tx=tx)
   return state, schedule
+
+
+def build_task(config: ml_collections.ConfigDict, info: dataset_info.DatasetInfo) -> tasks.Task:
+  """The task of ``info`` with the config's loss, threshold and selection metric and the model's
+  auxiliary loss terms."""
+  sections = config_base.config_sections(config)
+  return tasks.build(info, sections['loss'], threshold=sections['eval'].threshold,
+                     selection_metric=sections['eval'].selection_metric,
+                     model_terms=models.loss_terms(config.model.name))
+
+
+def dataset_record(info: dataset_info.DatasetInfo) -> dict[str, Any]:
+  """The checkpoints' ``dataset`` item: ``info``'s label space and, for a dataset whose faces
+  inference aligns to the training faces ('template', ``faujax.faces``), their mean five points
+  (``face_template``)."""
+  record = info.to_record()
+  if faces_lib.method_for(info) == 'template':
+    try:
+      landmarks = info.train_labels.get('landmarks')
+    except Exception:  # pylint: disable=broad-except  # a hand-made info without a dataset
+      landmarks = None
+    template = (None if landmarks is None
+                else faces_lib.template_from_landmarks(np.asarray(landmarks)))
+    record['face_template'] = None if template is None else template.tolist()
+  return record
 
 
 def _example_keys(rng: Array, local_batch: int, axis_name: str | None) -> Array:
@@ -259,8 +148,8 @@ def train_step(state: TrainState, batch: dict[str, Array], rng: Array, *, task: 
     dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
 
   def loss_fn(params):
-    outputs, batch_stats = state.apply_fn(params, state.batch_stats, batch, train=True,
-                                          rngs=dropout_rng)
+    outputs, batch_stats = state.apply_fn({**state.variables(), 'params': params}, batch,
+                                          train=True, rngs=dropout_rng)
     outputs = parallel.all_gather(outputs, axis_name)
     targets = parallel.all_gather(task.targets(batch), axis_name)
     if loss_terms is None:
@@ -300,66 +189,54 @@ def _frozen_to_zero(tree: PyTree, trainable: PyTree) -> PyTree:
 def eval_step(state: TrainState, batch: dict[str, Array], *, task: tasks.Task,
               aug_config: augment.AugmentConfig) -> dict[str, Array]:
   """Per-example outputs the task's metrics need (probabilities, targets, masks, ``valid``)."""
+  return predict_batch(state.apply_fn, state.variables(), batch, task=task, aug_config=aug_config)
+
+
+def predict_batch(apply_fn: model_state.ModelFn, variables: PyTree, batch: dict[str, Array], *,
+                  task: tasks.Task, aug_config: augment.AugmentConfig) -> dict[str, Array]:
+  """``eval_step`` of a model given as its apply function and variables (``faujax.predictor``):
+  the evaluation preprocessing, the model in eval mode, the task's per-example outputs."""
   batch = augment.preprocess(None, batch, aug_config, train=False)
-  outputs, _ = state.apply_fn(state.params, state.batch_stats, batch, train=False)
+  outputs, _ = apply_fn(variables, batch, train=False)
   return {**task.eval_outputs(outputs, task.targets(batch)), 'valid': batch['valid']}
 
 
-@dataclasses.dataclass
-class CompiledSteps:
-  """The train and eval steps compiled for one parallel mode, with the data placement they need."""
-  mode: str
-  train: Callable[..., tuple[TrainState, dict[str, Array]]]
-  eval: Callable[..., dict[str, Array]]
-  mesh: Any = None
-  devices: Any = None
+def split_outputs(apply_fn: model_state.ModelFn, variables: PyTree, *, data_config: Any,
+                  aug_config: augment.AugmentConfig, split: str, keys: tuple[str, ...],
+                  batch_size: int = 64) -> dict[str, np.ndarray]:
+  """The model's eval-mode outputs ``keys`` over a split of ``data_config`` (one process), each
+  concatenated over the split's examples; ``batch/<key>`` names a preprocessed batch entry
+  (e.g. ``batch/landmarks`` in the model's input frame, ``batch/valid``)."""
 
-  def put_state(self, state: TrainState) -> TrainState:
-    return parallel.put_replicated(state, self.mode, self.mesh, self.devices)
+  @jax.jit
+  def run(v, batch):
+    batch = augment.preprocess(None, batch, aug_config, train=False)
+    outputs, _ = apply_fn(v, batch, train=False)
+    return {k: batch[k[len('batch/'):]] if k.startswith('batch/') else outputs[k] for k in keys}
 
-  def put_batch(self, batch: dict[str, np.ndarray]) -> Any:
-    return parallel.put_batch(batch, self.mode, self.mesh, self.devices)
-
-  def host_state(self, state: TrainState) -> dict[str, PyTree]:
-    return parallel.unreplicate(state.to_host(), self.mode)
-
-  def host_metrics(self, metrics: dict[str, Array]) -> dict[str, float]:
-    if self.mode == 'pmap':
-      metrics = jax.tree.map(lambda x: x[0], metrics)
-    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+  parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+  for batch in input_pipeline.create_split(data_config, split, batch_size=batch_size,
+                                           train=False):
+    for k, v in run(variables, batch).items():
+      parts[k].append(np.asarray(v))
+  return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def compile_steps(mode: str, *, task: tasks.Task, aug_config: augment.AugmentConfig,
                   schedule: optax.Schedule, devices: list[Any] | None = None,
                   trainable: PyTree | None = None,
-                  loss_terms: tuple[str, ...] | None = None) -> CompiledSteps:
-  """``jax.jit`` over a data mesh, or ``jax.pmap`` over the local devices (or ``devices``).
-
-  Under pmap the state must come from a model whose BatchNorms were synced
-  (``create_model`` with ``config.parallelism='pmap'``). ``trainable`` / ``loss_terms``: a
-  training stage's (see ``train_step``).
-  """
-  parallel.check_mode(mode)
-  stage = {'trainable': trainable, 'loss_terms': loss_terms}
-  if mode == 'pmap':
-    train = jax.pmap(
-        functools.partial(train_step, task=task, aug_config=aug_config, schedule=schedule,
-                          axis_name=parallel.PMAP_AXIS, **stage),
-        axis_name=parallel.PMAP_AXIS, in_axes=(0, 0, None), donate_argnums=(0,), devices=devices)
-    evaluate = jax.pmap(functools.partial(eval_step, task=task, aug_config=aug_config),
-                        axis_name=parallel.PMAP_AXIS, devices=devices)
-    return CompiledSteps(mode, train, evaluate, devices=devices)
-  mesh = parallel.make_mesh(devices)
-  rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
-  train = jax.jit(
-      functools.partial(train_step, task=task, aug_config=aug_config, schedule=schedule, **stage),
-      in_shardings=(rep, data, rep), out_shardings=(rep, rep), donate_argnums=(0,))
-  evaluate = jax.jit(functools.partial(eval_step, task=task, aug_config=aug_config),
-                     in_shardings=(rep, data), out_shardings=data)
-  return CompiledSteps(mode, train, evaluate, mesh, devices)
+                  loss_terms: tuple[str, ...] | None = None) -> parallel.CompiledSteps:
+  """``train_step`` and ``eval_step`` compiled for the parallel ``mode``
+  (``faujax.parallel.compile_steps``). Under pmap the state must come from a model whose
+  BatchNorms were synced (``create_model`` with ``config.parallelism='pmap'``). ``trainable`` /
+  ``loss_terms``: a training stage's (see ``train_step``)."""
+  return parallel.compile_steps(
+      mode, functools.partial(train_step, task=task, aug_config=aug_config, schedule=schedule,
+                              trainable=trainable, loss_terms=loss_terms),
+      functools.partial(eval_step, task=task, aug_config=aug_config), devices=devices)
 
 
-def dispatch_step(steps: CompiledSteps, state: TrainState, batch: Any,
+def dispatch_step(steps: parallel.CompiledSteps, state: TrainState, batch: Any,
                   rng: Array) -> tuple[TrainState, dict[str, Array]]:
   """Dispatches one train step on a batch already on the devices, without waiting for it.
 
@@ -376,7 +253,7 @@ def dispatch_step(steps: CompiledSteps, state: TrainState, batch: Any,
     return steps.train(state, batch, rng)
 
 
-def evaluate(steps: CompiledSteps, state: TrainState, data_config: Any, eval_batch_size: int,
+def evaluate(steps: parallel.CompiledSteps, state: TrainState, data_config: Any, eval_batch_size: int,
              task: tasks.Task, split: str, return_arrays: bool = False) -> Any:
   """Metrics of ``split``, accumulated over every example (each process feeds its own shard;
   the iterator pads every process to the same number of batches).
@@ -463,8 +340,8 @@ def _check_finite(host_state: dict[str, Any], checkpointer: ckpt_lib.Checkpointe
 
 
 def _enter_stage(plan: list[stages_lib.Stage], index: int, state: TrainState,
-                 steps: CompiledSteps | None, step: int, sec: dict[str, Any], task: tasks.Task,
-                 mode: str, steps_per_epoch: int) -> tuple[TrainState, CompiledSteps]:
+                 steps: parallel.CompiledSteps | None, step: int, sec: dict[str, Any], task: tasks.Task,
+                 mode: str, steps_per_epoch: int) -> tuple[TrainState, parallel.CompiledSteps]:
   """The state (on the devices) and compiled steps of stage ``index``, entered at ``step``.
 
   The stage's optimiser and schedule (counted from its first step) replace the previous ones;
@@ -502,14 +379,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   ``faujax.checkpoint``). Returns the final results dict that is also written to
   ``workdir/results.json``.
   """
-  config = resolve_config(config)
-  sec = _sections(config)
+  config = config_base.resolve_config(config)
+  sec = config_base.config_sections(config)
   mode = parallel.check_mode(config.parallelism)
   local_batch = parallel.check_batch_size(sec['train'].batch_size)
   parallel.check_batch_size(sec['eval'].batch_size, 'config.eval.batch_size')
-  info = input_pipeline.get_dataset_info(config.data)
-  task = tasks.build(info, sec['loss'], threshold=sec['eval'].threshold,
-                     selection_metric=sec['eval'].selection_metric)
+  info = builders.get_dataset_info(config.data)
+  task = build_task(config, info)
   steps_per_epoch = max(info.num_examples['train'] // sec['train'].batch_size, 1)
   plan = stages_lib.plan(
       sec['train'].stage_order, sec['train'].stages, steps_per_epoch=steps_per_epoch,
@@ -525,7 +401,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   checkpointer = ckpt_lib.Checkpointer(workdir, config, keep=sec['checkpoint'].keep,
                                        best_metric=task.selection_metric if
                                        info.num_examples.get('validation') else None,
-                                       allow_config_change=allow_config_change)
+                                       allow_config_change=allow_config_change,
+                                       dataset=dataset_record(info))
   host_target = jax.device_get(state.to_host())
   restored = checkpointer.restore_latest(host_target)
   history: list[dict[str, Any]] = []
@@ -537,9 +414,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     checkpointer.check_best(host_target)
     reporting.say(f'Resumed from step {restored.step} in {workdir}.')
   start_step = int(jax.device_get(state.step))
-  checkpointer.record_config(start_step, restored)
-  if jax.process_index() == 0:  # the label space beside the checkpoints, for faujax.predictor
-    stored_info.save(workdir, info)
+  checkpointer.record.record_config(start_step, restored)
   del restored
   # The tree, shapes and dtypes a checkpoint must have (for the NaN message's verified one).
   host_target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
@@ -614,18 +489,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   test_split = 'test' if info.num_examples.get('test') else 'validation'
   test, arrays = evaluate(steps, final_state, config.data, sec['eval'].batch_size, task,
                           test_split, return_arrays=True)
-  if task.write_figures is not None and jax.process_index() == 0:
+  evals = {}
+  names = models.evaluators(config.model.name) + tuple(config.evals)
+  if names and jax.process_index() == 0:
     host = steps.host_state(final_state)
-    trained = state.apply_fn.module(host['params'], host['batch_stats'])
-    written = task.write_figures(workdir, trained, arrays)
-    if written:
-      reporting.say('Figures: ' + ', '.join(sorted(written.values())))
+    variables = {k: host[k] for k in ('params', 'batch_stats', 'constants')}
+    evals = evaluators.run(names, evaluators.Context(
+        workdir=workdir, model=state.apply_fn.module(variables), info=info, arrays=arrays,
+        outputs=lambda keys: split_outputs(state.apply_fn, variables, data_config=config.data,
+                                           aug_config=sec['augment'], split=test_split,
+                                           keys=keys, batch_size=sec['eval'].batch_size)))
+    if evals:
+      reporting.say('Evaluators: ' + ', '.join(f'{k} {v}' for k, v in sorted(evals.items())))
   trivial = {k.split('/', 1)[1]: v for k, v in test.items() if k.startswith('trivial/')}
   test = {k: v for k, v in test.items() if not k.startswith('trivial/')}
   writer.write_scalars(total_steps, {f'{test_split}/{k}': float(v) for k, v in test.items()
                                      if isinstance(v, (float, int, np.number))})
   results = reporting.write_results(
       workdir, config=config, task=task, info=info, metrics=test, split=test_split,
-      selected=selected, history=history, trivial=trivial)
+      selected=selected, history=history, trivial=trivial, evals=evals)
   writer.flush()
   return results

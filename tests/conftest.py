@@ -23,10 +23,10 @@ TINY_DATA = {'image_size': 48, 'num_subjects': 9, 'frames_per_subject': 6}
 @pytest.fixture(scope='session')
 def tiny_data_dir(tmp_path_factory):
   """A tfds data_dir in which the tiny synthetic BP4D-like dataset is built once per worker."""
-  from faujax.data import input_pipeline
+  from faujax.data import builders
   import ml_collections
   data_dir = str(tmp_path_factory.mktemp('tfds'))
   cfg = ml_collections.ConfigDict({'name': 'synthetic_faces', 'builder_config': 'bp4d',
                                    'data_dir': data_dir, 'fold': 1, **TINY_DATA})
-  input_pipeline.get_builder(cfg)
+  builders.get_builder(cfg)
   return data_dir

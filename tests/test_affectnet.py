@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 
 from faujax import labels
 from faujax.data import affectnet
+from faujax.geometry import stored_faces
 
 HEADER = ('subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,'
           'expression,valence,arousal')
@@ -86,7 +87,7 @@ def _apply(m, pts):
 
 def test_alignment_matrix_levels_eyes():
   pts = _landmarks(25.0)
-  m = affectnet.alignment_matrix(pts, (4, 5, 30, 30), 60)
+  m = stored_faces.emotion_gcn_matrix(pts, (4, 5, 30, 30), 60)
   out = _apply(m, pts)
   left, right = out[36:42].mean(0), out[42:48].mean(0)
   np.testing.assert_allclose(left[1], right[1], atol=1e-4)
@@ -96,7 +97,7 @@ def test_alignment_matrix_levels_eyes():
   with pytest.raises(ValueError, match='Cannot align'):
     same = pts.copy()
     same[42:48] = same[36:42]
-    affectnet.alignment_matrix(same, (4, 5, 30, 30), 60)
+    stored_faces.emotion_gcn_matrix(same, (4, 5, 30, 30), 60)
 
 
 def test_align_face_moves_pixels_with_landmarks():
@@ -104,7 +105,7 @@ def test_align_face_moves_pixels_with_landmarks():
   pts[30] = (57.0, 62.0)  # a 3x3 marker centred on pixel (57, 62)
   image = np.zeros((100, 100, 3), np.uint8)
   image[61:64, 56:59] = 255
-  aligned, out = affectnet.align_face(image, pts, (20, 20, 60, 60), 120)
+  aligned, out = stored_faces.align_emotion_gcn(image, pts, (20, 20, 60, 60), 120)
   assert aligned.shape == (120, 120, 3) and aligned.dtype == np.uint8
   gray = aligned[..., 0].astype(float)
   ys, xs = np.nonzero(gray > 0.5 * gray.max())
@@ -132,7 +133,7 @@ def test_affectnet_7class(manual_dir, tmp_path):
       np.testing.assert_allclose([ex['valence'], ex['arousal']], [v, a], atol=1e-6)
     # Stored landmarks are the source landmarks through the alignment map.
     src = np.array([float(t) for t in _lm_field(_landmarks(tilt)).split(';')]).reshape(68, 2)
-    expected = _apply(affectnet.alignment_matrix(src, (4, 5, 30, 30), 227), src)
+    expected = _apply(stored_faces.emotion_gcn_matrix(src, (4, 5, 30, 30), 227), src)
     np.testing.assert_allclose(ex['landmarks'], expected, atol=1e-3)
     eyes = ex['landmarks'][36:42].mean(0), ex['landmarks'][42:48].mean(0)
     np.testing.assert_allclose(eyes[0][1], eyes[1][1], atol=1e-3)
@@ -144,7 +145,7 @@ def test_affectnet_7class(manual_dir, tmp_path):
   name = next(iter(train))
   src_img = np.asarray(Image.open(manual_dir / name).convert('RGB'))
   rel, code, v, a, tilt = kept[name]
-  ref, _ = affectnet.align_face(src_img, np.array(
+  ref, _ = stored_faces.align_emotion_gcn(src_img, np.array(
       [float(t) for t in _lm_field(_landmarks(tilt)).split(';')]).reshape(68, 2),
                                 (4, 5, 30, 30), 227)
   assert np.abs(train[name]['image'].astype(float) - ref).mean() < 12.0
@@ -290,10 +291,11 @@ def test_input_pipeline_reads_the_built_affectnet(manual_dir, tmp_path):
   """faujax's input pipeline and task see the official splits, 7 classes and VA masks."""
   import ml_collections
   from faujax.data import input_pipeline
+  from faujax.data import builders
   cfg = ml_collections.ConfigDict({'name': 'affectnet', 'builder_config': '7class',
                                    'data_dir': str(tmp_path), 'fold': 1, 'image_size': None,
                                    'manual_dir': str(manual_dir)})
-  info = input_pipeline.get_dataset_info(cfg)
+  info = builders.get_dataset_info(cfg)
   assert info.task == 'expression' and info.num_labels == 7
   assert info.num_examples['test'] == 2  # validation.csv codes 0 and 6; 7 and 9 are dropped
   batches = list(input_pipeline.create_split(cfg, 'test', batch_size=4, train=False))
@@ -306,10 +308,11 @@ def test_input_pipeline_reads_the_built_affectnet(manual_dir, tmp_path):
 
 def test_input_pipeline_affectnet_8class_label_space(manual_dir, tmp_path):
   """affectnet/8class: 8 names (contempt last), 8 class counts; unset builder_config = 7class."""
+  from faujax.data import builders
   from faujax.data import input_pipeline
   cfg = {'name': 'affectnet', 'builder_config': '8class', 'data_dir': str(tmp_path),
          'manual_dir': str(manual_dir)}
-  info = input_pipeline.get_dataset_info(cfg)
+  info = builders.get_dataset_info(cfg)
   assert info.task == 'expression' and info.builder_config == '8class'
   assert info.label_names == list(labels.EXPRESSIONS_8) and info.label_names[7] == 'contempt'
   assert info.num_labels == 8 and info.class_counts.shape == (8,)
@@ -324,7 +327,7 @@ def test_input_pipeline_affectnet_8class_label_space(manual_dir, tmp_path):
   assert info.class_counts[7] + val_contempt == sum(1 for r in TRAIN_ROWS if r[1] == 7)
   np.testing.assert_allclose(info.train_occurrence_rates,
                              info.class_counts / info.class_counts.sum(), atol=1e-6)
-  seven = input_pipeline.get_dataset_info({**cfg, 'builder_config': None})
+  seven = builders.get_dataset_info({**cfg, 'builder_config': None})
   assert seven.builder_config == '7class' and seven.num_labels == 7
   assert seven.class_counts.shape == (7,)
 

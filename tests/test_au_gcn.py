@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from faujax import initialization
+from faujax import config_base
 from faujax import config_schema
 from faujax import labels
-from faujax import losses
 from faujax import model_state
-from faujax import relations
+from faujax import models
 from faujax import stages
 from faujax import tasks
 from faujax import train
 from faujax.data import input_pipeline
+from faujax.data import builders
 from faujax.models import au_gcn
 from faujax.models.parts import roi_autoencoders as ae_lib
 from faujax.models.parts import roi_nodes
@@ -40,6 +42,12 @@ def _info(aus, n=300, seed=0, rate=0.3):
   return types.SimpleNamespace(task='au', name='fake', num_labels=len(aus), aus=tuple(aus),
                                label_names=[f'AU{a}' for a in aus],
                                train_labels={'au': y, 'au_mask': mask})
+
+
+def _augcn(info, **options):
+  """AU-GCN with ``options`` and its constants prepared from ``info`` (``faujax.models``)."""
+  return au_gcn.AUGCN(info, constants=models.prepare({'name': 'au_gcn', **options}, info),
+                      **options, rngs=nnx.Rngs(0))
 
 
 def _face(scale=1.0, shift=(0.0, 0.0)):
@@ -73,7 +81,7 @@ def test_an_au_without_a_roi_rule_is_an_error_naming_it():
   with pytest.raises(ValueError, match=r'roi_rules.*no ROI rule for AU27'):
     roi_nodes.roi_layout((1, 2, 27))
   with pytest.raises(ValueError, match='AU27'):
-    au_gcn.AUGCN(_info((1, 2, 27)), **TINY, rngs=nnx.Rngs(0))
+    _augcn(_info((1, 2, 27)), **TINY)
 
 
 def test_roi_centres_follow_the_eacnet_rule_on_hand_placed_landmarks():
@@ -206,7 +214,7 @@ def _forward(model, batch):
 
 def test_forward_is_two_graph_convolutions_then_fc_on_the_raw_graph():
   info = _info(BP4D)
-  model = au_gcn.AUGCN(info, **TINY, rngs=nnx.Rngs(0))
+  model = _augcn(info, **TINY)
   batch = _batch()
   out = _forward(model, batch)
   patches = out['reconstruction_target']
@@ -236,7 +244,7 @@ def test_ablation_rows_switch_gcn_face_and_dice():
   shapes = {}
   for row in ('au_net', 'au_gcn-f', 'full', 'identity_graph'):
     kw = {k.split('.', 1)[1]: v for k, v in rows[row].items() if k.startswith('model.')}
-    model = au_gcn.AUGCN(info, **{**TINY, **kw}, rngs=nnx.Rngs(0))
+    model = _augcn(info, **{**TINY, **kw})
     out = _forward(model, _batch())
     shapes[row] = (out['roi_logits'].shape[1], model.gcn is None)
   assert shapes == {'au_net': (18, True), 'au_gcn-f': (18, False), 'full': (19, False),
@@ -258,7 +266,7 @@ def test_task_losses_match_numpy_equations_and_stage_terms():
   info = types.SimpleNamespace(task='au', label_names=['AU1', 'AU2'], num_labels=c,
                                train_occurrence_rates=rates)
   cfg = tasks.LossConfig(name='bce_dice', dice_weight=4.0, reconstruction_weight=3.0)
-  task = tasks.build(info, cfg)
+  task = tasks.build(info, cfg, model_terms=models.loss_terms('au_gcn'))
   logits, roi_logits = rng.normal(size=(b, c)), rng.normal(size=(b, r, c))
   member = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
   recon, target = rng.normal(size=(b, r, n, n, 3)), rng.normal(size=(b, r, n, n, 3))
@@ -284,7 +292,7 @@ def test_task_losses_match_numpy_equations_and_stage_terms():
   np.testing.assert_allclose(aux['roi_clamped'], 0.375)
   stage1, _ = task.loss(outputs, t, ('roi', 'reconstruction'))                    # L_ROI, eq. 3
   np.testing.assert_allclose(stage1, eq2 + 3 * eq1, rtol=1e-5)
-  assert task.loss_terms == tasks.AU_LOSS_TERMS
+  assert task.loss_terms == ('au', 'roi', 'reconstruction')
 
 
 # ------------------------------------------------------------------------ training stages
@@ -343,7 +351,7 @@ def test_stages_freeze_params_and_an_interrupted_run_resumes_exactly(tmp_path, t
   real_split = input_pipeline.create_split
   # The loop reads prefetch_batches - 1 batches ahead: batch i arrives as step i - ahead is
   # dispatched, so the stop after step n is requested on reading batch n + ahead.
-  ahead = config.train.get('prefetch_batches', train.TrainConfig.prefetch_batches) - 1
+  ahead = config.train.get('prefetch_batches', config_base.TrainConfig.prefetch_batches) - 1
 
   def create_split(*args, train=False, **kwargs):
     it = real_split(*args, train=train, **kwargs)
@@ -373,10 +381,10 @@ def test_stages_freeze_params_and_an_interrupted_run_resumes_exactly(tmp_path, t
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   assert resumed['metrics']['f1_mean'] == straight['metrics']['f1_mean']
   # Stage 1 trained the auto-encoders only: every other parameter is still at its initial value.
-  resolved = train.resolve_config(config)
-  info = input_pipeline.get_dataset_info(resolved.data)
+  resolved = config_base.resolve_config(config)
+  info = builders.get_dataset_info(resolved.data)
   init_rng = jax.random.split(jax.random.key(config.seed))[0]
-  model = train.create_model(resolved, info, init_rng)
+  model = initialization.create_model(resolved, info, init_rng)
   init = model_state.flatten(model_state.variables(model)['params'])
   got = model_state.flatten(after_stage1['params'])
   for path, value in init.items():
@@ -386,12 +394,12 @@ def test_stages_freeze_params_and_an_interrupted_run_resumes_exactly(tmp_path, t
 
 def test_stage_config_errors_name_the_key():
   with pytest.raises(config_schema.ConfigError, match='stage_order'):
-    config_schema.read(train.TrainConfig, {'stage_order': ('a',), 'stages': {}}, 'train')
+    config_schema.read(config_base.TrainConfig, {'stage_order': ('a',), 'stages': {}}, 'train')
   with pytest.raises(config_schema.ConfigError, match='train.stages.a'):
-    config_schema.read(train.TrainConfig, {'stage_order': ('a',), 'stages': {'a': {}}}, 'train')
+    config_schema.read(config_base.TrainConfig, {'stage_order': ('a',), 'stages': {'a': {}}}, 'train')
   with pytest.raises(config_schema.ConfigError, match='losses names'):
     stages.plan(('a',), {'a': stages.stage(steps=2, losses=('nope',))}, steps_per_epoch=1,
-                single_stage_steps=5, loss_terms=tasks.AU_LOSS_TERMS)
+                single_stage_steps=5, loss_terms=('au', 'roi', 'reconstruction'))
   with pytest.raises(config_schema.ConfigError, match="contains 'decoder'"):
     stages.trainable_mask({'autoencoders': {'k': 1}}, ('decoder',), 'config.train.stages.a.params')
   plan = stages.plan(('a', 'b'), {'a': stages.stage(epochs=1.5), 'b': stages.stage(steps=3)},
@@ -403,7 +411,7 @@ def test_stage_config_errors_name_the_key():
 def test_paper_sizes_parameter_count():
   """AU-GCN sec. 2 says about 2.3 M parameters; faujax's auto-encoder widths are a choice."""
   info = _info(BP4D)
-  model = nnx.eval_shape(lambda: au_gcn.AUGCN(info, rngs=nnx.Rngs(0)))
+  model = nnx.eval_shape(lambda: _augcn(info))
   params = model_state.variables(model)['params']
   count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
   gcn = 150 * 30 + 30 * 12

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
 
 from faujax.data import au_builder_base as base
 from faujax.data import au_lists
-from faujax.geometry import mean_face
-from faujax.geometry import schemes
+from faujax.data import expression_builder_base
+from faujax.data import text_files
 
 
 def _write(path, text):
@@ -32,7 +33,7 @@ def test_label_rows_unknown_codes_become_mask(tmp_path):
     ('0 1 1\n0 1\n', r'l\.txt:2: expected 3 AU labels per row, found 2'),
     ('0 1 1\n0 2 1\n', r'l\.txt:2: column 2 holds 2; expected 0, 1 or an unknown code'),
     ('0 1 x\n', r'l\.txt:1: expected numbers'),
-    ('0 1 1\n\n0 1 1\n', r'l\.txt:2: empty line inside the file'),
+    ('0 1 1\n\n0 1 1\n', r'l\.txt:2: blank line inside the file'),
 ])
 def test_label_rows_errors_name_file_and_line(tmp_path, text, match):
   p = _write(tmp_path / 'l.txt', text)
@@ -102,32 +103,6 @@ def test_numbered_files_any_padding(tmp_path):
   assert base.numbered_files(str(tmp_path / 'none')) == {}
 
 
-def test_centre_crop_resize():
-  img = np.zeros((40, 60, 3), np.uint8)
-  img[:, 10:50] = 255  # the centre 40 x 40 square is white
-  out = base.centre_crop_resize(img, 20)
-  assert out.shape == (20, 20, 3) and out.min() == 255
-
-
-def test_align_face_is_a_similarity_with_level_eyes():
-  lm68 = mean_face.MEAN_FACE_68 * 0.3 + np.array([10.0, 5.0])
-  theta = np.deg2rad(12.0)
-  rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-  lm68 = (lm68 - 40) @ rot.T + 40
-  img = np.random.default_rng(1).integers(0, 255, (80, 90, 3), dtype=np.uint8)
-  for pts in (lm68, lm68[schemes.IDX_66_IN_68], lm68[schemes.IDX_49_IN_68]):
-    face, out = base.align_face(img, pts.astype(np.float32))
-    assert face.shape == (200, 200, 3) and face.dtype == np.uint8 and out.shape == pts.shape
-    d_in = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
-    d_out = np.linalg.norm(out[:, None] - out[None], axis=-1)
-    ratio = d_out[d_in > 1] / d_in[d_in > 1]
-    np.testing.assert_allclose(ratio, ratio.mean(), rtol=1e-3)  # similarity: one scale
-    eye_r = out[schemes.SUBSET_OF_68[len(pts)].tolist().index(36):][:6].mean(0)
-    eye_l = out[schemes.SUBSET_OF_68[len(pts)].tolist().index(42):][:6].mean(0)
-    assert abs(eye_r[1] - eye_l[1]) < 1e-2
-  assert base.alignable(np.stack([lm68, np.zeros_like(lm68)])).tolist() == [True, False]
-
-
 def test_stable_hash_is_fixed():
   # sha1('img_001.jpg') begins with a fixed value: the partition never depends on the process.
   assert base.stable_hash('img_001.jpg') == base.stable_hash('img_001.jpg')
@@ -147,13 +122,18 @@ def test_text_rules_encoding_bom_and_control_characters(tmp_path):
   open(p, 'wb').write('a/1.jpg\n'.encode('utf-16'))
   with pytest.raises(au_lists.ListFormatError, match=r'p\.txt:1: .*UTF-16 LE byte-order mark'):
     au_lists.read_path_list(p)
-  open(p, 'wb').write(b'\xef\xbb\xbfF004/T1/1.jpg\rF004/T1/2.jpg\r')  # BOM, CR line ends
-  assert au_lists.read_path_list(p) == ['F004/T1/1.jpg', 'F004/T1/2.jpg']
+  open(p, 'wb').write(b'\xef\xbb\xbfF004/T1/1.jpg\r\nF004/T1/2.jpg\nF004/T1/3.jpg')  # BOM, mixed
+  assert au_lists.read_path_list(p) == ['F004/T1/1.jpg', 'F004/T1/2.jpg', 'F004/T1/3.jpg']
+  open(p, 'wb').write(b'\xef\xbb\xbfF004/T1/1.jpg\rF004/T1/2.jpg\r')  # CR-only line ends
+  with pytest.raises(au_lists.ListFormatError,
+                     match=r'p\.txt:1: a carriage return \(U\+000D\) at column 14; .*LF or CRLF'):
+    au_lists.read_path_list(p)
   open(p, 'wb').write('a.jpg\n\ufeffb.jpg\n'.encode())
-  with pytest.raises(au_lists.ListFormatError, match=r'p\.txt:2: a byte-order mark U\+FEFF inside'):
+  with pytest.raises(au_lists.ListFormatError,
+                     match=r'p\.txt:2: a byte-order mark \(U\+FEFF\) at column 1; .*at the start'):
     au_lists.read_path_list(p)
   open(p, 'wb').write(b'a.jpg\nb\x00.jpg\n')
-  with pytest.raises(au_lists.ListFormatError, match=r'p\.txt:2: control character U\+0000'):
+  with pytest.raises(au_lists.ListFormatError, match=r'p\.txt:2: a NUL byte \(U\+0000\) at column 2'):
     au_lists.read_path_list(p)
   open(p, 'wb').write(b'\n \n')
   with pytest.raises(au_lists.ListFormatError, match=r'p\.txt:1: empty file'):
@@ -255,3 +235,62 @@ def test_numbered_files_two_files_for_one_frame(tmp_path):
     base.numbered_files(str(tmp_path / 'd'))
   os.remove(tmp_path / 'd' / '11.png')
   assert sorted(base.numbered_files(str(tmp_path / 'd'))) == [11, 12]  # '\u00b2' is no frame
+
+
+# ------------------------------------------------------------------ text_files: the one reader
+
+
+@pytest.mark.parametrize('data, line, detail, au_detail', [
+    (b'a\r\nb\nc', None, None, None),  # LF and CRLF mixed, no final line end
+    (b'\xef\xbb\xbf a \t\n\tb\nc\n\n \n', None, None, None),  # BOM, spaces, blank lines at the end
+    (b'a\nb\r', 2, r'a carriage return \(U\+000D\) at column 2', None),  # a CR ends no line
+    (b'a\r\r\nb\n', 1, r'a carriage return \(U\+000D\) at column 2', None),
+    ('a\nb\u2028c\n'.encode(), 2, r'a line separator \(U\+2028\) at column 2', None),
+    (b'a\n\xc2\x85b\n', 2, r'a control character \(U\+0085\) at column 1', None),
+    (b'\xef\xbb\xbf\xef\xbb\xbfa\n', 1, r'a byte-order mark \(U\+FEFF\) at column 1', None),
+    (b'a\n\nb\n', 2, r'blank line inside the file; expected x \(blank lines', None),
+    (b' \n\t\n', 1, r'empty file; expected x\.$', None),
+    (b'a\ncaf\xc3\xa9\xff\n', 2, r'byte 0xff at column 5 is not valid UTF-8 \(invalid start byte; '
+     r'byte offset 7\); expected UTF-8 text\.$', r'byte 0xff at offset 7 is not UTF-8 \(invalid '
+     r'start byte; column 5\); expected UTF-8 text\.$'),
+    ('a\n'.encode('utf-16'), 1, r'byte 0xff at column 1 .*UTF-16 LE byte-order mark',
+     r'byte 0xff at offset 0 .*UTF-16 LE byte-order mark'),
+])
+def test_text_files_rules_hold_for_both_families(tmp_path, data, line, detail, au_detail):
+  """au_lists and expression_builder_base read through text_files: same lines, same faults."""
+  p = tmp_path / 'f.txt'
+  p.write_bytes(data)
+  if line is None:
+    want = [(1, 'a'), (2, 'b'), (3, 'c')]
+    assert au_lists.read_lines(str(p), 'x') == want
+    assert expression_builder_base.read_text_lines(p, 'x') == want
+    return
+  with pytest.raises(au_lists.ListFormatError,
+                     match=rf'^{re.escape(str(p))}:{line}: {au_detail or detail}'):
+    au_lists.read_lines(str(p), 'x')
+  with pytest.raises(expression_builder_base.AnnotationError,
+                     match=rf'^{re.escape(str(p))}, line {line}: {detail}') as err:
+    expression_builder_base.read_text_lines(p, 'x')
+  assert err.value.line == line
+
+
+def test_text_files_blank_rules_csv_and_missing_files(tmp_path):
+  p = tmp_path / 'f.csv'
+  p.write_bytes(b'\n h,1 \n\n,, \n"q,r", 2\n \n\n')
+  assert text_files.read_csv_rows(p, 'x', blank='skip') == [(2, ['h', '1']), (5, ['q,r', ' 2'])]
+  with pytest.raises(text_files.TextFileError, match=r'f\.csv:1: empty row inside the file; '):
+    text_files.read_csv_rows(p, 'x')
+  assert text_files.read_lines(p, 'x', blank='skip') == [(2, 'h,1'), (4, ',,'), (5, '"q,r", 2')]
+  with pytest.raises(text_files.TextFileError, match=r'f\.csv:1: blank line inside the file; '):
+    text_files.read_lines(p, 'x')
+  p.write_bytes(b'a,"b\nc"\n')  # a quoted field may not span lines
+  with pytest.raises(text_files.TextFileError, match=r'f\.csv:1: not a valid csv row \(unexpected '
+                     r'end of data; a quoted field may not span lines\); expected x\.'):
+    text_files.read_csv_rows(p, 'x')
+  with pytest.raises(ValueError, match=r'none\.txt does not exist; expected x\.$') as err:
+    expression_builder_base.read_text_lines(tmp_path / 'none.txt', 'x')
+  assert type(err.value) is text_files.TextFileError and err.value.line is None
+  with pytest.raises(au_lists.ListFormatError, match=r'is not a file; expected x\.$'):
+    au_lists.read_csv_rows(str(tmp_path), 'x')
+  with pytest.raises(ValueError, match="blank must be one of"):
+    text_files.read_lines(p, 'x', blank='keep')

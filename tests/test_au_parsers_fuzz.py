@@ -7,10 +7,11 @@ whose message starts with ``<file>:<line>:`` (``<file>:`` for the binary .mat re
 directory entry for file-name scans); any other exception type fails the test.
 
 Two kinds of test per parser:
-* structured: a valid file drawn from a model of the format, then benign changes (BOM, CRLF / CR
+* structured: a valid file drawn from a model of the format, then benign changes (BOM, LF / CRLF
   line ends, padding, trailing blank lines) and faults (each tagged with the line it breaks and
-  its precedence stage); the parser must return the model's result exactly, or fail at the first
-  fault's line;
+  its precedence stage: a CR that ends no line and U+2028 / U+2029 are control faults, the rules
+  of ``faujax.data.text_files``); the parser must return the model's result exactly, or fail at
+  the first fault's line;
 * raw: text assembled from format-relevant chunks and random characters, with bytes spliced in;
   the path-list, label-row and DISFA readers are checked against small independent oracles of
   the documented rules (result and error line), the others for the error form and invariants.
@@ -102,7 +103,8 @@ def _write(path, data: bytes) -> str:
 
 # Private-use sentinels rendered as bytes that are not UTF-8.
 _BAD_BYTES = {'\ue000': b'\xff', '\ue001': b'\xe9', '\ue002': b'\xed\xa0\x80', '\ue003': b'\xc3'}
-_CONTROL = ['\x00', '\x01', '\x0b', '\x0c', '\x1b', '\x7f', '\x85', '\x9f']
+_CONTROL = ['\x00', '\x01', '\x0b', '\x0c', '\x1b', '\x7f', '\x85', '\x9f', '\r', '\u2028',
+            '\u2029']
 STAGE_DECODE, STAGE_CONTROL, STAGE_BLANK, STAGE_HEADER, STAGE_ROW, STAGE_PASS2 = range(6)
 
 
@@ -111,6 +113,7 @@ class Line:
   text: str
   stage: int | None = None  # the precedence stage of the fault on this line, if any
   key: object = None  # ties the line to a model row
+  blank: bool = False  # an inserted blank line (',,' too: a csv row of empty cells)
 
 
 def render(lines: list[Line], eol: str = '\n', bom: bool = False, trailing: str = '') -> bytes:
@@ -122,12 +125,12 @@ def render(lines: list[Line], eol: str = '\n', bom: bool = False, trailing: str 
 
 def expected_fault(lines: list[Line]) -> tuple[int, int] | None:
   """(stage, line) of the fault the reader must report first, or None."""
-  last = max((i for i, l in enumerate(lines) if l.text.strip(' \t')), default=-1)
+  last = max((i for i, l in enumerate(lines) if l.text.strip(' \t') and not l.blank), default=-1)
   faults = []
   for i, l in enumerate(lines):
     if l.stage is not None:
       faults.append((l.stage, i + 1))
-    elif not l.text.strip(' \t') and i < last:
+    elif (l.blank or not l.text.strip(' \t')) and i < last:
       faults.append((STAGE_BLANK, i + 1))
   if last < 0:
     faults.append((STAGE_BLANK, 1))
@@ -139,11 +142,13 @@ def line_of(lines: list[Line], key) -> int:
 
 
 @st.composite
-def text_faults(draw, lines: list[Line], allow: bool = True):
-  """Applies benign changes and (if ``allow``) text-level faults to ``lines`` in place.
+def text_faults(draw, lines: list[Line], allow: bool = True, csv: bool = False):
+  """Applies benign changes and (if ``allow``) text-level faults to ``lines`` in place
+  (``csv``: a row of empty cells is blank too).
 
   Returns the render options (eol, bom, trailing).
   """
+  eol = draw(st.sampled_from(['\n', '\r\n']))  # a CR-only line end is a fault (_CONTROL)
   content = [l for l in lines if l.text.strip(' \t')]
   if draw(st.booleans()):  # benign: padding with spaces / tabs
     for l in content:
@@ -155,19 +160,21 @@ def text_faults(draw, lines: list[Line], allow: bool = True):
       kind = draw(st.sampled_from(['blank', 'bad_byte', 'control', 'bom_inside', 'none']))
       if kind == 'blank':
         pos = draw(st.integers(0, len(lines)))
-        lines.insert(pos, Line(draw(st.sampled_from(['', ' ', '\t', ' \t ']))))
+        lines.insert(pos, Line(draw(st.sampled_from(
+            ['', ' ', '\t', ' \t '] + ([',', ',,', ' , \t,'] if csv else []))), blank=True))
       elif kind != 'none':
         l = draw(st.sampled_from(content))
-        pos = draw(st.integers(1 if kind == 'bom_inside' else 0, len(l.text)))
         ch = {
             'bad_byte': draw(st.sampled_from(sorted(_BAD_BYTES))),
             'control': draw(st.sampled_from(_CONTROL)),
             'bom_inside': '\ufeff',
         }[kind]
+        # A CR at the end of a line followed by LF makes a CRLF line end, not a fault.
+        pos = draw(st.integers(1 if kind == 'bom_inside' else 0,
+                               len(l.text) - (ch == '\r' and eol == '\n')))
         l.text = l.text[:pos] + ch + l.text[pos:]
         stage = STAGE_DECODE if kind == 'bad_byte' else STAGE_CONTROL
         l.stage = stage if l.stage is None else min(l.stage, stage)
-  eol = draw(st.sampled_from(['\n', '\r\n', '\r']))
   bom = draw(st.booleans())
   trailing = draw(st.sampled_from(['', '\n', eol * 2, ' \t' + eol, '   ']))
   return eol, bom, trailing
@@ -233,22 +240,21 @@ class OracleError(Exception):
     self.line = line
 
 
-def _oracle_split(text: str) -> list[str]:
-  return re.split(r'\r\n|\r|\n', text)
-
-
 def oracle_lines(data: bytes) -> list[str]:
-  """The documented text rules, written independently of au_lists."""
+  """The documented text rules (faujax.data.text_files), written independently of it."""
   if data[:3] == b'\xef\xbb\xbf':
     data = data[3:]
   try:
     text = data.decode('utf-8')
   except UnicodeDecodeError as e:
-    raise OracleError(len(_oracle_split(data[:e.start].decode('utf-8')))) from None
-  for i, ch in enumerate(text):
-    if ch == '\ufeff' or (unicodedata.category(ch) == 'Cc' and ch not in '\t\n\r'):
-      raise OracleError(len(_oracle_split(text[:i])))
-  lines = [l.strip(' \t') for l in _oracle_split(text)]
+    raise OracleError(data[:e.start].count(b'\n') + 1) from None
+  # Lines end with LF or CRLF: any other CR is a control character of its line.
+  raw = re.sub('\r\n', '\n', text).split('\n')
+  for i, line in enumerate(raw, start=1):
+    if any(ch in '\ufeff\u2028\u2029' or (unicodedata.category(ch) == 'Cc' and ch != '\t')
+           for ch in line):
+      raise OracleError(i)
+  lines = [l.strip(' \t') for l in raw]
   while lines and not lines[-1]:
     lines.pop()
   if not lines:
@@ -650,7 +656,7 @@ def test_bp4d_au_occ_csv(work, data):
     rows[r].text = ','.join(cells)
     if kind != 'unused':
       rows[r].stage = STAGE_ROW
-  opts = data.draw(text_faults(lines, allow=not clean))
+  opts = data.draw(text_faults(lines, allow=not clean, csv=True))
   p = _write(work / 'F001_T1.csv', render(lines, *opts))
   outcome, value = _run('bp4d.read_au_occ_csv (model)', lambda: bp4d.read_au_occ_csv(p), p)
 
@@ -789,7 +795,7 @@ def test_emotionet_annotation_csv(work, data):
   elif kind == 'header_missing':
     header.text = header.text.replace(',' + style.format(aus[-1]), ',notes', 1)
     header.stage = STAGE_HEADER
-  opts = data.draw(text_faults(lines, allow=not clean))
+  opts = data.draw(text_faults(lines, allow=not clean, csv=True))
   p = _write(work / 'emotionet_au.csv', render(lines, *opts))
   outcome, value = _run('emotionet.read_annotation_csv (model)',
                         lambda: emotionet.read_annotation_csv(p), p)

@@ -116,7 +116,7 @@ def pure_apply(model, **call_kwargs):
   fn = model_state.ModelFn.from_model(model)
 
   def apply(variables, x):
-    m = fn.module(variables['params'], variables['batch_stats'])
+    m = fn.module(variables)
     out = m(x, **call_kwargs)
     return out, model_state.to_tree(nnx.state(m, nnx.BatchStat))
 

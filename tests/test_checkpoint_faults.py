@@ -19,6 +19,7 @@ import pytest
 
 from faujax import checkpoint as ckpt_lib
 from faujax import reporting
+from faujax import run_record
 from faujax import train
 
 import tiny_config
@@ -430,7 +431,7 @@ def test_allowed_change_is_recorded_and_nothing_overwritten(workdir):
   config.data.data_dir = '/elsewhere'
   ckpt = ckpt_lib.Checkpointer(workdir, config, allow_config_change=True)
   restored = ckpt.restore_latest(_target())
-  ckpt.record_config(restored.step, restored)
+  ckpt.record.record_config(restored.step, restored)
   with open(os.path.join(workdir, 'config.json')) as f:
     assert json.load(f) == original
   with open(os.path.join(workdir, 'config_history.json')) as f:
@@ -440,7 +441,7 @@ def test_allowed_change_is_recorded_and_nothing_overwritten(workdir):
   assert history[1]['changed'] == ['data.data_dir', 'optim.learning_rate']
   assert history[1]['config']['optim']['learning_rate'] == 0.5
   # The same changed config again is now the run's config: accepted without the flag.
-  ckpt_lib.Checkpointer(workdir, config).record_config(2)
+  ckpt_lib.Checkpointer(workdir, config).record.record_config(2)
   with open(os.path.join(workdir, 'config_history.json')) as f:
     assert len(json.load(f)) == 2
   # ... and going back to the original is a change again.
@@ -453,7 +454,7 @@ def test_result_neutral_change_is_accepted_and_recorded(workdir):
   config.data.data_dir = '/moved/tfds'
   config.checkpoint.every = 3
   ckpt = ckpt_lib.Checkpointer(workdir, config)
-  ckpt.record_config(2, ckpt.restore_latest(_target()))
+  ckpt.record.record_config(2, ckpt.restore_latest(_target()))
   with open(os.path.join(workdir, 'config_history.json')) as f:
     assert json.load(f)[-1]['changed'] == ['checkpoint.every', 'data.data_dir']
 
@@ -474,12 +475,12 @@ def test_lost_config_record_is_rebuilt_from_the_checkpoint(workdir):
   ckpt = ckpt_lib.Checkpointer(workdir, config)  # nothing to compare with yet
   restored = ckpt.restore_latest(_target())
   with pytest.raises(ckpt_lib.ConfigChangeError, match='config.seed'):
-    ckpt.record_config(restored.step, restored)
+    ckpt.record.record_config(restored.step, restored)
   ckpt = ckpt_lib.Checkpointer(workdir, _config())
   restored = ckpt.restore_latest(_target())
-  ckpt.record_config(restored.step, restored)
+  ckpt.record.record_config(restored.step, restored)
   with open(os.path.join(workdir, 'config.json')) as f:
-    assert json.load(f) == ckpt_lib.config_to_json(_config())
+    assert json.load(f) == run_record.config_to_json(_config())
   with open(os.path.join(workdir, 'config_history.json')) as f:
     assert 'were missing' in json.load(f)[0]['note']
 

@@ -18,7 +18,6 @@ from faujax import model_state
 from faujax import models
 from faujax import optim
 from faujax import tasks
-from faujax import train
 from faujax.models import emotion_gcn
 from faujax.models import svml_rgcn
 
@@ -58,7 +57,7 @@ def test_every_config_file_is_covered():
 
 @pytest.mark.parametrize('relpath, argument', CASES)
 def test_config_builds_its_model_task_and_optimiser(relpath, argument):
-  config = train.resolve_config(_load(relpath, argument))
+  config = config_base.resolve_config(_load(relpath, argument))
   if config.model.name == 'svml_rgcn':  # its visual-node file comes from a command: a stand-in
     config.model.visual_nodes = 'random'
   info = bench.stand_in_info(config)
@@ -150,16 +149,16 @@ def test_unknown_and_out_of_range_keys_name_the_key():
   config = _load('default.py', None)
   config.train.batch_size = 0
   with pytest.raises(config_schema.ConfigError, match=r'config\.train\.batch_size=0'):
-    train.resolve_config(config)
+    config_base.resolve_config(config)
   config = _load('default.py', None)
   config.checkpoint.every = 0
   with pytest.raises(config_schema.ConfigError, match=r'config\.checkpoint\.every=0'):
-    train.resolve_config(config)
+    config_base.resolve_config(config)
   config = _load('default.py', None)
   config.unlock()
   config.optim.learing_rate = 1.0
   with pytest.raises(config_schema.ConfigError, match='Did you mean learning_rate'):
-    train.resolve_config(config)
+    config_base.resolve_config(config)
 
 
 def test_base_declares_every_model_option_from_its_constructor():

@@ -15,21 +15,50 @@ from faujax import cv
 import tiny_config
 
 
-def test_cv_runs_every_fold_and_writes_the_table(tmp_path, tiny_data_dir):
+def _fold_results(config, workdir):
+  """What train_and_evaluate returns for a fold, with metrics that depend on the fold."""
+  k = config.data.fold
+  os.makedirs(workdir)
+  names = ['AU1', 'AU12']
+  metrics = {'f1/AU1': 0.1 * k, 'f1/AU12': 0.2 * k, 'auc/AU1': 0.5, 'auc/AU12': 0.6 + 0.01 * k}
+  metrics.update(f1_mean=0.15 * k, auc_mean=0.55 + 0.005 * k)
+  return {'metrics': metrics, 'label_names': names, 'dataset': 'synthetic_faces/bp4d'}
+
+
+def test_cv_runs_every_fold_and_writes_the_table(tmp_path):
+  """Each fold's run gets its fold and its own directory; the table and the means are the
+  folds'. (The folds' subject-exclusive parts: tests/test_splits.py; a real run: the sweep and
+  training tests.)"""
   config = tiny_config.get_config()
-  config.data.data_dir = tiny_data_dir
-  config.train.num_steps = 4
-  config.train.eval_every = 4
-  config.checkpoint.every = 4
-  out = cv.run_folds(config, str(tmp_path), [1, 2, 3])
+  seen = []
+
+  def train_fn(cfg, workdir):
+    seen.append((cfg.data.fold, os.path.basename(workdir)))
+    return _fold_results(cfg, workdir)
+
+  out = cv.run_folds(config, str(tmp_path), [1, 2, 3], train_fn=train_fn)
+  assert seen == [(1, 'fold1'), (2, 'fold2'), (3, 'fold3')]
+  assert config.data.fold == tiny_config.get_config().data.fold  # the caller's config unchanged
   with open(tmp_path / 'cv_results.json') as f:
     saved = json.load(f)
   assert saved['folds'] == [1, 2, 3] and len(saved['per_fold']) == 3
   table = (tmp_path / 'cv_results.md').read_text()
   assert 'F1 fold 3' in table and '| AU12 |' in table and '**Avg.**' in table
-  assert np.isclose(out['f1_mean'], np.mean([m['f1_mean'] for m in out['per_fold']]))
-  for k in (1, 2, 3):
-    assert os.path.exists(tmp_path / f'fold{k}' / 'results.json')
+  assert '| AU12 | 20.0 | 40.0 | 60.0 |' in table.replace('  ', ' ')  # per-fold F1, in percent
+  assert np.isclose(out['f1_mean'], 0.3) and np.isclose(out['auc_mean'], 0.56)
+
+
+def test_cv_stops_at_a_fold_stopped_by_sigterm(tmp_path):
+  """A fold that returns without metrics (SIGTERM) ends the command before the next fold."""
+  seen = []
+
+  def train_fn(cfg, workdir):
+    seen.append(cfg.data.fold)
+    return {'stopped': 'SIGTERM'} if cfg.data.fold == 2 else _fold_results(cfg, workdir)
+
+  assert cv.run_folds(tiny_config.get_config(), str(tmp_path), [1, 2, 3],
+                      train_fn=train_fn) == {'stopped': 'SIGTERM'}
+  assert seen == [1, 2] and not (tmp_path / 'cv_results.json').exists()
 
 
 def test_bench_times_both_modes():

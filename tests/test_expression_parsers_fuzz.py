@@ -1,7 +1,8 @@
 """Property-based tests (hypothesis) of the expression annotation parsers (issue 20).
 
-Every parser of the expression builders (AffectNet, Aff-Wild2, RAF-ML, RAF-DB, JAFFE and
-the shared text / number readers of ``expression_builder_base``) gets two kinds of input:
+Every parser of the expression builders (AffectNet, Aff-Wild2, RAF-ML, RAF-DB, JAFFE, the
+shared number readers of ``expression_builder_base`` and ``faujax.data.text_files.decode``,
+the text reader under all of them) gets two kinds of input:
 
 * structured files generated from the documented format, with benign variations (BOM,
   CRLF, blank lines where allowed, spaces) and faults at known lines; the parser must
@@ -20,11 +21,12 @@ import collections
 import math
 import re
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 import pytest
 
 from faujax.data import aff_wild2, affectnet, jaffe, raf
 from faujax.data import expression_builder_base as base
+from faujax.data import text_files
 
 SETTINGS = settings(max_examples=100, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -141,26 +143,44 @@ _BAD = set(range(0x00, 0x09)) | set(range(0x0a, 0x20)) | set(range(0x7f, 0xa0)) 
 @given(st.one_of(st.binary(max_size=80),
                  st.lists(st.sampled_from(HOSTILE + [b'ab', b'1 2', b'x']), max_size=12).map(
                      b''.join)))
-def test_decode_text(root, data):
+@example(b'a\r')  # a CR at the end of the file ends no line
+@example(b'a\r\r\nb\n')  # neither does the first CR of CR CR LF
+@example(b'\xef\xbb\xbf \ta b\t\r\n\n c\n')
+@example(b'\xef\xbb\xbf\xef\xbb\xbf\n')
+@example(b'x\ncaf\xc3\xa9 \xff\n')
+def test_text_files_decode(root, data):
+  """text_files.decode, the reader under every parser, against its rules computed here."""
   path = root / 'text' / 'f.txt'
-  outcome = run_parser('decode_text', lambda: base.decode_text(data, path), path)
-  # The documented result, computed independently.
+  COUNTS['text_files.decode'] += 1
+  try:
+    got = text_files.decode(data, path)
+  except text_files.TextFileError as e:
+    COUNTS['text_files.decode error'] += 1
+    assert str(e).startswith(f'{path}:{e.line}: ') and e.detail, str(e)
+    got = e
+  else:
+    COUNTS['text_files.decode parsed'] += 1
+
+  def expect(line: int, column: int):
+    assert isinstance(got, text_files.TextFileError), f'expected an error at line {line}: {got!r}'
+    assert got.line == line and re.search(rf'at column {column}\b', got.detail), (line, column, got)
+
   start = 3 if data.startswith(b'\xef\xbb\xbf') else 0
   try:
     text = data[start:].decode('utf-8')
   except UnicodeDecodeError as e:
-    expect_error(outcome, data.count(b'\n', 0, start + e.start) + 1)
+    before = data[start:start + e.start].decode('utf-8')
+    expect(before.count('\n') + 1, len(before) - before.rfind('\n'))
     return
-  pieces = text.split('\n')
-  if pieces[-1] == '':
-    pieces.pop()
-  for i, piece in enumerate(pieces):
-    piece = piece[:-1] if piece.endswith('\r') else piece
-    if any(ord(c) in _BAD for c in piece):
-      expect_error(outcome, i + 1)
+  # Lines end at LF; a CR just before an LF belongs to the line end; any other CR is refused.
+  *ended, last = text.split('\n')
+  lines = [l[:-1] if l.endswith('\r') else l for l in ended] + ([last] if last else [])
+  for i, line in enumerate(lines):
+    bad = [j for j, c in enumerate(line) if ord(c) in _BAD]
+    if bad:
+      expect(i + 1, bad[0] + 1)
       return
-    pieces[i] = piece.rstrip()
-  assert expect_ok(outcome) == pieces
+  assert got == [line.strip(' \t') for line in lines]
 
 
 NUMBER_TOKENS = st.one_of(
@@ -204,6 +224,15 @@ expr_entry = st.one_of(
     st.sampled_from(['', ' ', '\t']).map(lambda t: ('blank', t, None)))
 
 
+def expect_blank_line_error(outcome, entries) -> bool:
+  """A blank line before the last entry is a text-rule fault, reported before any content
+  fault (text_files checks the whole file first): True when there is one."""
+  blank = next((i for i, e in enumerate(entries) if e[0] == 'blank'), None)
+  if blank is not None:
+    expect_error(outcome, blank + 2)
+  return blank is not None
+
+
 @st.composite
 def expr_file(draw, faults=True):
   names = draw(st.permutations(AW_NAMES))[:draw(st.integers(1, 8))]
@@ -224,10 +253,12 @@ def test_aff_wild2_expr_structured(root, case):
   path.write_bytes(data)
   outcome = run_parser('aff_wild2.read_expr_file', lambda: aff_wild2.read_expr_file(path), path)
   last = max((i for i, e in enumerate(entries) if e[0] != 'blank'), default=-1)
+  if expect_blank_line_error(outcome, entries[:last + 1]):
+    return
   want = []
   for i, (kind, _, code) in enumerate(entries[:last + 1]):
     if kind != 'ok' or code >= len(names):
-      expect_error(outcome, i + 2)  # a blank line inside, a bad or unknown code
+      expect_error(outcome, i + 2)  # a bad or unknown code
       return
     want.append(None if code == -1 else AW_CLASS[names[code]])
   assert expect_ok(outcome) == want
@@ -265,6 +296,8 @@ def test_aff_wild2_va_structured(root, case):
   path.write_bytes(data)
   outcome = run_parser('aff_wild2.read_va_file', lambda: aff_wild2.read_va_file(path), path)
   last = max((i for i, e in enumerate(entries) if e[0] != 'blank'), default=-1)
+  if expect_blank_line_error(outcome, entries[:last + 1]):
+    return
   want = []
   for i, (kind, _, value) in enumerate(entries[:last + 1]):
     if kind != 'ok':
@@ -371,7 +404,8 @@ def affectnet_case(draw, faults=True):
            LM.replace(';', ' ', 1), LM.replace('40.0', '1e39', 1), LM.replace(';', ';;', 1)]))
     else:
       row['face_width'] = draw(st.sampled_from(['0', '-3', 'nan', '1e309', '1_0', '']))
-    bad = (row, _kept(row, num_classes), None)
+    # A decimal comma adds a field: the row is malformed whatever its code.
+    bad = (row, _kept(row, num_classes) or ',' in row['valence'], None)
   elif fault == 'columns':
     text = _row_text(rows[0], columns)
     text = draw(st.sampled_from([text + b',x', text.rsplit(b',', 1)[0], b'"', b'a,"b"c']))
@@ -385,9 +419,10 @@ def affectnet_case(draw, faults=True):
   if bad is not None:
     items.insert(draw(st.integers(0 if bad[2] is None else rows.index(bad[2]) + 1, len(items))),
                  ('bad', bad))
-  # Blank lines between rows are ignored.
+  # Blank lines (and csv rows of empty cells) between rows are ignored.
   for _ in range(draw(st.integers(0, 2))):
-    items.insert(draw(st.integers(0, len(items))), ('blank', draw(st.sampled_from([b'', b'  ']))))
+    items.insert(draw(st.integers(0, len(items))),
+                 ('blank', draw(st.sampled_from([b'', b'  ', b',,', b' , \t,']))))
   lines, line_of = [header], {}
   for item, extra in items:
     if item == 'blank':
@@ -410,8 +445,9 @@ def test_affectnet_structured(root, case):
   skips = base.SkipCounter()
   outcome = run_parser('affectnet.read_affectnet_csv', lambda: affectnet.read_affectnet_csv(
       manual, 'training.csv', num_classes, skips), path)
-  if fault == 'header':
-    expect_error(outcome, 1)
+  if fault == 'header':  # a blank header line is skipped: the next content line is the header
+    lines = data.removeprefix(b'\xef\xbb\xbf').split(b'\n')
+    expect_error(outcome, next(i + 1 for i, l in enumerate(lines) if l.strip(b' \t\r,')))
     return
   if bad is not None and bad[1]:
     line = line_of[id(bad[0])]

@@ -205,7 +205,7 @@ def test_wrapper_gradients_finite_and_nonzero(name):
   x, a = _inputs(8, (2,))
 
   def loss(params, v, batch_stats):
-    m = fn.module(params, batch_stats)
+    m = fn.module({'params': params, 'batch_stats': batch_stats})
     if name == 'DynamicGraphLayer':   # its train mode: batch statistics in the gradient
       return jnp.sum(m(v, train=True) ** 2)
     return jnp.sum(call(m, v, a) ** 2)

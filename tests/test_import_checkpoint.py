@@ -1,105 +1,231 @@
-"""faujax.tools.import_checkpoint: ME-GraphAU stage-1 state dicts (public key names and shapes)
--> a faujax workdir that Predictor loads; every faujax parameter filled exactly once; mismatches
-named; a pickle that would run code refused."""
+"""faujax.tools.import_checkpoint: every format and variant of the authors' checkpoints.
+
+State dicts are built from the public code's key names and shapes (``public_layouts``) with all
+values distinct, in the layouts its scripts save ({'epoch', 'state_dict' / 'model_state_dict',
+'optimizer'}, with or without DataParallel's ``module.`` prefix): every faujax parameter and
+statistic must be filled exactly once and no tensor left unused. The end-to-end tests write the
+run and predict from it without any dataset; equality of the outputs with the public models
+themselves is ``test_released_parity.py``.
+"""
 
 import os
 
 import numpy as np
 import pytest
 
+import public_layouts
+
 torch = pytest.importorskip('torch')
 
+from faujax import labels  # noqa: E402
 from faujax import model_state  # noqa: E402
-from faujax import predictor as predictor_lib  # noqa: E402
+from faujax import trained_run  # noqa: E402
 from faujax.tools import import_checkpoint  # noqa: E402
 from faujax.tools import import_weights  # noqa: E402
 
 
-def _me_graphau_state_dict(num_aus=12, seed=0):
-  """ME-GraphAU MEFARG(backbone='resnet18') keys and shapes, written from its public module
-  names (model/ANFL.py, model/basic_block.py): in 512 -> out 128 = 512 // 4; every tensor random
-  with distinct values, so each faujax value can be traced to one source value."""
-  rng = np.random.default_rng(seed)
+def _save(sd, path, *, wrapper='state_dict', module_prefix=True):
+  """As a public training script saves: the weights, the optimiser state, the epoch."""
+  tensors = {(f'module.{k}' if module_prefix else k): torch.from_numpy(np.asarray(v))
+             for k, v in sd.items()}
+  if wrapper is None:
+    torch.save(tensors, path)
+    return
+  optimizer = {'state': {0: {'step': torch.tensor(3.0), 'exp_avg': torch.zeros(2)}},
+               'param_groups': [{'lr': 1e-4, 'betas': (0.9, 0.999), 'weight_decay': 5e-4,
+                                 'params': [0]}]}
+  other = 'optimizer_state_dict' if wrapper == 'model_state_dict' else 'optimizer'
+  torch.save({'epoch': 19, wrapper: tensors, other: optimizer}, path)
 
-  def linear_block(prefix, c_in, c_out):
-    return {f'{prefix}.fc.weight': (c_out, c_in), f'{prefix}.fc.bias': (c_out,),
-            f'{prefix}.bn.weight': (c_out,), f'{prefix}.bn.bias': (c_out,),
-            f'{prefix}.bn.running_mean': (c_out,), f'{prefix}.bn.running_var': (c_out,),
-            f'{prefix}.bn.num_batches_tracked': ()}
 
-  def bn(prefix, c):
-    return {f'{prefix}.{n}': (c,) for n in ('weight', 'bias', 'running_mean', 'running_var')} | {
-        f'{prefix}.num_batches_tracked': ()}
+def _values(tree) -> np.ndarray:
+  return np.sort(np.concatenate([np.ravel(np.asarray(v, np.float32))
+                                 for v in model_state.flatten(tree).values()]))
 
-  # torchvision's ResNet-18 names (ME-GraphAU's model/resnet.py keeps them), fc dropped.
-  shapes = {'backbone.conv1.weight': (64, 3, 7, 7), **bn('backbone.bn1', 64)}
-  c_in = 64
-  for layer, c in enumerate((64, 128, 256, 512), start=1):
-    for block in range(2):
-      p = f'backbone.layer{layer}.{block}'
-      first_in = c_in if block == 0 else c
-      shapes.update({f'{p}.conv1.weight': (c, first_in, 3, 3), **bn(f'{p}.bn1', c),
-                     f'{p}.conv2.weight': (c, c, 3, 3), **bn(f'{p}.bn2', c)})
-      if block == 0 and layer > 1:
-        shapes.update({f'{p}.downsample.0.weight': (c, c_in, 1, 1), **bn(f'{p}.downsample.1', c)})
-    c_in = c
-  shapes.update(linear_block('global_linear', 512, 128))
-  for i in range(num_aus):
-    shapes.update(linear_block(f'head.class_linears.{i}', 128, 128))
-  shapes.update({'head.gnn.U.weight': (128, 128), 'head.gnn.U.bias': (128,),
-                 'head.gnn.V.weight': (128, 128), 'head.gnn.V.bias': (128,),
-                 'head.gnn.bnv.weight': (num_aus,), 'head.gnn.bnv.bias': (num_aus,),
-                 'head.gnn.bnv.running_mean': (num_aus,), 'head.gnn.bnv.running_var': (num_aus,),
-                 'head.gnn.bnv.num_batches_tracked': (), 'head.sc': (num_aus, 128)})
-  sd = {}
-  for k, shape in shapes.items():
-    sd[k] = (np.asarray(7, np.int64) if k.endswith('num_batches_tracked')
-             else rng.uniform(0.1, 1.0, shape).astype(np.float32))
+
+def _check_every_value_once(sd, variables, not_weights=()):
+  """Every float of the state dict (counters and ``not_weights`` aside) is in the faujax
+  variables exactly once, and nothing else is."""
+  want = np.sort(np.concatenate([np.ravel(v) for k, v in sd.items()
+                                 if not k.endswith('num_batches_tracked') and k not in not_weights]))
+  got = _values({c: variables[c] for c in ('params', 'batch_stats')})
+  np.testing.assert_array_equal(got, want)
+
+
+# ME-GraphAU (format, stage, trunk, AUs) and OpenGraphAU variants: the key map fills exactly.
+FILL_CASES = [
+    ('me_graphau', 1, 'resnet18', 12), ('me_graphau', 2, 'resnet18', 8),
+    ('me_graphau', 1, 'resnet50', 8), ('me_graphau', 2, 'resnet50', 12),
+    pytest.param('me_graphau', 2, 'resnet101', 12, marks=pytest.mark.slow),
+    ('me_graphau', 2, 'swin_tiny', 12),
+    pytest.param('me_graphau', 1, 'swin_small', 12, marks=pytest.mark.slow),
+    pytest.param('me_graphau', 2, 'swin_base', 8, marks=pytest.mark.slow),
+    ('opengraphau', 1, 'resnet18', 27), ('opengraphau', 2, 'resnet50', 27),
+    pytest.param('opengraphau', 2, 'swin_base', 27, marks=pytest.mark.slow),
+    ('opengraphau', 1, 'mae_vit_base', 27),
+    pytest.param('opengraphau', 2, 'mae_vit_base', 27, marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize('fmt,stage,arch,n', FILL_CASES)
+def test_me_graphau_key_map_fills_every_variable_exactly_once(fmt, stage, arch, n):
+  ogau = fmt == 'opengraphau'
+  shapes = public_layouts.me_graphau_shapes(stage, arch, n, opengraphau=ogau,
+                                            sided=14 if ogau else 0)
+  sd = public_layouts.distinct_state_dict(shapes)
+  found = import_checkpoint.detect(import_checkpoint.strip_module(
+      {f'module.{k}': v for k, v in sd.items()}))
+  assert (found.format, found.stage, found.arch, found.num_aus) == (fmt, stage, arch, n)
+  key_map, known = import_checkpoint.me_graphau_key_map(arch, n, found.num_sided, stage, ogau)
+  config, info = _config_and_info(found)
+  template = import_checkpoint._template(config, info, {})  # pylint: disable=protected-access
+  variables, skipped = import_checkpoint.fill(template, sd, key_map, known)
+  _check_every_value_once(sd, variables, not_weights=known)
+  assert set(skipped) == {k for k in sd if k.endswith('num_batches_tracked')} | set(known)
+
+
+def _config_and_info(found):
+  """What ``import_state_dict`` builds for a detected AU checkpoint (without writing it)."""
+  from faujax import config_base
+  from faujax import models
+  name, names = import_checkpoint._au_names(found, None, None)  # pylint: disable=protected-access
+  relative = ('me_graphau/opengraphau.py' if found.format == 'opengraphau'
+              else f'me_graphau/{name}.py')
+  config = config_base.repository_config(f'{relative}:stage{found.stage}')
+  config.model.backbone = models.backbone_config(found.arch)
+  config = config_base.resolve_config(config)
+  info = import_checkpoint._au_info(name, names, 256, 'eye_level')  # pylint: disable=protected-access
+  return config, info
+
+
+@pytest.mark.parametrize('n', [8, 12])
+def test_macg_key_map_fills_every_variable_exactly_once(n):
+  from faujax import config_base
+  sd = public_layouts.distinct_state_dict(public_layouts.macg_shapes(n))
+  found = import_checkpoint.detect(sd)
+  assert (found.format, found.arch, found.num_aus) == ('macg', 'resnet50', n)
+  key_map, known = import_checkpoint.macg_key_map(n)
+  config = config_base.resolve_config(config_base.repository_config(
+      f'macg/{"disfa" if n == 8 else "bp4d"}.py:public_code'))
+  info = import_checkpoint._au_info('x', labels.au_label_names(tuple(range(1, n + 1))), 256,  # pylint: disable=protected-access
+                                    'eye_level')
+  template = import_checkpoint._template(config, info, {})  # pylint: disable=protected-access
+  variables, skipped = import_checkpoint.fill(template, sd, key_map, known)
+  _check_every_value_once(sd, variables, not_weights=known)
+  assert sorted(k for k in skipped if 'class_linear.' in k and 'ccfg' not in k) == sorted(
+      k for k in sd if k.startswith('head.class_linear.'))  # the public forward's unused block
+  assert config.model.shared_ccfg_block and config.model.axial_order == 'xy'
+
+
+@pytest.mark.slow  # ~20 s: a ResNet-18 ME-GraphAU run written, loaded and run on a photo
+@pytest.mark.parametrize('module_prefix', [True, False])
+def test_me_graphau_file_becomes_a_run_that_predicts(module_prefix, tmp_path):
+  sd = public_layouts.distinct_state_dict(public_layouts.me_graphau_shapes(2, 'resnet18', 12))
+  path = str(tmp_path / 'ME-GraphAU_resnet18_BP4D_fold1.pth')
+  _save(sd, path, module_prefix=module_prefix)
+  rc = import_checkpoint.main([path, '--out', str(tmp_path / 'run')])
+  assert rc == 0
+  run = trained_run.load_run(str(tmp_path / 'run'))
+  assert run.config.model.name == 'me_graphau' and run.config.model.stage == 2
+  assert run.info.label_names == labels.au_label_names(labels.BP4D_AUS)
+  assert (run.info.image_size, run.config.augment.image_size) == (256, 224)
+  assert run.info.alignment == 'eye_level' and run.config.augment.eval_crop_scale == 224 / 256
+  _check_every_value_once(sd, run.variables)
+  p = run.variables['params']
+  np.testing.assert_array_equal(p['head']['sc'], sd['head.sc'])
+  np.testing.assert_array_equal(p['gnn']['1']['E'], sd['head.gnn.E2.weight'].T)
+  np.testing.assert_array_equal(run.variables['batch_stats']['gnn']['0']['bn_edges']['var'],
+                                sd['head.gnn.bne1.running_var'].reshape(12, 12))
+  np.testing.assert_array_equal(p['edge_extractor']['arm']['q']['kernel'],
+                                sd['head.edge_extractor.ARM.linear_q.weight'].T)
+
+
+@pytest.mark.slow  # ~25 s: an OpenGraphAU ResNet-18 run through python -m faujax.predict's path
+def test_opengraphau_file_predicts_41_named_aus(tmp_path, monkeypatch):
+  from faujax import predict
+  sd = public_layouts.distinct_state_dict(public_layouts.me_graphau_shapes(
+      2, 'resnet18', 27, opengraphau=True, sided=14))
+  sd = {k: (v / np.abs(v).max() if v.dtype == np.float32 else v) for k, v in sd.items()}
+  path = str(tmp_path / 'OpenGprahAU-ResNet18_second_stage.pth')
+  _save(sd, path)
+  monkeypatch.setenv('FAUJAX_CACHE_DIR', str(tmp_path / 'cache'))
+  face = (np.random.default_rng(0).random((300, 260, 3)) * 255).astype(np.uint8)
+  from PIL import Image
+  Image.fromarray(face).save(tmp_path / 'face.png')
+  out = str(tmp_path / 'au.csv')
+  assert predict.main(['--checkpoint', path, str(tmp_path / 'face.png'), '--faces', 'cropped',
+                       '--out', out]) == 0
+  import pandas as pd
+  table = pd.read_csv(out)
+  assert 'AUL01_p' in table and 'AUR14_c' in table and 'AU39_p' in table
+  assert len([c for c in table if c.endswith('_p')]) == 41
+  cached = os.listdir(tmp_path / 'cache' / 'imported')
+  assert len(cached) == 1
+  stamp = os.path.getmtime(tmp_path / 'cache' / 'imported' / cached[0])
+  assert predict.main(['--checkpoint', path, str(tmp_path / 'face.png'), '--faces', 'cropped',
+                       '--out', out]) == 0  # converted once: the cache is reused
+  assert os.path.getmtime(tmp_path / 'cache' / 'imported' / cached[0]) == stamp
+
+
+def _emotion_gcn_sd(rng):
+  sd = public_layouts.distinct_state_dict(public_layouts.emotion_gcn_shapes())
+  sd['A'] = (rng.uniform(0, 1, (9, 9)) * (rng.uniform(size=(9, 9)) < 0.5) + np.eye(9)
+             ).astype(np.float32)  # a re-weighted adjacency with its own values
   return sd
 
 
-@pytest.mark.slow  # ~25 s: builds, saves and restores a ResNet-18 model twice
-def test_me_graphau_converts_every_parameter_exactly_once(tmp_path):
-  sd = _me_graphau_state_dict()
-  out = str(tmp_path / 'imported')
-  report = import_checkpoint.import_me_graphau(sd, out)
-  assert report['arch'] == 'resnet18' and report['num_aus'] == 12
-  assert sorted(report['skipped']) == sorted(k for k in sd if k.endswith('num_batches_tracked'))
-  pred = predictor_lib.Predictor.from_checkpoint(out, which='latest', batch_size=2)
-  assert pred.config.model.name == 'macg' and pred.config.ablation == 'baseline'
-  assert pred.task.label_names[0] == 'AU1' and pred.info.name == 'bp4d'
-  values = {'params': pred.state.params, 'batch_stats': pred.state.batch_stats}
-  got = np.sort(np.concatenate([np.ravel(np.asarray(v)) for c in values
-                                for v in model_state.flatten(values[c]).values()]))
-  want = np.sort(np.concatenate([np.ravel(v) for k, v in sd.items()
-                                 if not k.endswith('num_batches_tracked')]))
-  np.testing.assert_array_equal(got, want)  # every source value lands exactly once
-  p = pred.state.params
-  np.testing.assert_array_equal(p['global_block']['fc']['kernel'], sd['global_linear.fc.weight'].T)
-  np.testing.assert_array_equal(p['mafg']['au_blocks']['kernel'][3],
-                                sd['head.class_linears.3.fc.weight'].T)
-  np.testing.assert_array_equal(pred.state.batch_stats['mafg']['au_blocks']['bn']['var'][5],
-                                sd['head.class_linears.5.bn.running_var'])
-  np.testing.assert_array_equal(p['gnn_0']['U_kernel'], sd['head.gnn.U.weight'].T)
-  np.testing.assert_array_equal(p['head']['sc'], sd['head.sc'])
-  np.testing.assert_array_equal(p['backbone']['conv1']['kernel'],
-                                sd['backbone.conv1.weight'].transpose(2, 3, 1, 0))
-  assert 'AU24_p' in pred.columns()  # its label space came with the workdir, not a dataset
+@pytest.mark.slow  # ~30 s: a DenseNet-121 run written and loaded twice
+@pytest.mark.parametrize('layout', ['main.py', 'state dict'])
+def test_emotion_gcn_file_becomes_a_run_with_its_own_adjacency(layout, tmp_path):
+  rng = np.random.default_rng(0)
+  sd = _emotion_gcn_sd(rng)
+  path = str(tmp_path / 'emotion_gcn.pth')
+  _save(sd, path, wrapper='model_state_dict' if layout == 'main.py' else None,
+        module_prefix=layout == 'main.py')
+  z = rng.normal(size=(9, 300)).astype(np.float32)
+  if layout == 'main.py':  # the authors' embedding file: a torch-saved (9, 300) tensor
+    emb = str(tmp_path / 'emb.pkl')
+    torch.save(torch.from_numpy(z), emb)
+  else:  # a GloVe text file with the nine node words
+    emb = str(tmp_path / 'glove.300d.txt')
+    words = list(labels.EXPRESSIONS_7) + ['valence', 'arousal']
+    with open(emb, 'w', encoding='utf-8') as f:
+      f.writelines(f'{w} ' + ' '.join(f'{v:.6f}' for v in row) + '\n' for w, row in zip(words, z))
+  assert import_checkpoint.main([path, '--out', str(tmp_path / 'run'), '--embeddings',
+                                 emb]) == 0
+  run = trained_run.load_run(str(tmp_path / 'run'))
+  assert run.config.model.name == 'emotion_gcn' and run.config.model.p == 0.5
+  constants = run.variables['constants']['label_gcn']
+  np.testing.assert_array_equal(constants['adjacency'], sd['A'])  # the checkpoint's own A
+  np.testing.assert_allclose(constants['embeddings'], z, atol=1e-6)
+  _check_every_value_once(sd, run.variables, not_weights=('A',))
+  assert run.info.label_names == list(labels.EXPRESSIONS_7) and run.info.alignment == 'emotion_gcn'
 
 
-def test_mismatches_are_named(tmp_path):
-  sd = _me_graphau_state_dict(num_aus=8)
+def test_mismatches_and_ambiguities_are_named(tmp_path):
+  sd = public_layouts.distinct_state_dict(public_layouts.me_graphau_shapes(1, 'resnet18', 8))
   del sd['head.gnn.U.bias']
   sd['head.gnn.V.bias'] = np.zeros((64,), np.float32)
   sd['head.extra.weight'] = np.zeros((3,), np.float32)
   with pytest.raises(import_weights.StateDictMismatchError) as e:
-    import_checkpoint.import_me_graphau(sd, str(tmp_path / 'x'))
-  msg = str(e.value)
+    import_checkpoint.import_state_dict(sd, str(tmp_path / 'x'))
   for name in ('head.gnn.U.bias', 'head.gnn.V.bias', 'head.extra.weight'):
-    assert name in msg
-  assert not os.path.exists(tmp_path / 'x' / 'checkpoints')
+    assert name in str(e.value)
+  assert not os.path.exists(tmp_path / 'x')
+  macg12 = public_layouts.distinct_state_dict(public_layouts.macg_shapes(12))
+  with pytest.raises(ValueError, match='--dataset bp4d or emotionet'):
+    import_checkpoint.import_state_dict(macg12, str(tmp_path / 'y'))
+  with pytest.raises(ValueError, match='those of macg'):
+    import_checkpoint.import_state_dict(macg12, str(tmp_path / 'y'), format='me_graphau')
+  odd = public_layouts.distinct_state_dict(public_layouts.me_graphau_shapes(1, 'resnet18', 5))
   with pytest.raises(ValueError, match='--au_names'):
-    import_checkpoint.import_me_graphau(_me_graphau_state_dict(num_aus=41), str(tmp_path / 'y'))
+    import_checkpoint.import_state_dict(odd, str(tmp_path / 'z'))
+  with pytest.raises(import_weights.StateDictMismatchError, match='fit none of the formats'):
+    import_checkpoint.detect({'fc.weight': np.zeros((2, 2))})
+  resnet34 = dict(sd)  # ResNet-18's basic blocks with six in layer3
+  resnet34['backbone.layer3.5.conv1.weight'] = np.zeros((256, 256, 3, 3), np.float32)
+  with pytest.raises(import_weights.StateDictMismatchError, match='not ResNet-18/50/101'):
+    import_checkpoint.detect(resnet34)
 
 
 class _RunsCode:
@@ -107,99 +233,30 @@ class _RunsCode:
     return (os.system, (f'touch {_RunsCode.marker}',))
 
 
-def test_pickle_that_runs_code_is_refused(tmp_path):
+@pytest.mark.parametrize('where', ['checkpoint', 'embeddings'])
+def test_a_pickle_that_would_run_code_is_refused(where, tmp_path, capsys):
   _RunsCode.marker = str(tmp_path / 'pwned')
-  path = tmp_path / 'evil.pth'
-  torch.save({'head.sc': torch.zeros(12, 128), 'payload': _RunsCode()}, path)
-  assert not os.path.exists(_RunsCode.marker)
-  rc = import_checkpoint.main([str(path), '--format', 'me_graphau_stage1', '--out',
-                               str(tmp_path / 'out')])
-  assert rc == 2
+  evil = tmp_path / 'evil.pth'
+  torch.save({'head.sc': torch.zeros(12, 128), 'payload': _RunsCode()}, evil)
+  if where == 'checkpoint':
+    rc = import_checkpoint.main([str(evil), '--out', str(tmp_path / 'out')])
+  else:
+    sd = _emotion_gcn_sd(np.random.default_rng(1))
+    good = str(tmp_path / 'egcn.pth')
+    _save(sd, good, wrapper='model_state_dict')
+    rc = import_checkpoint.main([good, '--out', str(tmp_path / 'out'), '--embeddings',
+                                 str(evil)])
+  assert rc == 2 and 'weights_only' in capsys.readouterr().err
   assert not os.path.exists(_RunsCode.marker)
   assert not os.path.exists(tmp_path / 'out')
 
 
-def _densenet121_features(rng):
-  """torchvision DenseNet-121 ``features`` names and shapes (growth 32, bn_size 4, blocks
-  6-12-24-16, transitions halving the channels), random values."""
-  shapes = {'features.conv0.weight': (64, 3, 7, 7)}
-
-  def bn(prefix, c):
-    shapes.update({f'{prefix}.{n}': (c,) for n in ('weight', 'bias', 'running_mean',
-                                                    'running_var')})
-    shapes[f'{prefix}.num_batches_tracked'] = ()
-
-  bn('features.norm0', 64)
-  c = 64
-  for b, layers in enumerate((6, 12, 24, 16), start=1):
-    for j in range(1, layers + 1):
-      p = f'features.denseblock{b}.denselayer{j}'
-      c_in = c + (j - 1) * 32
-      bn(f'{p}.norm1', c_in)
-      shapes[f'{p}.conv1.weight'] = (128, c_in, 1, 1)
-      bn(f'{p}.norm2', 128)
-      shapes[f'{p}.conv2.weight'] = (32, 128, 3, 3)
-    c += layers * 32
-    if b < 4:
-      bn(f'features.transition{b}.norm', c)
-      shapes[f'features.transition{b}.conv.weight'] = (c // 2, c, 1, 1)
-      c //= 2
-  bn('features.norm5', c)
-  assert c == 1024
-  return {k: (np.asarray(3, np.int64) if k.endswith('num_batches_tracked')
-              else rng.uniform(0.1, 1.0, s).astype(np.float32)) for k, s in shapes.items()}
-
-
-@pytest.fixture(scope='module')
-def expression_data(tmp_path_factory):
-  """The tiny synthetic expression dataset (7 classes + valence / arousal) and a GloVe file."""
-  from faujax import labels
-  data_dir = str(tmp_path_factory.mktemp('tfds_expr'))
-  data = {'name': 'synthetic_faces', 'builder_config': 'expression', 'data_dir': data_dir,
-          'image_size': 48, 'num_subjects': 9, 'frames_per_subject': 6}
-  glove = tmp_path_factory.mktemp('glove') / 'glove.300d.txt'
-  rng = np.random.default_rng(1)
-  words = list(labels.EXPRESSIONS_7) + ['valence', 'arousal']
-  glove.write_text(''.join(f'{w} ' + ' '.join(f'{v:.5f}' for v in rng.normal(size=300)) + '\n'
-                           for w in words))
-  return data, str(glove)
-
-
-@pytest.mark.slow  # ~30 s: a DenseNet-121 model built, saved and restored
-def test_emotion_gcn_converts_and_checks_its_adjacency(expression_data, tmp_path):
-  from faujax import main as main_lib
-  from faujax import train
-  from faujax.data import input_pipeline
-  from faujax.models import emotion_gcn
-  data, glove = expression_data
-  rng = np.random.default_rng(0)
-  config = main_lib._load_config_file(
-      os.path.join(os.path.dirname(__file__), '..', 'configs', 'emotion_gcn', 'affectnet.py'))
-  config.data.update(data)
-  info = input_pipeline.get_dataset_info(train.resolve_config(config).data)
-  a = emotion_gcn.build_adjacency(info, p=0.5, keep_va_edge=True)  # the public code's settings
-  # models.py Emotion_GCN: features (DenseNet-121), gc1 (300, 512), gc2 (512, 1024), A (9, 9).
-  sd = {**_densenet121_features(rng), 'gc1.weight': rng.uniform(0.1, 1, (300, 512)),
-        'gc2.weight': rng.uniform(0.1, 1, (512, 1024)), 'A': a.astype(np.float32)}
-  sd = {k: np.asarray(v, np.float32 if k not in ('A',) and v.dtype != np.int64 else v.dtype)
-        for k, v in sd.items()}
-  with pytest.raises(ValueError, match='adjacency differs'):
-    import_checkpoint.import_emotion_gcn({**sd, 'A': sd['A'] + 0.1}, str(tmp_path / 'bad'),
-                                         embeddings=glove, data=data)
-  out = str(tmp_path / 'egcn')
-  report = import_checkpoint.import_emotion_gcn(sd, out, embeddings=glove, data=data)
-  assert report['adjacency_max_difference'] < 1e-6
-  pred = predictor_lib.Predictor.from_checkpoint(out, which='latest')
-  p = pred.state.params
-  np.testing.assert_array_equal(p['label_gcn']['gcn0']['kernel'], sd['gc1.weight'])
-  np.testing.assert_array_equal(p['label_gcn']['gcn1']['kernel'], sd['gc2.weight'])
-  np.testing.assert_array_equal(p['backbone']['conv0']['kernel'],
-                                sd['features.conv0.weight'].transpose(2, 3, 1, 0))
-  values = {'params': pred.state.params, 'batch_stats': pred.state.batch_stats}
-  got = np.sort(np.concatenate([np.ravel(np.asarray(v)) for c in values
-                                for v in model_state.flatten(values[c]).values()]))
-  want = np.sort(np.concatenate([np.ravel(v) for k, v in sd.items()
-                                 if k != 'A' and not k.endswith('num_batches_tracked')]))
-  np.testing.assert_array_equal(got, want)
-  assert pred.columns()[-9:] == ['neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust',
-                                 'anger', 'valence', 'arousal']
+def test_skipped_entries_are_summarised_in_one_line():
+  report = {'out': '/x', 'format': 'me_graphau', 'stage': 2, 'arch': 'resnet50',
+            'labels': ['AU1'] * 12, 'converted': 10,
+            'skipped': {**{f'backbone.bn{i}.num_batches_tracked': 'BatchNorm step counter'
+                           for i in range(60)},
+                        'optimizer': 'optimiser state (250 tensors\' state)', 'epoch': 'epoch 19'}}
+  lines = import_checkpoint.summary('f.pth', report)
+  assert len(lines) == 2 and '60 BatchNorm step counters' in lines[1]
+  assert 'optimiser state' in lines[1] and 'epoch 19' in lines[1]

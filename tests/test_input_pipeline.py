@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import itertools
 import os
 import time
@@ -13,6 +14,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from faujax import labels
+from faujax.data import builders
+from faujax.data import dataset_info
 from faujax.data import input_pipeline
 from faujax.data import splits
 from faujax.data.synthetic_faces import builder as builder_lib
@@ -67,7 +70,7 @@ def _train_sum(cfg, key):
 
 
 def test_dataset_info(data_config):
-  info = input_pipeline.get_dataset_info(data_config)
+  info = builders.get_dataset_info(data_config)
   assert info.task == 'au' and info.num_labels == 8
   assert info.label_names == labels.au_label_names(labels.DISFA_AUS)
   assert info.aus == labels.DISFA_AUS and info.multi_label_names == list(labels.BASIC_6)
@@ -83,7 +86,7 @@ def test_dataset_info(data_config):
 
 
 def test_batch_spec_matches_the_batches(data_config):
-  info = input_pipeline.get_dataset_info(data_config)
+  info = builders.get_dataset_info(data_config)
   for train in (True, False):
     batch = next(input_pipeline.create_split(data_config, 'train', batch_size=4, train=train))
     assert set(batch) == set(info.batch_spec)
@@ -92,7 +95,7 @@ def test_batch_spec_matches_the_batches(data_config):
 
 
 def test_eval_covers_every_example_once(data_config):
-  info = input_pipeline.get_dataset_info(data_config)
+  info = builders.get_dataset_info(data_config)
   keys, nb = _eval_keys(data_config, 'test', 4)
   assert len(keys) == len(set(keys)) == info.num_examples['test']
   assert nb == -(-info.num_examples['test'] // 4)
@@ -121,14 +124,14 @@ def test_train_is_infinite_shuffled_and_deterministic(data_config):
     it = input_pipeline.create_split(data_config, 'train', batch_size=8, train=True, seed=seed)
     return list(itertools.islice(it, n))
   a, b, c = take(0), take(0), take(1)
-  info = input_pipeline.get_dataset_info(data_config)
+  info = builders.get_dataset_info(data_config)
   assert 6 * 8 > info.num_examples['train']  # more batches than one epoch holds
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x['image'], y['image'])
   assert any(not np.array_equal(x['image'], y['image']) for x, y in zip(a, c))
   for batch in a:
     assert batch['valid'].shape == (8,) and np.all(batch['valid'] == 1)
-    assert set(batch) == set(input_pipeline.FEATURE_KEYS) | {'valid'}
+    assert set(batch) == set(dataset_info.FEATURE_KEYS) | {'valid'}
     assert batch['au'].shape == (8, 8) and batch['landmarks'].shape == (8, 68, 2)
 
 
@@ -140,7 +143,7 @@ def _variant(data_config, **kw):
 
 def test_expression_config(data_config):
   cfg = _variant(data_config, builder_config='expression')
-  info = input_pipeline.get_dataset_info(cfg)
+  info = builders.get_dataset_info(cfg)
   assert info.task == 'expression' and info.label_names == list(labels.EXPRESSIONS_7)
   assert info.num_labels == 7 and info.multi_label_names == list(labels.BASIC_6)
   assert info.aus == labels.ALL_AUS
@@ -157,7 +160,7 @@ def test_expression_config(data_config):
 def test_expression_multi_config(data_config):
   """synthetic_faces/expression_multi: the multi-label task with its names and rates."""
   cfg = _variant(data_config, builder_config='expression_multi')
-  info = input_pipeline.get_dataset_info(cfg)
+  info = builders.get_dataset_info(cfg)
   assert info.task == 'expression_multi' and info.builder_config.startswith('expression_multi')
   assert info.label_names == info.multi_label_names == list(labels.BASIC_6)
   assert info.num_labels == 6 and info.batch_spec['expression_multi'][0] == (6,)
@@ -181,24 +184,24 @@ def test_bad_config_raises(data_config, key, value, match):
   cfg = ml_collections.ConfigDict(data_config.to_dict())
   cfg[key] = value
   with pytest.raises(ValueError, match=match):
-    input_pipeline.get_dataset_info(cfg)
+    builders.get_dataset_info(cfg)
 
 
 def test_unknown_key_raises(data_config):
   cfg = dict(data_config.to_dict(), fodl=2)
   with pytest.raises(ValueError, match=r'config\.data\.fodl is not a key.*fold'):
-    input_pipeline.get_dataset_info(cfg)
+    builders.get_dataset_info(cfg)
 
 
 def test_data_config_declares_every_key_read():
   """DataConfig's fields are the keys the pipeline reads; an empty builder_config means unset."""
-  assert [f.name for f in input_pipeline.dataclasses.fields(input_pipeline.DataConfig)] == [
+  assert [f.name for f in dataclasses.fields(dataset_info.DataConfig)] == [
       'name', 'builder_config', 'image_size', 'fold', 'data_dir', 'manual_dir', 'shuffle_buffer',
       'num_subjects', 'frames_per_subject']
-  cfg = input_pipeline._data_config({'name': 'bp4d', 'builder_config': ''})
+  cfg = dataset_info.as_data_config({'name': 'bp4d', 'builder_config': ''})
   assert cfg.builder_config is None and cfg.fold == 1 and cfg.image_size is None
   full = ml_collections.ConfigDict({'data': {'name': 'bp4d', 'fold': 2}, 'model': {}})
-  assert input_pipeline._data_config(full).fold == 2
+  assert dataset_info.as_data_config(full).fold == 2
 
 
 def test_bad_split_raises(data_config):
@@ -231,7 +234,7 @@ def test_processes_starting_together_build_the_dataset_once(bp4d_lists, tmp_path
 
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', slow_build)
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    infos = list(pool.map(lambda _: input_pipeline.get_dataset_info(cfg), range(2)))
+    infos = list(pool.map(lambda _: builders.get_dataset_info(cfg), range(2)))
   assert len(builds) == 1
   assert infos[0].num_examples == infos[1].num_examples and infos[0].num_examples['train'] > 0
   np.testing.assert_array_equal(infos[0].class_counts, infos[1].class_counts)
@@ -240,7 +243,7 @@ def test_processes_starting_together_build_the_dataset_once(bp4d_lists, tmp_path
 def test_name_and_manual_dir_alone_work(bp4d_lists, tmp_path):
   """--config.data.name=bp4d --config.data.manual_dir=DIR: layout detected, image size defaulted."""
   data_dir = str(tmp_path / 'tfds')
-  info = input_pipeline.get_dataset_info(
+  info = builders.get_dataset_info(
       {'name': 'bp4d', 'manual_dir': bp4d_lists, 'data_dir': data_dir})
   assert info.builder_config == 'megraphau_lists'
   assert info.image_size == 200 and info.num_landmarks == 0  # what the builder stores
@@ -249,32 +252,32 @@ def test_name_and_manual_dir_alone_work(bp4d_lists, tmp_path):
   assert info.multi_label_names == []
   assert info.num_examples['train'] > 0 and info.num_examples['test'] > 0
   # Built once, the data is found again without the manual dir or the config name.
-  again = input_pipeline.get_dataset_info({'name': 'bp4d', 'data_dir': data_dir})
+  again = builders.get_dataset_info({'name': 'bp4d', 'data_dir': data_dir})
   assert again.builder_config == 'megraphau_lists' and again.num_examples == info.num_examples
   np.testing.assert_array_equal(again.class_counts, info.class_counts)
   # A size other than the stored one names the stored one.
   with pytest.raises(ValueError, match=r'config\.data\.image_size is 112 .* stores 200 x 200'):
-    input_pipeline.get_builder({'name': 'bp4d', 'data_dir': data_dir, 'image_size': 112})
+    builders.get_builder({'name': 'bp4d', 'data_dir': data_dir, 'image_size': 112})
 
 
 def test_missing_manual_dir_is_the_first_error(tmp_path):
   bad = {'name': 'bp4d', 'data_dir': str(tmp_path / 'tfds'), 'builder_config': 'no_such_layout',
          'image_size': 7, 'fold': 9}
   with pytest.raises(ValueError, match=r'^config\.data\.manual_dir is not set') as err:
-    input_pipeline.get_dataset_info(bad)
+    builders.get_dataset_info(bad)
   assert 'MANUAL_DOWNLOAD_INSTRUCTIONS' in str(err.value)
   with pytest.raises(ValueError, match=r"^config\.data\.manual_dir '.*nowhere' is not an "
                                        r'existing directory'):
-    input_pipeline.get_dataset_info({**bad, 'manual_dir': str(tmp_path / 'nowhere')})
+    builders.get_dataset_info({**bad, 'manual_dir': str(tmp_path / 'nowhere')})
   with pytest.raises(ValueError, match=r'^config\.data\.manual_dir is not set'):
-    input_pipeline.get_dataset_info({'name': 'affectnet', 'data_dir': str(tmp_path / 'tfds')})
+    builders.get_dataset_info({'name': 'affectnet', 'data_dir': str(tmp_path / 'tfds')})
 
 
 def test_unrecognised_manual_dir_names_every_layout(tmp_path):
   manual = tmp_path / 'manual'
   (manual / 'stuff').mkdir(parents=True)
   with pytest.raises(ValueError) as err:
-    input_pipeline.get_dataset_info({'name': 'bp4d', 'manual_dir': str(manual),
+    builders.get_dataset_info({'name': 'bp4d', 'manual_dir': str(manual),
                                      'data_dir': str(tmp_path / 'tfds')})
   msg = str(err.value)
   assert msg.startswith('config.data.builder_config is unset and the files in manual_dir')
@@ -293,8 +296,8 @@ def test_several_layouts_ask_for_a_choice(bp4d_lists, tmp_path):
   cfg = {'name': 'bp4d', 'manual_dir': manual, 'data_dir': str(tmp_path / 'tfds')}
   with pytest.raises(ValueError, match=r"several bp4d layouts \['megraphau_lists', "
                                        r"'jaanet_lists'\]; set config\.data\.builder_config"):
-    input_pipeline.get_builder(cfg, prepare=False)
-  b = input_pipeline.get_builder({**cfg, 'builder_config': 'jaanet_lists'}, prepare=False)
+    builders.get_builder(cfg, prepare=False)
+  b = builders.get_builder({**cfg, 'builder_config': 'jaanet_lists'}, prepare=False)
   assert b.builder_config.name == 'jaanet_lists'
 
 
@@ -302,30 +305,30 @@ def test_several_layouts_ask_for_a_choice(bp4d_lists, tmp_path):
 def test_layout_detection_picks_the_builder_config(tmp_path, layout):
   manual = str(tmp_path / 'manual')
   {'official': test_bp4d._write_official, 'jaanet_lists': test_bp4d._write_jaanet}[layout](manual)
-  b = input_pipeline.get_builder({'name': 'bp4d', 'manual_dir': manual,
+  b = builders.get_builder({'name': 'bp4d', 'manual_dir': manual,
                                   'data_dir': str(tmp_path / 'tfds')}, prepare=False)
   assert b.builder_config.name == layout
 
 
 def test_synthetic_keys_are_rejected_for_real_datasets(bp4d_lists, tmp_path):
   with pytest.raises(ValueError, match=r'config\.data\.num_subjects applies to synthetic_faces'):
-    input_pipeline.get_builder({'name': 'bp4d', 'manual_dir': bp4d_lists, 'num_subjects': 9,
+    builders.get_builder({'name': 'bp4d', 'manual_dir': bp4d_lists, 'num_subjects': 9,
                                 'data_dir': str(tmp_path)}, prepare=False)
 
 
 def test_old_metadata_is_refused(data_config, tmp_path):
   """Data built by an older faujax (no label metadata) is an error, not a silent 7-way head."""
-  builder = input_pipeline.get_builder(data_config)
+  builder = builders.get_builder(data_config)
   meta = dict(builder.info.metadata)
   try:
     for key in ('label_names', 'multi_label_names'):
       del builder.info.metadata[key]
     with pytest.raises(ValueError, match=r"lacks \['label_names', 'multi_label_names'\].*older"):
-      input_pipeline._label_space(builder, 1)
+      builders._label_space(builder, 1)
     builder.info.metadata.update(meta)
     builder.info.metadata['class_counts'] = {'fold1': [0] * 7}
     with pytest.raises(ValueError, match=r'class_counts \(7,\) .* not \(8,\)'):
-      input_pipeline._label_space(builder, 1)
+      builders._label_space(builder, 1)
   finally:
     builder.info.metadata.update(meta)
 
@@ -335,19 +338,19 @@ def test_data_of_an_older_version_is_not_read(bp4d_lists, data_config, tmp_path)
   import shutil
   data_dir = str(tmp_path / 'tfds')
   cfg = {'name': 'bp4d', 'manual_dir': bp4d_lists, 'data_dir': data_dir}
-  built = input_pipeline.get_builder(cfg)
+  built = builders.get_builder(cfg)
   version_dir = os.fspath(built.data_dir)
   assert version_dir.endswith(str(built.version)) and str(built.version) != '1.0.0'
   shutil.move(version_dir, os.path.join(os.path.dirname(version_dir), '1.0.0'))
   with pytest.raises(ValueError, match=r'manual_dir is not set.*older faujax \(version 1\.0\.0\)'):
-    input_pipeline.get_builder({'name': 'bp4d', 'data_dir': data_dir})
-  rebuilt = input_pipeline.get_builder(cfg)  # with the manual dir: built again at this version
-  assert os.fspath(rebuilt.data_dir) == version_dir and input_pipeline._is_prepared(rebuilt)
+    builders.get_builder({'name': 'bp4d', 'data_dir': data_dir})
+  rebuilt = builders.get_builder(cfg)  # with the manual dir: built again at this version
+  assert os.fspath(rebuilt.data_dir) == version_dir and builders._is_prepared(rebuilt)
   # The synthetic builder renders a fresh copy.
   synthetic_cfg = ml_collections.ConfigDict(data_config.to_dict())
   synthetic_cfg.data_dir = str(tmp_path / 'synthetic')
-  fresh = input_pipeline.get_builder(synthetic_cfg)
+  fresh = builders.get_builder(synthetic_cfg)
   shutil.move(os.fspath(fresh.data_dir), os.path.join(os.path.dirname(os.fspath(fresh.data_dir)),
                                                       '1.0.0'))
-  again = input_pipeline.get_builder(synthetic_cfg)
-  assert input_pipeline._is_prepared(again) and 'label_names' in again.info.metadata
+  again = builders.get_builder(synthetic_cfg)
+  assert builders._is_prepared(again) and 'label_names' in again.info.metadata

@@ -125,20 +125,20 @@ def test_layout_errors(tmp_path):
 
 def test_input_pipeline_jaffe_folds_and_label_space(manual_dir, tmp_path):
   """JAFFE through the pipeline: task expression_multi, per-fold rates, folds 1-5."""
-  from faujax.data import input_pipeline
+  from faujax.data import builders
   cfg = {'name': 'jaffe', 'manual_dir': str(manual_dir), 'data_dir': str(tmp_path)}
   for fold in (1, 4, 5):
-    info = input_pipeline.get_dataset_info({**cfg, 'fold': fold})
+    info = builders.get_dataset_info({**cfg, 'fold': fold})
     assert info.task == 'expression_multi' and info.fold == fold
     assert info.label_names == info.multi_label_names == list(labels.BASIC_6)
     y = info.train_labels['expression_multi']
     assert y.shape[0] == info.num_examples['train'] and info.num_examples['validation'] == 0
     np.testing.assert_array_equal(info.class_counts, y.sum(0))
     np.testing.assert_allclose(info.train_occurrence_rates, y.mean(0), atol=1e-6)
-    meta = input_pipeline.get_builder(cfg).info.metadata
+    meta = builders.get_builder(cfg).info.metadata
     assert info.class_counts.tolist() == jaffe.fold_label_counts(meta, fold)
   with pytest.raises(ValueError, match=r'config\.data\.fold must be one of \(1, 2, 3, 4, 5\)'):
-    input_pipeline.get_dataset_info({**cfg, 'fold': 6})
+    builders.get_dataset_info({**cfg, 'fold': 6})
 
 
 # --------------------------------------------------------------------------- issue 20

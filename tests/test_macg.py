@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 import types
@@ -14,15 +13,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from faujax import config_base
 from faujax import config_schema
 from faujax import graph
 from faujax import losses
 from faujax import model_state
 from faujax import models
 from faujax import parallel
-from faujax import train
 from faujax.models import macg
-from faujax.models import parts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # MACG public model sizes (parameter counts of the public code, issue 7), shared CCFG block
@@ -111,7 +109,7 @@ def test_ablation_rows_switch_the_modules(row):
   """``config.ablation=<row>`` sets the three switches; the model then has exactly those parts."""
   config = _load_config('synthetic', 'disfa')
   config.ablation = row
-  resolved = train.resolve_config(config)
+  resolved = config_base.resolve_config(config)
   switches = macg.ABLATIONS[row]
   assert all(resolved.model[k.split('.')[1]] == v for k, v in switches.items())
   use_mafg, use_gnn, use_ccfg = (switches[f'model.use_{m}'] for m in ('mafg', 'gnn', 'ccfg'))
@@ -135,7 +133,7 @@ def test_bad_settings_name_their_config_key():
   config = _load_config('synthetic')
   config.ablation = 'resnet'
   with pytest.raises(config_schema.ConfigError, match="config.ablation='resnet'.*resnet50"):
-    train.resolve_config(config)
+    config_base.resolve_config(config)
   config.ablation = ''
   config.model.top_kk = 3
   with pytest.raises(config_schema.ConfigError, match='config.model.top_kk.*Did you mean top_k'):
@@ -200,7 +198,7 @@ def train_step(setup):
   @jax.jit
   def loss_and_grad(params):
     def loss_fn(p):
-      out, new_stats = fn(p, variables['batch_stats'], batch, train=True)
+      out, new_stats = fn({**variables, 'params': p}, batch, train=True)
       return losses.weighted_asymmetric_loss(out['au_probs'], LABELS), (out, new_stats)
     return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
@@ -227,19 +225,33 @@ def test_forward_and_gradient_end_to_end(setup, train_step):
   assert all(jax.tree_util.tree_leaves(changed))
 
 
-def test_composition_follows_equations_5_to_14(setup):
-  """Step by step through the submodules: graph on the MAFG nodes, fusion of concat(v_gnn,
-  v_ccfg), cosine head; the whole model's output equals the composition."""
-  model, batch, variables = setup
-  images = batch['image']
-  fmap = model.backbone(images, train=False)
+def _perturbed(variables, seed=0):
+  """The variables with every parameter and BatchNorm statistic moved at random (a fresh model's
+  BatchNorm is the identity in eval mode, which would hide a wrong or missing one)."""
+  rng = np.random.default_rng(seed)
+  move = lambda x: np.asarray(x) * (1 + 0.3 * rng.uniform(-1, 1, np.shape(x))) + 0.05 * (
+      rng.uniform(-1, 1, np.shape(x)))
+  out = dict(variables)
+  out['params'] = jax.tree.map(move, variables['params'])
+  out['batch_stats'] = jax.tree.map(lambda x: np.abs(move(x)) + 0.1, variables['batch_stats'])
+  return out
+
+
+def test_graph_fusion_and_head_follow_equations_5_to_14(setup):
+  """Eq. 5-9 against the pure top-K graph function, and eq. 13-14 written out in numpy from the
+  parameters (fully connected layer on concat(v_GNN, v_CCFG), BatchNorm with its running
+  statistics, ReLU; ReLU, normalisation and the cosine with s_i), on the model's own branch
+  outputs; the model's output must equal that."""
+  _, batch, variables = setup
+  variables = _perturbed(variables)
+  model = model_state.load_variables(tiny(), variables)
+  fmap = model.backbone(batch['image'], train=False)
   b, h, w, c = fmap.shape
   x = model.global_block(fmap.reshape(b, h * w, c), train=False).reshape(b, h, w, 8)
   nodes = model.mafg(x, train=False)
-  v_gnn = model.gnn_0(nodes, train=False)
-  v_ccfg = model.ccfg(x, train=False)
-  fused = model.fusion(jnp.concatenate([v_gnn, v_ccfg], -1), train=False)
-  assert nodes.shape == v_gnn.shape == v_ccfg.shape == fused.shape == (4, 5, 8)
+  v_gnn = np.asarray(model.gnn_0(nodes, train=False), np.float64)
+  v_ccfg = np.asarray(model.ccfg(x, train=False), np.float64)
+  assert nodes.shape == v_gnn.shape == v_ccfg.shape == (4, 5, 8)
   p, s = variables['params'], variables['batch_stats']
   # eq. 5-9: one top-K layer on the MAFG nodes (K = 2), against the pure function.
   ref_gnn, _ = graph.dynamic_graph_apply(
@@ -248,11 +260,21 @@ def test_composition_follows_equations_5_to_14(setup):
       nodes, k=2, batch_stats=s['gnn_0']['bn'], train=False)
   np.testing.assert_allclose(v_gnn, ref_gnn, rtol=1e-4, atol=1e-5)
   assert np.all(graph.topk_adjacency(nodes, 2).sum(-1) >= 2)
-  # eq. 14: cosine head on the fused features; the model is exactly this composition.
-  np.testing.assert_allclose(model.head(fused), parts.cosine_probabilities(fused, p['head']['sc']),
-                             rtol=1e-5, atol=1e-6)
-  out = model(batch, train=False)
-  np.testing.assert_allclose(out['au_probs'], model.head(fused), rtol=1e-5, atol=1e-6)
+  # eq. 13: Post(FC(concat(v_GNN, v_CCFG))), Post = BatchNorm (eval) then ReLU.
+  f64 = lambda t: np.asarray(t, np.float64)
+  fc, bn, stats = p['fusion']['fc'], p['fusion']['bn'], s['fusion']['bn']
+  z = np.concatenate([v_gnn, v_ccfg], -1) @ f64(fc['kernel']) + f64(fc['bias'])
+  z = (z - f64(stats['mean'])) / np.sqrt(f64(stats['var']) + 1e-5) * f64(bn['scale']) + f64(
+      bn['bias'])
+  fused = np.maximum(z, 0.0)
+  # eq. 14: cosine between ReLU(v_i) and ReLU(s_i).
+  sc = np.maximum(f64(p['head']['sc']), 0.0)
+  fused = np.maximum(fused, 0.0)
+  want = np.einsum('bnc,nc->bn', fused / np.linalg.norm(fused, axis=-1, keepdims=True),
+                   sc / np.linalg.norm(sc, axis=-1, keepdims=True))
+  got = model(batch, train=False)['au_probs']
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  assert np.std(want) > 1e-3  # the comparison sees varied outputs
 
 
 def test_batch_norm_statistics_sync_over_the_pmap_axis(setup, train_step):
@@ -264,13 +286,13 @@ def test_batch_norm_statistics_sync_over_the_pmap_axis(setup, train_step):
   assert parallel.sync_batch_norm(synced, 'batch') == 9
   fn = model_state.ModelFn.from_model(synced)
   split = jax.jit(jax.vmap(
-      lambda b: fn(variables['params'], variables['batch_stats'], b, train=True)[0]['au_probs'],
+      lambda b: fn(variables, b, train=True)[0]['au_probs'],
       axis_name='batch'))({'image': batch['image'].reshape(2, 2, 48, 48, 3)})
   np.testing.assert_allclose(split.reshape(4, 5), whole, rtol=1e-4, atol=1e-5)
   # Without the sync each half normalises by its own statistics: different outputs.
   plain = model_state.ModelFn.from_model(tiny())
   unsynced = jax.jit(jax.vmap(
-      lambda b: plain(variables['params'], variables['batch_stats'], b, train=True)[0]['au_probs'],
+      lambda b: plain(variables, b, train=True)[0]['au_probs'],
       axis_name='batch'))({'image': batch['image'].reshape(2, 2, 48, 48, 3)})
   assert np.max(np.abs(unsynced.reshape(4, 5) - whole)) > 1e-3
 
@@ -284,32 +306,6 @@ def test_bfloat16_compute_keeps_float32_params_and_outputs(setup):
   assert np.all(np.isfinite(out['au_probs']))
   ref = model_state.load_variables(tiny(), variables)(batch, train=False)['au_probs']
   np.testing.assert_allclose(out['au_probs'], ref, atol=0.05)
-
-
-def test_synthetic_config_trains_end_to_end(tmp_path, tiny_data_dir):
-  """configs/macg/synthetic.py through faujax.train: cosine-head probabilities, asymmetric loss."""
-  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'macg', 'synthetic.py')
-  spec = importlib.util.spec_from_file_location('macg_synthetic', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  config.data.data_dir = tiny_data_dir
-  config.data.image_size = 48
-  config.data.num_subjects = 9
-  config.data.frames_per_subject = 6
-  config.augment.image_size = 48
-  config.train.num_steps = 2
-  config.train.batch_size = 8
-  config.eval.batch_size = 16
-  config.train.eval_every = 2
-  config.checkpoint.every = 2
-  results = train.train_and_evaluate(config, str(tmp_path))
-  assert results['model'] == 'macg'
-  # Every one of the 12 AUs is evaluated, and a checkpoint was selected on validation.
-  assert {f'f1/AU{a}' for a in (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)} <= set(
-      results['metrics'])
-  assert np.isfinite(results['validation_history'][-1]['f1_mean'])
-  assert results['checkpoint'].startswith('best validation f1_mean')
 
 
 @pytest.mark.parametrize('kwargs,match', [

@@ -46,10 +46,16 @@ def _info(**overrides) -> types.SimpleNamespace:
   return types.SimpleNamespace(**info)
 
 
+def _mgrr(info, **options) -> mgrr_net.MGRRNet:
+  """MGRR-Net with its constants prepared from ``info`` (``faujax.models.prepare``)."""
+  constants = models.prepare({'name': 'mgrr_net', **options}, info)
+  return mgrr_net.MGRRNet(info, constants=constants, **options, rngs=nnx.Rngs(0))
+
+
 def tiny(**kwargs) -> mgrr_net.MGRRNet:
   options = dict(backbone=STEM, hidden_dim=16, num_heads=4, patch_size=3, integrated_dim=8)
   options.update(kwargs)
-  return mgrr_net.MGRRNet(_info(), **options, rngs=nnx.Rngs(0))
+  return _mgrr(_info(), **options)
 
 
 def _built(**kwargs) -> mgrr_net.MGRRNet:
@@ -108,11 +114,13 @@ def test_prior_matches_loop_reference_of_eq_1_2(model):
 
 
 def test_random_adjacency_init_is_not_the_prior():
-  a = np.asarray(mgrr_net.initial_adjacency(_info(), 'random', jax.random.key(0)))
+  constants = mgrr_net.MGRRNet.prepare(_info())
+  a = np.asarray(mgrr_net.initial_adjacency(constants, len(AUS), 'random', jax.random.key(0)))
   assert a.shape == (len(AUS), len(AUS)) and np.all((a >= 0) & (a < 1))
   assert np.abs(a - relations.mgrr_prior(*_labels())).max() > 0.1
-  np.testing.assert_allclose(mgrr_net.initial_adjacency(_info(), 'prior', jax.random.key(0)),
-                             relations.mgrr_prior(*_labels()), atol=1e-6)
+  np.testing.assert_allclose(
+      mgrr_net.initial_adjacency(constants, len(AUS), 'prior', jax.random.key(0)),
+      relations.mgrr_prior(*_labels()), atol=1e-6)
 
 
 # ----------------------------------------------------------------- eq. 3-4: the two MH-GAT levels
@@ -380,9 +388,8 @@ def test_au_loss_reaches_the_landmark_branch_through_the_patches(model):
 
 def test_outputs_heads_and_final_mean(model):
   # The alignment head is sized from the dataset (68 synthetic points; 49 for the JAA-Net lists).
-  small = nnx.eval_shape(lambda: mgrr_net.MGRRNet(_info(num_landmarks=49), backbone=STEM,
-                                                  hidden_dim=16, num_heads=4, patch_size=3,
-                                                  integrated_dim=8, rngs=nnx.Rngs(0)))
+  small = nnx.eval_shape(lambda: _mgrr(_info(num_landmarks=49), backbone=STEM, hidden_dim=16,
+                                       num_heads=4, patch_size=3, integrated_dim=8))
   assert small.backbone.landmark.fc2.kernel.shape[-1] == 2 * 49
   out = _forward(model, _batch())
   assert set(out) == {'au_logits/local', 'au_logits/integrated', 'au_probs', 'landmarks'}
@@ -419,15 +426,15 @@ def test_ablation_rows_and_num_layers_switch_the_modules():
 
 def test_bad_settings_name_their_config_key():
   with pytest.raises(ValueError, match='num_landmarks'):
-    mgrr_net.MGRRNet(_info(num_landmarks=0), backbone=STEM, rngs=nnx.Rngs(0))
+    _mgrr(_info(num_landmarks=0), backbone=STEM)
   with pytest.raises(ValueError, match='num_heads'):
     tiny(hidden_dim=10, num_heads=4)
   with pytest.raises(ValueError, match='adjacency_init'):
     tiny(adjacency_init='ones')
   with pytest.raises(ValueError, match='train_labels'):
-    mgrr_net.MGRRNet(_info(train_labels={}), backbone=STEM, rngs=nnx.Rngs(0))
+    _mgrr(_info(train_labels={}), backbone=STEM)
   with pytest.raises(ValueError, match='jaanet_stem'):
-    mgrr_net.MGRRNet(_info(), backbone={'name': 'small_cnn'}, rngs=nnx.Rngs(0))
+    _mgrr(_info(), backbone={'name': 'small_cnn'})
 
 
 def _load_config(name: str, arg: str | None = None):
@@ -453,7 +460,7 @@ def test_paper_recipe_config():
 
 
 def test_landmark_mean_error_matches_a_loop():
-  from faujax.models.parts import mgrr_landmark_error
+  from faujax import metrics
   gt = np.asarray(_face(3), np.float64)
   pred = gt + np.random.default_rng(1).normal(0, 1.5, gt.shape)
   valid = np.array([1, 0, 1])
@@ -461,5 +468,5 @@ def test_landmark_mean_error_matches_a_loop():
   for e in (0, 2):
     d_o = np.linalg.norm(gt[e, 36:42].mean(0) - gt[e, 42:48].mean(0))
     ref.append(np.mean([np.hypot(*(pred[e, i] - gt[e, i])) for i in range(68)]) / d_o)
-  np.testing.assert_allclose(mgrr_landmark_error.mean_error(pred, gt, valid), np.mean(ref),
+  np.testing.assert_allclose(metrics.landmark_mean_error(pred, gt, valid), np.mean(ref),
                              rtol=1e-10)

@@ -297,7 +297,7 @@ def test_fixed_ccfg_lambda_has_no_gradient_path():
                    trainable_lambda=trainable, seed=3)
     fn = model_state.ModelFn.from_model(module)
     v = model_state.variables(module)
-    loss = lambda p, s: jnp.sum(fn.module(p, s)(x, train=True) ** 2)
+    loss = lambda p, s: jnp.sum(fn.module({'params': p, 'batch_stats': s})(x, train=True) ** 2)
     return module, jax.jit(jax.grad(loss))(v['params'], v['batch_stats'])
 
   fixed, g_fixed = grads(False)

@@ -140,10 +140,8 @@ def test_nnx_equals_linen(reference, name):
   images = jnp.asarray(np.random.default_rng(1).standard_normal((4, size, size, 3)), jnp.float32)
   fn = model_state.ModelFn.from_model(model)
   v = model_state.variables(model)
-  eval_out, _ = jax.jit(lambda p, s, b: fn(p, s, b, train=False))(v['params'], v['batch_stats'],
-                                                                  {'image': images})
-  train_out, new_stats = jax.jit(lambda p, s, b: fn(p, s, b, train=True))(
-      v['params'], v['batch_stats'], {'image': images})
+  eval_out, _ = jax.jit(lambda v, b: fn(v, b, train=False))(v, {'image': images})
+  train_out, new_stats = jax.jit(lambda v, b: fn(v, b, train=True))(v, {'image': images})
   # 1e-5 relative to each output's scale: the redrawn weights give activations up to ~100 in the
   # deep trunks, where float32 summation order alone moves the last digits.
   worst = 0.0

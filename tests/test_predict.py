@@ -4,7 +4,6 @@ evaluation outputs on the same aligned faces, for any batch size, with and witho
 import os
 
 import jax
-import ml_collections
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +15,10 @@ from faujax import models
 from faujax import predict
 from faujax import predictor as predictor_lib
 from faujax import train
+from faujax import trained_run
 from faujax.data import augment
+from faujax.data import builders
+from faujax.data import dataset_info
 from faujax.data import input_pipeline
 from faujax.data.synthetic_faces import examples
 
@@ -55,7 +57,7 @@ def _reference(pred, images, landmarks):
   """The model's evaluation outputs (sigmoid of its logits) on preprocessed stored faces."""
   batch = augment.preprocess(None, {'image': np.stack(images), 'landmarks': np.stack(landmarks)},
                              pred.aug_config, train=False)
-  out, _ = pred.state.apply_fn(pred.state.params, pred.state.batch_stats, batch, train=False)
+  out, _ = pred.run.apply_fn(pred.variables, batch, train=False)
   return np.asarray(jax.nn.sigmoid(out['au_logits']))
 
 
@@ -100,9 +102,10 @@ def test_crops_with_their_landmarks_equal_eval_step_on_the_test_split(workdir, t
   given = {k + 1: [faces_lib.FaceBox(np.array([0, 0, 48, 48], np.float32), lm, 1.0)]
            for k, lm in enumerate(landmarks)}
   table = pred.predict(list(images), faces='cropped', landmarks=given)
-  batch = train.dummy_batch(pred.info, len(images))
+  batch = dataset_info.dummy_batch(pred.info, len(images))
   batch.update(image=images, landmarks=landmarks)
-  ref = train.eval_step(pred.state, batch, task=pred.task, aug_config=pred.aug_config)
+  ref = train.predict_batch(pred.run.apply_fn, pred.variables, batch, task=pred.task,
+                           aug_config=pred.aug_config)  # what eval_step computes
   np.testing.assert_allclose(_au_p(table), np.asarray(ref['au_prob']), atol=1e-5, rtol=0)
   np.testing.assert_allclose(table[['x_0', 'y_0']].to_numpy(), landmarks[:, 0], atol=1e-5)
   # The same faces through the template alignment (--faces openface_csv): the model on those
@@ -227,23 +230,20 @@ def test_not_a_workdir_is_a_clear_error(tmp_path, capsys):
   rc = predict.main(['--checkpoint', str(tmp_path), str(tmp_path), '--out',
                      str(tmp_path / 'x.csv')])
   assert rc == 2
-  assert 'not a faujax workdir' in capsys.readouterr().err
+  assert 'not a faujax run' in capsys.readouterr().err
 
 
-def test_training_stores_the_label_space_and_a_copied_workdir_predicts_without_its_dataset(
+def test_the_checkpoint_holds_the_label_space_and_a_copied_workdir_predicts_without_its_dataset(
     workdir, test_faces, tmp_path, monkeypatch):
   import shutil
-  from faujax import stored_info
-  assert os.path.exists(os.path.join(workdir, stored_info.INFO_FILE))
-  assert os.path.exists(os.path.join(workdir, stored_info.LABELS_FILE))
-  info, template = stored_info.load(workdir)
-  want = input_pipeline.get_dataset_info(predictor_lib.Predictor.from_checkpoint(workdir)
-                                         .config.data)
+  run = trained_run.load_run(workdir)
+  want = builders.get_dataset_info(run.config.data)
+  info = run.info
   assert (info.label_names, info.aus, info.num_examples) == (
       want.label_names, want.aus, want.num_examples)
   np.testing.assert_array_equal(info.class_counts, want.class_counts)
   np.testing.assert_allclose(info.train_occurrence_rates, want.train_occurrence_rates)
-  assert template.shape == (5, 2)  # the synthetic faces are 'template'-aligned
+  assert np.shape(run.face_template) == (5, 2)  # the synthetic faces are 'template'-aligned
   copy = str(tmp_path / 'copy')
   shutil.copytree(workdir, copy)
   images, landmarks = test_faces
@@ -252,7 +252,8 @@ def test_training_stores_the_label_space_and_a_copied_workdir_predicts_without_i
 
   def no_dataset(*args, **kwargs):
     raise AssertionError('the dataset was read')
-  monkeypatch.setattr(input_pipeline, 'get_dataset_info', no_dataset)
+  monkeypatch.setattr(builders, 'get_dataset_info', no_dataset)
+  monkeypatch.setattr(builders, 'get_builder', no_dataset)
   got = predictor_lib.Predictor.from_checkpoint(copy).evaluate_faces(stored)
   for k in expected:
     np.testing.assert_array_equal(got[k], expected[k])
@@ -267,9 +268,11 @@ def test_a_checkpoint_is_chosen_by_step_or_by_its_directory(workdir, capsys):
                              ('latest', os.path.join(workdir, 'best', '4'), 'best')):
     pred = predictor_lib.Predictor.from_checkpoint(path, which=which)
     assert pred.checkpoint == os.path.join(workdir, where, '4'), (which, path)
-    for a, b in zip(jax.tree.leaves(pred.state.params), jax.tree.leaves(latest.state.params)):
+    for a, b in zip(jax.tree.leaves(pred.variables['params']),
+                    jax.tree.leaves(latest.variables['params'])):
       np.testing.assert_array_equal(a, b)  # one step, one set of weights
-  with pytest.raises(ckpt_lib.CheckpointError, match=r'no periodic checkpoint of step 3.*\[4\]'):
+  with pytest.raises(ckpt_lib.CheckpointError,
+                     match=r'no checkpoint of step 3; periodic steps: \[4\]'):
     predictor_lib.Predictor.from_checkpoint(workdir, which=3)
   with pytest.raises(ValueError, match='which'):
     predictor_lib.Predictor.from_checkpoint(workdir, which='first')

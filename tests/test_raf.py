@@ -182,8 +182,8 @@ def test_compound_multi_label_rejects_unknown_code():
 
 
 def _info(name, config, manual_dir, data_dir):
-  from faujax.data import input_pipeline
-  return input_pipeline.get_dataset_info({'name': name, 'builder_config': config,
+  from faujax.data import builders
+  return builders.get_dataset_info({'name': name, 'builder_config': config,
                                           'manual_dir': str(manual_dir),
                                           'data_dir': str(data_dir)})
 

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from faujax import checkpoint
+from faujax import run_record
 from faujax import sweep
 import tiny_config
 
@@ -21,7 +21,7 @@ def _fake_train(calls):
                'auc_mean': 0.5, 'f1/AU1': 0.3}
     results = {'metrics': metrics, 'trivial_baseline': {'name': 'all positive', 'f1_mean': 0.2}}
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      json.dump(checkpoint.config_to_json(config), f)
+      json.dump(run_record.config_to_json(config), f)
     with open(os.path.join(workdir, sweep.RESULTS_FILE), 'w') as f:
       json.dump(results, f)
     return results
@@ -87,12 +87,12 @@ def test_sweep_compares_with_the_config_a_resumed_run_ended_with(tmp_path):
   config = tiny_config.get_config()
   sweep.run_sweep(config, str(tmp_path), [], [0], train_fn=_fake_train([]))
   run_dir = os.path.join(str(tmp_path), 'base', 'seed0')
-  original = checkpoint.config_to_json(config)
+  original = run_record.config_to_json(config)
   config.optim.learning_rate = 0.123
   history = [{'step': 0, 'config': original, 'changed': []},
-             {'step': 6, 'config': checkpoint.config_to_json(config),
+             {'step': 6, 'config': run_record.config_to_json(config),
               'changed': ['optim.learning_rate']}]
-  with open(os.path.join(run_dir, checkpoint.HISTORY_FILE), 'w') as f:
+  with open(os.path.join(run_dir, run_record.HISTORY_FILE), 'w') as f:
     json.dump(history, f)
   calls = []
   sweep.run_sweep(config, str(tmp_path), [], [0], train_fn=_fake_train(calls))  # accepted

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from faujax import tasks
-from faujax.data import input_pipeline
+from faujax.data import dataset_info
 
 AUS = (1, 2, 4, 6)
 
 
 def _info():
-  return input_pipeline.DatasetInfo(
+  return dataset_info.DatasetInfo(
       name='fake', builder_config='fake', task='au', label_names=[f'AU{a}' for a in AUS],
       num_labels=len(AUS), aus=AUS, num_examples={'train': 64, 'validation': 0, 'test': 0},
       image_size=40, num_landmarks=68, fold=1,

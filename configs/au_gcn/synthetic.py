@@ -34,10 +34,8 @@ from faujax import config_base
 def get_config(label_space: str | None = None) -> ml_collections.ConfigDict:
   """The synthetic AU-GCN config; ``label_space`` 'bp4d' (default) or 'disfa'."""
   paper = config_base.load_sibling(__file__, 'bp4d')
-  label_space = label_space or 'bp4d'
-  if label_space not in paper.DATASETS:
-    raise ValueError(f'configs/au_gcn/synthetic.py argument {label_space!r}; expected one of '
-                     f'{paper.DATASETS} (e.g. --config configs/au_gcn/synthetic.py:disfa).')
+  label_space = config_base.config_argument('configs/au_gcn/synthetic.py', label_space,
+                                             paper.DATASETS, 'bp4d')
   config = paper.real_config(label_space)
   config_base.synthetic_data(config, label_space)
   config_base.synthetic_augment(config, 64)

@@ -20,6 +20,8 @@ Variants (Table I, Sec. IV-E) as the config argument:
   ... --config configs/emotion_gcn/affectnet.py:single_task | mtl_mse | mtl_ccc | emotion_gcn |
       conditional   (conditional needs --config.model.cooccurrence_labels=/path/emotic_7.npy)
 Table II: --config.model.tau=0.05 --config.model.p=0.5 --config.model.gcn_layers=3.
+``:public_code`` is the public code's recipe (p 0.5, the valence-arousal edge kept, no colour
+jitter): the released checkpoints import into it (``faujax.tools.import_checkpoint``).
 """
 
 from __future__ import annotations
@@ -29,10 +31,14 @@ import ml_collections
 from faujax import config_base
 
 
+PUBLIC_CODE = 'public_code'
+
+
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
-  """The AffectNet config; ``variant`` in ``emotion_gcn.ABLATIONS`` (default 'emotion_gcn')."""
+  """The AffectNet config; ``variant`` in ``emotion_gcn.ABLATIONS`` (default 'emotion_gcn') or
+  'public_code' (the public main.py's model and transforms: what its checkpoints import into)."""
   config = config_base.get_config('emotion_gcn')
-  config.ablation = variant or 'emotion_gcn'
+  config.ablation = 'emotion_gcn' if variant in (None, PUBLIC_CODE) else variant
   config.data.name = 'affectnet'
   config.data.builder_config = '7class'
   config.data.shuffle_buffer = 8192
@@ -40,9 +46,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.augment.image_size = 227
   config.augment.crop_scale = (1.0, 1.0)  # aligned 227 px faces, no cropping
   config.augment.rotation_deg = 30.0
-  config.augment.brightness = 0.4
-  config.augment.contrast = 0.4
-  config.augment.saturation = 0.4
+  config_base.colour_jitter(config, 0.4)
   config.augment.mean = config_base.IMAGENET_MEAN
   config.augment.std = config_base.IMAGENET_STD
 
@@ -54,4 +58,14 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.train.eval_every = 2000
   config.eval.batch_size = 100
   config.checkpoint.every = 2000
+  if variant == PUBLIC_CODE:
+    # utils.gen_A: p = 0.5 and the valence-arousal edge kept; main.py: ColorJitter() with no
+    # arguments changes nothing. Its RandomRotation interpolates nearest (faujax: bilinear), and
+    # it selects the checkpoint on the validation list, AffectNet's test set (faujax keeps its
+    # held-out training subjects for that).
+    config.model.p = 0.5
+    config.model.keep_va_edge = True
+    config.augment.brightness = 0.0
+    config.augment.contrast = 0.0
+    config.augment.saturation = 0.0
   return config

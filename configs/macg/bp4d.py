@@ -15,7 +15,8 @@ train = random crop of 87.5 % of the side (resize 256 / crop 224), horizontal fl
 
 ``config.data.builder_config`` is the layout of the manual dir ('megraphau_lists' = the ME-GraphAU /
 MACG list files, 'official', 'jaanet_lists'; detected from the files when unset);
-``config.data.fold`` 1-3. Ablations and the K sweep: ``--config.ablation=baseline`` etc. and
+``config.data.fold`` 1-3. ``configs/macg/bp4d.py:public_code``: the public code's model switches
+and 20 epochs (``real_config``). Ablations and the K sweep: ``--config.ablation=baseline`` etc. and
 ``--config.model.top_k`` (see ``faujax.models.macg.ABLATIONS``).
 """
 
@@ -28,23 +29,23 @@ from faujax import config_base
 TOP_K = {'bp4d': 4, 'disfa': 3, 'emotionet': 4}  # K of the paper per dataset
 
 
-def real_config(dataset: str) -> ml_collections.ConfigDict:
-  """The paper recipe on ``dataset`` ('bp4d', 'disfa' or 'emotionet')."""
+VARIANTS = ('paper', 'public_code')
+
+
+def real_config(dataset: str, variant: str | None = None) -> ml_collections.ConfigDict:
+  """The recipe on ``dataset`` ('bp4d', 'disfa' or 'emotionet'): the paper's (default), or the
+  public code's (``variant='public_code'``: its shared CCFG block, axial order and fixed lambda,
+  ``docs/reference/model_details.md``, and its 20 epochs; what its trained files import into)."""
   if dataset not in TOP_K:
     raise ValueError(f'dataset {dataset!r}; expected one of {tuple(TOP_K)}.')
+  variant = config_base.config_argument(f'configs/macg/{dataset}.py', variant, VARIANTS, 'paper')
   config = config_base.get_config('macg')
   config.data.name = dataset
   config.data.shuffle_buffer = 8192
 
-  config.augment.image_size = 224
-  config.augment.crop_scale = (0.875, 0.875)   # resize 256 / random crop 224
-  config.augment.eval_crop_scale = 0.875       # resize 256 / centre crop 224
+  config_base.resize_crop_augment(config, resize=256, crop=224)
   config.augment.rotation_deg = 0.0
-  config.augment.brightness = 0.4
-  config.augment.contrast = 0.4
-  config.augment.saturation = 0.4
-  config.augment.mean = config_base.IMAGENET_MEAN
-  config.augment.std = config_base.IMAGENET_STD
+  config_base.colour_jitter(config, 0.4)
 
   config.model.top_k = TOP_K[dataset]
   config.loss.name = 'asymmetric'
@@ -56,8 +57,14 @@ def real_config(dataset: str) -> ml_collections.ConfigDict:
   config.train.log_every = 200
   config.train.eval_every = 2000
   config.checkpoint.every = 2000
+  if variant == 'public_code':
+    config.model.shared_ccfg_block = True
+    config.model.axial_order = 'xy'
+    config.model.ccfg_trainable_lambda = False
+    config.train.num_epochs = 20
   return config
 
 
-def get_config() -> ml_collections.ConfigDict:
-  return real_config('bp4d')
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+  """``variant``: 'paper' (default) or 'public_code'."""
+  return real_config('bp4d', variant)

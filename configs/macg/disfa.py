@@ -17,5 +17,6 @@ import ml_collections
 from faujax import config_base
 
 
-def get_config() -> ml_collections.ConfigDict:
-  return config_base.load_sibling(__file__, 'bp4d').real_config('disfa')
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+  """``variant``: 'paper' (default) or 'public_code' (``configs/macg/bp4d.py``)."""
+  return config_base.load_sibling(__file__, 'bp4d').real_config('disfa', variant)

@@ -40,10 +40,8 @@ from faujax import models
 def get_config(label_space: str | None = None) -> ml_collections.ConfigDict:
   """The synthetic MACG config; ``label_space`` in bp4d.TOP_K (default 'bp4d')."""
   paper = config_base.load_sibling(__file__, 'bp4d')
-  label_space = label_space or 'bp4d'
-  if label_space not in paper.TOP_K:
-    raise ValueError(f'configs/macg/synthetic.py argument {label_space!r}; expected one of '
-                     f'{tuple(paper.TOP_K)} (e.g. --config configs/macg/synthetic.py:disfa).')
+  label_space = config_base.config_argument('configs/macg/synthetic.py', label_space, paper.TOP_K,
+                                             'bp4d')
   config = paper.real_config(label_space)
   config_base.synthetic_data(config, label_space)
   config_base.synthetic_augment(config, 96)  # small_cnn: 96 / 16 = 6 x 6 tokens

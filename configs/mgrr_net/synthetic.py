@@ -40,10 +40,8 @@ LABEL_SPACES = ('bp4d', 'disfa')
 
 def get_config(label_space: str | None = None) -> ml_collections.ConfigDict:
   """The synthetic MGRR-Net config; ``label_space`` 'bp4d' (default) or 'disfa'."""
-  label_space = label_space or 'bp4d'
-  if label_space not in LABEL_SPACES:
-    raise ValueError(f'configs/mgrr_net/synthetic.py argument {label_space!r}; expected one of '
-                     f'{LABEL_SPACES} (e.g. --config configs/mgrr_net/synthetic.py:disfa).')
+  label_space = config_base.config_argument('configs/mgrr_net/synthetic.py', label_space,
+                                             LABEL_SPACES, 'bp4d')
   config = config_base.load_sibling(__file__, 'bp4d').real_config(label_space)
   config_base.synthetic_data(config, label_space)
   config_base.synthetic_augment(config, 48)

@@ -37,7 +37,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from faujax import layers
 from faujax.backbones.resnet import batch_norm
 
 Dtype = Any

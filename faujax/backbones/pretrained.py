@@ -85,11 +85,12 @@ def _check_against(arch: str, variables: Mapping[str, Any], where: str) -> None:
                  if p in expected and tuple(np.shape(v)) != expected[p].shape)
   if missing or unexpected or wrong:
     raise PretrainedMismatchError(
-        f'{where}: variables do not match backbone {arch!r}:\n' + _listing(
+        f'{where}: variables do not match backbone {arch!r}:\n' + listing(
             [('missing', missing), ('unexpected', unexpected), ('wrong shape', wrong)]))
 
 
-def _listing(groups: Sequence[tuple[str, Sequence[str]]], limit: int = 25) -> str:
+def listing(groups: Sequence[tuple[str, Sequence[str]]], limit: int = 25) -> str:
+  """Titled groups of names as indented lines (at most ``limit`` per group), empty ones left out."""
   lines = []
   for title, items in groups:
     if not items:
@@ -226,7 +227,7 @@ def merge_pretrained(variables: Mapping[str, Any], pretrained: Mapping[str, Any]
         for p, v in new_flat.items() if p in old_flat and np.shape(v) != np.shape(old_flat[p]))
     if missing or unexpected or wrong:
       raise PretrainedMismatchError(
-          f'pretrained {collection} do not fit the model\'s {"/".join(submodule)}:\n' + _listing(
+          f'pretrained {collection} do not fit the model\'s {"/".join(submodule)}:\n' + listing(
               [('missing', missing), ('unexpected', unexpected), ('wrong shape', wrong)]))
     cast = unflatten_tree({p: jnp.asarray(v, dtype=old_flat[p].dtype)
                            for p, v in new_flat.items()})

@@ -1,4 +1,9 @@
-"""Name -> constructor registry of the CNN trunks (``faujax.backbones.build``).
+"""Name -> constructor registry of the image trunks (``faujax.backbones.build``).
+
+CNNs (ResNets, DenseNet-121, the JAA-Net stem, a small CNN) and the transformers of ME-GraphAU /
+OpenGraphAU (``swin_tiny``, ``swin_small``, ``swin_base``: :mod:`faujax.backbones.swin`;
+``mae_vit_base``: :mod:`faujax.backbones.vit`; these also take ``rngs=`` in ``__call__`` for
+stochastic depth in training).
 
 Every trunk is a Flax NNX module with ``__call__(x, *, train, return_intermediates=False)`` taking
 NHWC images ``(B, H, W, 3)`` and returning the final feature map ``(B, h, w, C)`` (or ``(map,
@@ -19,6 +24,8 @@ from faujax.backbones.densenet import densenet121
 from faujax.backbones.jaanet import JAANetStem
 from faujax.backbones.resnet import resnet18, resnet34, resnet50, resnet101
 from faujax.backbones.small_cnn import SmallCNN
+from faujax.backbones.swin import swin_base, swin_small, swin_tiny
+from faujax.backbones.vit import mae_vit_base
 
 _BUILDERS: dict[str, Callable[..., nnx.Module]] = {
     'resnet18': resnet18,
@@ -28,6 +35,10 @@ _BUILDERS: dict[str, Callable[..., nnx.Module]] = {
     'densenet121': densenet121,
     'jaanet_stem': JAANetStem,
     'small_cnn': SmallCNN,
+    'swin_tiny': swin_tiny,
+    'swin_small': swin_small,
+    'swin_base': swin_base,
+    'mae_vit_base': mae_vit_base,
 }
 
 ARCHS: tuple[str, ...] = tuple(_BUILDERS)
@@ -40,6 +51,7 @@ TORCHVISION_ARCHS: tuple[str, ...] = ('resnet18', 'resnet34', 'resnet50', 'resne
 DEFAULT_INPUT_SIZE: dict[str, int] = {
     'resnet18': 224, 'resnet34': 224, 'resnet50': 224, 'resnet101': 224, 'densenet121': 227,
     'jaanet_stem': 176, 'small_cnn': 64,
+    'swin_tiny': 224, 'swin_small': 224, 'swin_base': 224, 'mae_vit_base': 224,
 }
 
 _NOT_OPTIONS = ('dtype', 'rngs')

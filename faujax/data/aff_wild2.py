@@ -86,11 +86,10 @@ def read_expr_file(path: epath.Path) -> list[int | str | None]:
     base.AnnotationError: naming file and line for an unknown or repeated header name, an
       unknown code, a malformed line or a blank line before the last entry.
   """
-  lines = base.read_text_lines(path, 'an Aff-Wild2 expression annotation file')
-  if not lines or not lines[0].strip():
-    raise base.AnnotationError(path, 1, 'expected a header line of class names such as '
-                               'Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other.')
-  names = [n.strip().lower() for n in lines[0].split(',')]
+  (_, header), *rows = base.read_text_lines(
+      path, 'a header line of class names such as Neutral,Anger,Disgust,Fear,Happiness,Sadness,'
+      'Surprise,Other, then one expression code per frame')
+  names = [n.strip().lower() for n in header.split(',')]
   unknown = [n for n in names if n not in EXPR_NAME_TO_INDEX]
   if unknown:
     raise base.AnnotationError(
@@ -103,9 +102,7 @@ def read_expr_file(path: epath.Path) -> list[int | str | None]:
     raise base.AnnotationError(path, 1, f'header names a class more than once ({repeated}).')
   mapping = [OTHER if c is None else c for c in classes]
   out: list[int | str | None] = []
-  for line_no, line in enumerate(lines[1:base.last_entry(lines)], start=2):
-    if not line.strip():
-      raise base.blank_line_error(path, line_no)
+  for line_no, line in rows:
     code = base.parse_int(line, path, line_no, 'an integer expression code')
     if code == EXPR_UNLABELLED:
       out.append(None)
@@ -126,13 +123,12 @@ def read_va_file(path: epath.Path) -> list[tuple[float, float] | None]:
     base.AnnotationError: naming file and line for a bad header, a malformed, out-of-range
       or half-unlabelled line, or a blank line before the last entry.
   """
-  lines = base.read_text_lines(path, 'an Aff-Wild2 valence-arousal annotation file')
-  if not lines or [h.strip().lower() for h in lines[0].split(',')] != ['valence', 'arousal']:
+  (_, header), *rows = base.read_text_lines(
+      path, 'a header line "valence,arousal", then one "valence,arousal" line per frame')
+  if [h.strip().lower() for h in header.split(',')] != ['valence', 'arousal']:
     raise base.AnnotationError(path, 1, 'expected the header "valence,arousal".')
   out: list[tuple[float, float] | None] = []
-  for line_no, line in enumerate(lines[1:base.last_entry(lines)], start=2):
-    if not line.strip():
-      raise base.blank_line_error(path, line_no)
+  for line_no, line in rows:
     tokens = line.split(',')
     if len(tokens) != 2:
       raise base.AnnotationError(path, line_no, f'expected "valence,arousal", got {line[:80]!r}.')

@@ -16,10 +16,10 @@ Protocol:
     training.csv chosen by a stable hash of the image path (for checkpoint
     selection); ``test`` = the official validation.csv (500 images per class).
 
-Reading rules (``read_affectnet_csv``; the text rules of ``expression_builder_base``):
-  * the first line is the header; each later line is one csv row (a quoted field may
-    not span lines); blank lines are ignored (every row names its image, so nothing
-    shifts). A row with a different number of fields than the header is an error.
+Reading rules (``read_affectnet_csv``; the text rules of ``faujax.data.text_files``):
+  * the first non-blank line is the header; each later line is one csv row (a quoted
+    field may not span lines); blank lines and rows of empty cells are ignored (every
+    row names its image, so nothing shifts). A row with a different number of fields than the header is an error.
   * ``subDirectory_filePath`` is a relative path below ``Manually_Annotated_Images/``
     (surrounding spaces removed; spaces inside are part of the name). Absolute paths,
     ``..`` components and backslashes are errors. ``a/./x.jpg`` and ``a//x.jpg`` name
@@ -33,20 +33,18 @@ Reading rules (``read_affectnet_csv``; the text rules of ``expression_builder_ba
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import posixpath
 from typing import Any
 
 from etils import epath
-import chex
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
 from faujax import labels
 from faujax.data import expression_builder_base as base
 from faujax.geometry import alignment
+from faujax.geometry import stored_faces
 
 CSV_COLUMNS = ('subDirectory_filePath', 'face_x', 'face_y', 'face_width', 'face_height',
                'facial_landmarks', 'expression', 'valence', 'arousal')
@@ -54,74 +52,6 @@ IMAGE_DIR = 'Manually_Annotated_Images'
 # Codes 8, 9, 10: None, Uncertain, Non-Face.
 MAX_CODE = 10
 VA_NOT_ANNOTATED = -2.0
-
-
-def alignment_matrix(
-    landmarks: np.ndarray,
-    box: tuple[float, float, float, float],
-    size: int,
-) -> np.ndarray:
-  """The Emotion-GCN alignment as one (2, 3) affine map (Emotion-GCN sec. IV-B).
-
-  Rotation about the eye midpoint so that the eyes (mean of 68-point 36-41 and 42-47)
-  are level, then the face box crop resized to (size, size): computed by
-  ``faujax.geometry.alignment.emotiongcn_transform``. Pixel-index coordinates (pixel
-  centres at integers), the faujax geometry convention.
-
-  Args:
-    landmarks: (68, 2) float (x, y) in source-image pixels.
-    box: AffectNet face box (face_x, face_y, face_width, face_height) in source pixels.
-    size: output side length.
-
-  Returns:
-    float64 (2, 3) matrix mapping source [x, y, 1] to aligned-image pixels.
-
-  Raises:
-    ValueError: for a degenerate face (coincident eye centres, empty box, non-finite).
-  """
-  chex.assert_shape(landmarks, (base.NUM_LANDMARKS, 2))
-  x0, y0, w, h = (float(v) for v in box)
-  matrix, ok = alignment.emotiongcn_transform(
-      np.asarray(landmarks, np.float32), np.array([x0, y0, x0 + w, y0 + h], np.float32), size)
-  if not bool(ok):
-    raise ValueError(f'Cannot align face: coincident eye centres or an empty box {box}.')
-  return np.asarray(matrix, np.float64)
-
-
-def align_face(
-    image: np.ndarray,
-    landmarks: np.ndarray,
-    box: tuple[float, float, float, float],
-    size: int,
-) -> tuple[np.ndarray, np.ndarray]:
-  """Eye-level rotation, face-box crop and resize (Emotion-GCN sec. IV-B).
-
-  The matrix comes from ``alignment_matrix``; the warp is PIL's bilinear affine
-  resampling (C speed for full-resolution AffectNet images). Pixels outside the
-  source image are black.
-
-  Args:
-    image: uint8 (H, W, 3) source image.
-    landmarks: (68, 2) float (x, y) in source pixels.
-    box: (face_x, face_y, face_width, face_height) in source pixels.
-    size: output side length (227 for Emotion-GCN).
-
-  Returns:
-    (aligned uint8 (size, size, 3), landmarks float32 (68, 2) in aligned pixels).
-  """
-  chex.assert_rank(image, 3)
-  chex.assert_type(image, np.uint8)
-  forward = alignment_matrix(landmarks, box, size)
-  lin, t = forward[:, :2], forward[:, 2]
-  # PIL samples at continuous coordinates (pixel centres at +0.5): shift the map.
-  t_cont = t + 0.5 - lin @ np.array([0.5, 0.5])
-  inv_lin = np.linalg.inv(lin)
-  inverse = np.concatenate([inv_lin, (-inv_lin @ t_cont)[:, None]], axis=1)
-  aligned = Image.fromarray(image).transform(
-      (size, size), Image.Transform.AFFINE, data=tuple(inverse.reshape(-1)),
-      resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
-  points = landmarks @ lin.T + t
-  return np.asarray(aligned, np.uint8), points.astype(np.float32)
 
 
 @dataclasses.dataclass(eq=False)
@@ -203,7 +133,8 @@ class Affectnet(base.ExpressionBuilder):
     # A ValueError (unreadable image, degenerate face) is reported with the csv file:line
     # by ExpressionBuilder._generate_examples.
     image = base.load_rgb(record.image_path)
-    return align_face(image, record.landmarks, record.box, self._image_size())
+    return stored_faces.align_emotion_gcn(image, record.landmarks, record.box,
+                                         self._image_size())
 
 
 def image_relative_path(field: str, path: epath.Path | str, line_no: int) -> str:
@@ -228,7 +159,7 @@ def image_relative_path(field: str, path: epath.Path | str, line_no: int) -> str
 
 def _check_face_geometry(landmarks: np.ndarray, box: tuple[float, ...],
                          path: epath.Path, line_no: int) -> None:
-  """While reading, the checks ``alignment_matrix`` makes when the image is encoded
+  """While reading, the checks ``stored_faces.emotion_gcn_matrix`` makes when the image is encoded
   (float32, as there): finite landmarks and box, eye centres at least
   ``alignment.MIN_EYE_DISTANCE`` apart."""
   with np.errstate(over='ignore', invalid='ignore'):
@@ -244,17 +175,6 @@ def _check_face_geometry(landmarks: np.ndarray, box: tuple[float, ...],
     raise base.AnnotationError(
         path, line_no, f'degenerate face: eye centres (mean of landmarks 36-41, 42-47) are '
         f'{float(dist):.3g} px apart (at least {alignment.MIN_EYE_DISTANCE} needed to align).')
-
-
-def _csv_fields(line: str, path: epath.Path, line_no: int) -> list[str]:
-  try:
-    rows = list(csv.reader([line], strict=True))
-  except csv.Error as e:
-    raise base.AnnotationError(path, line_no, f'not a valid csv row ({e}).') from None
-  if len(rows) != 1:
-    raise base.AnnotationError(path, line_no, 'not a single csv row (a quoted field may not '
-                               'span lines).')
-  return rows[0]
 
 
 def read_affectnet_csv(
@@ -281,26 +201,21 @@ def read_affectnet_csv(
       the image root, or an image that does not exist.
   """
   path = manual_dir / csv_name
-  lines = base.read_text_lines(path, f'the official AffectNet {csv_name}')
-  if not lines:
-    raise base.AnnotationError(path, 1, f'empty file; expected a header row '
-                               f'{",".join(CSV_COLUMNS)}.')
-  header = [h.strip() for h in _csv_fields(lines[0], path, 1)]
+  (header_line, header), *rows = base.read_csv_rows(
+      path, f'a header row {",".join(CSV_COLUMNS)}, then one row per image', blank='skip')
+  header = [h.strip() for h in header]
   missing = [c for c in CSV_COLUMNS if c not in header]
   if missing:
     raise base.AnnotationError(
-        path, 1, f'header lacks column(s) {missing}; expected {",".join(CSV_COLUMNS)}.')
+        path, header_line, f'header lacks column(s) {missing}; expected {",".join(CSV_COLUMNS)}.')
   repeated = sorted({c for c in CSV_COLUMNS if header.count(c) > 1})
   if repeated:
-    raise base.AnnotationError(path, 1, f'header repeats column(s) {repeated}.')
+    raise base.AnnotationError(path, header_line, f'header repeats column(s) {repeated}.')
   col = {name: header.index(name) for name in CSV_COLUMNS}
   image_root = manual_dir / IMAGE_DIR
   seen = {} if seen is None else seen
   records = []
-  for line_no, line in enumerate(lines[1:], start=2):
-    if not line.strip():
-      continue
-    row = _csv_fields(line, path, line_no)
+  for line_no, row in rows:
     if len(row) != len(header):
       raise base.AnnotationError(
           path, line_no, f'expected {len(header)} comma-separated fields '

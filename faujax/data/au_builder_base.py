@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import hashlib
 import os
 import re
@@ -63,8 +62,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from absl import logging
-import chex
-import jax
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
@@ -72,7 +69,7 @@ import tensorflow_datasets as tfds
 from faujax import labels
 from faujax import statistics
 from faujax.data import au_lists
-from faujax.geometry import alignment
+from faujax.geometry import stored_faces
 
 IMAGE_SIZE = 200
 NUM_PARTS = 3
@@ -169,63 +166,7 @@ def au_features(num_aus: int, num_landmarks: int,
   })
 
 
-def centre_crop_resize(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
-  """Centre square crop of an (H, W, 3) uint8 image, resized to (size, size, 3)."""
-  h, w = image.shape[:2]
-  s = min(h, w)
-  top, left = (h - s) // 2, (w - s) // 2
-  crop = image[top:top + s, left:left + s]
-  if s == size:
-    return crop
-  return np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
 
-
-def align_face(image: np.ndarray, landmarks: np.ndarray,
-               size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
-  """Aligns one face with faujax's geometry module (JAA-Net rule alignment, host-side).
-
-  Calls ``faujax.geometry.alignment.align_jaanet`` (box enlargement 2.9, grey 128 border) on the
-  image scaled to [0, 1], jitted per image shape.
-
-  Args:
-    image: uint8 (H, W, 3).
-    landmarks: float32 (P, 2), P in (68, 66, 49), (x, y) in the image's pixels.
-    size: output side (200, the JAA-Net face size).
-
-  Returns:
-    (aligned uint8 (size, size, 3), float32 (P, 2) landmarks in the aligned image's pixels).
-
-  Raises:
-    ValueError: degenerate or non-finite landmarks (the face cannot be aligned).
-  """
-  chex.assert_rank(image, 3)
-  chex.assert_rank(landmarks, 2)
-  out = _jitted_align(size)(np.asarray(image, np.float32) / 255.0,
-                            np.asarray(landmarks, np.float32))
-  alignment.check_aligned(out)
-  face = np.clip(np.rint(np.asarray(out.image) * 255.0), 0, 255).astype(np.uint8)
-  return face, np.asarray(out.landmarks, np.float32)
-
-
-@functools.lru_cache(maxsize=None)
-def _jitted_align(size: int):
-  return jax.jit(
-      lambda img, lm: alignment.align_jaanet(img, lm, image_size=size, fill_value=128 / 255))
-
-
-def alignable(landmarks: np.ndarray) -> np.ndarray:
-  """bool (M,): which (M, P, 2) landmark sets give a valid JAA-Net transform (eyes apart)."""
-  chex.assert_rank(landmarks, 3)
-  m = landmarks.shape[0]
-  bucket = 1 << max(m - 1, 0).bit_length()  # pad to a power of two: few shapes, few compiles.
-  padded = np.full((bucket,) + landmarks.shape[1:], np.nan, np.float32)
-  padded[:m] = landmarks
-  return np.asarray(_jitted_transform_ok(padded), bool)[:m]
-
-
-@jax.jit
-def _jitted_transform_ok(landmarks):
-  return alignment.jaanet_transform(landmarks)[1]
 
 
 def read_image(path: str, source: str) -> np.ndarray:
@@ -528,7 +469,7 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       records = self._jaanet_records(manual_dir)
     with_lm = [r for r in records if r.landmarks is not None]
     if with_lm:
-      ok = alignable(np.stack([r.landmarks for r in with_lm]))
+      ok = stored_faces.alignable(np.stack([r.landmarks for r in with_lm]))
       bad = {id(r) for r, good in zip(with_lm, ok) if not good}
       if bad:
         skipped['degenerate_landmarks'] += len(bad)
@@ -580,14 +521,14 @@ class AUDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     for r in records:
       image = read_image(r.image_path, r.source)
       if r.landmarks is None:
-        face = centre_crop_resize(image)
+        face = stored_faces.centre_crop_resize(image, IMAGE_SIZE)
         lm = np.zeros((0, 2), np.float32)
       elif (self.builder_config.layout == au_lists.LAYOUT_JAANET
             and image.shape[:2] == (IMAGE_SIZE, IMAGE_SIZE)):
         # JAA-Net's preprocessing output: already aligned, landmarks in its pixels.
         face, lm = image, np.asarray(r.landmarks, np.float32)
       else:
-        face, lm = align_face(image, r.landmarks)
+        face, lm = stored_faces.align_jaanet(image, r.landmarks, IMAGE_SIZE)
       if lm.shape != (p, 2):
         raise AUDataError(f'{r.source}: expected {p} landmarks, got array of shape {lm.shape}.')
       yield r.key, {

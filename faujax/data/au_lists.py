@@ -30,15 +30,14 @@ unknown and produce a mask of 0 (never a negative). Every other value, a row wit
 number of columns, or files of different lengths raise ``ListFormatError`` naming the file and
 the 1-based line.
 
-Text rules, shared by every AU text reader (lists, BP4D / EmotioNet csv, DISFA label files, .pts):
+Text rules: every AU text file (lists, BP4D / EmotioNet csv, DISFA label files, .pts) is read by
+``faujax.data.text_files``, the reader of every dataset text file: UTF-8 with at most one leading
+byte-order mark, LF or CRLF line ends; bytes that are not UTF-8 (named by their byte offset), a
+carriage return that ends no line, control characters other than tab, U+FEFF inside the file
+and U+2028 / U+2029 are errors naming file:line. Blank lines at the end of a file are ignored; a
+blank line anywhere else is an error (it would shift the rows of parallel files), and so is a
+file with no content. In addition:
 
-* Files are UTF-8; one byte-order mark at the start is allowed and dropped. Other bytes (e.g. a
-  UTF-16 or Latin-1 file) raise ``ListFormatError`` naming the file, the line and the byte
-  offset. A U+FEFF inside the file (concatenated files) and control characters other than tab
-  are errors naming file:line.
-* Lines end with LF, CRLF or CR. Blank lines at the end of a file are ignored; a blank line
-  anywhere else is an error (it would shift the rows of parallel files), and so is a file with no
-  content.
 * A path-list line is one path: the whole line with leading and trailing spaces and tabs removed
   (the ME-GraphAU and JAA-Net loaders use ``line.strip()``), so spaces inside a path are kept.
   '\\' is read as '/', '.' and empty components are dropped; absolute paths and '..' components
@@ -52,7 +51,6 @@ Text rules, shared by every AU text reader (lists, BP4D / EmotioNet csv, DISFA l
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import re
@@ -60,6 +58,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from faujax.data import text_files
 
 # Label values read as "unknown" (mask 0): BP4D's 9, EmotioNet's 999, and -1.
 UNKNOWN_LABEL_VALUES: tuple[float, ...] = (9.0, 999.0, -1.0)
@@ -75,12 +75,6 @@ LIST_SUBDIRS: tuple[str, ...] = ('list', '')
 # The largest magnitude a stored number may have (labels and landmarks are float32).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
-_UTF8_BOM = b'\xef\xbb\xbf'
-_OTHER_BOMS: tuple[tuple[bytes, str], ...] = (
-    (b'\xff\xfe\x00\x00', 'UTF-32 LE'), (b'\x00\x00\xfe\xff', 'UTF-32 BE'),
-    (b'\xff\xfe', 'UTF-16 LE'), (b'\xfe\xff', 'UTF-16 BE'))
-# Control characters (Unicode category Cc) other than tab and the line ends, and U+FEFF.
-_BAD_CHAR = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff]')
 _NUMBER = re.compile(r'[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?', re.ASCII)
 _INTEGER = re.compile(r'[0-9]+', re.ASCII)
 _FIELD_SEP = re.compile(r'[ \t]*,[ \t]*|[ \t]+')
@@ -115,100 +109,30 @@ class ListEntry:
 # ------------------------------------------------------------------------------- text
 
 
-def _split_lines(text: str) -> list[str]:
-  """Lines of ``text`` split at LF, CRLF or CR (a final line end gives a last empty line)."""
-  return text.replace('\r\n', '\n').replace('\r', '\n').split('\n')
+def _list_error(e: text_files.TextFileError) -> ListFormatError:
+  """A text-rule fault in this module's form: 'file:line: ...', bytes that are not UTF-8 named
+  by their offset in the file."""
+  if e.line is None:
+    return ListFormatError(str(e))
+  return ListFormatError(f'{e.path}:{e.line}: {e.offset_detail or e.detail}')
 
 
-def read_text_lines(path: str) -> list[str]:
-  """The physical lines of a UTF-8 text file (line ends removed; line n is element n - 1).
-
-  Raises:
-    ListFormatError: the file is missing or unreadable, is not UTF-8 (file:line and byte offset),
-      or holds a control character or a U+FEFF after the start (file:line).
-  """
-  if not os.path.isfile(path):
-    raise ListFormatError(f'File {path} does not exist.')
-  try:
-    with open(path, 'rb') as f:
-      data = f.read()
-  except OSError as e:
-    raise ListFormatError(f'{path}: cannot read the file: {e.strerror or e}.') from None
-  offset = 0
-  if data.startswith(_UTF8_BOM):
-    data, offset = data[len(_UTF8_BOM):], len(_UTF8_BOM)
-  try:
-    text = data.decode('utf-8')
-  except UnicodeDecodeError as e:
-    line = len(_split_lines(data[:e.start].decode('utf-8')))
-    hint = next((f' (the file starts with a {name} byte-order mark: save it as UTF-8)'
-                 for bom, name in _OTHER_BOMS if data.startswith(bom)), '')
-    raise ListFormatError(
-        f'{path}:{line}: byte 0x{data[e.start]:02x} at offset {e.start + offset} is not '
-        f'UTF-8 ({e.reason}); expected UTF-8 text{hint}.') from None
-  bad = _BAD_CHAR.search(text)
-  if bad is not None:
-    line = len(_split_lines(text[:bad.start()]))
-    c = bad.group()
-    what = ('a byte-order mark U+FEFF inside the file (concatenated files?); expected one at '
-            'most, at the start' if c == '\ufeff' else
-            f'control character U+{ord(c):04X}; expected printable text')
-    raise ListFormatError(f'{path}:{line}: {what}.')
-  return _split_lines(text)
-
-
-def read_lines(path: str, what: str = 'one entry per line') -> list[str]:
-  """Stripped lines of a text file; line n is element n - 1 (see the text rules above).
+def read_lines(path: str, what: str) -> list[tuple[int, str]]:
+  """[(line, text)] of a text file's lines (``text_files.read_lines``: no blank line inside).
 
   Raises:
-    ListFormatError: as ``read_text_lines``; a blank line before the last non-blank one, or no
-      content at all (file:line).
+    ListFormatError: a missing file, a text fault, a blank line inside, no content (file:line).
   """
-  lines = [line.strip(_WS) for line in read_text_lines(path)]
-  while lines and not lines[-1]:
-    lines.pop()
-  if not lines:
-    raise ListFormatError(f'{path}:1: empty file; expected {what}.')
-  for i, line in enumerate(lines):
-    if not line:
-      raise ListFormatError(
-          f'{path}:{i + 1}: empty line inside the file; expected {what} (blank lines are '
-          'allowed only at the end).')
-  return lines
+  return text_files.read_lines(path, what, error=_list_error)
 
 
 def read_csv_rows(path: str, what: str) -> list[tuple[int, list[str]]]:
-  """[(first line, cells)] of a UTF-8 csv file; trailing blank rows are dropped.
+  """[(line, cells)] of a csv file (``text_files.read_csv_rows``: no empty row inside).
 
   Raises:
-    ListFormatError: as ``read_text_lines``; malformed quoting, a blank row before the last
-      non-blank one, or no rows (file:line).
+    ListFormatError: as ``read_lines``, and a row that is not valid csv (file:line).
   """
-  lines = read_text_lines(path)
-  reader = csv.reader(iter(lines), strict=True)
-  rows: list[tuple[int, list[str]]] = []
-  start = 1
-  while True:
-    try:
-      row = next(reader)
-    except StopIteration:
-      break
-    except csv.Error as e:
-      raise ListFormatError(
-          f'{path}:{start}: malformed csv ({e}); expected comma-separated {what}.') from None
-    rows.append((start, row))
-    start = reader.line_num + 1
-  blank = lambda cells: not any(c.strip(_WS) for c in cells)
-  while rows and blank(rows[-1][1]):
-    rows.pop()
-  if not rows:
-    raise ListFormatError(f'{path}:1: empty file; expected {what}.')
-  for line, cells in rows:
-    if blank(cells):
-      raise ListFormatError(
-          f'{path}:{line}: empty row inside the file; expected {what} (blank lines are allowed '
-          'only at the end).')
-  return rows
+  return text_files.read_csv_rows(path, what, error=_list_error)
 
 
 def split_fields(line: str, where: str) -> list[str]:
@@ -278,7 +202,7 @@ def read_path_list(path: str) -> list[str]:
   """
   out: list[str] = []
   seen: dict[str, int] = {}
-  for i, line in enumerate(read_lines(path, 'one image path per line'), start=1):
+  for i, line in read_lines(path, 'one image path per line'):
     rel = normalise_relative_path(line, f'{path}:{i}')
     if rel in seen:
       raise ListFormatError(
@@ -293,7 +217,7 @@ def read_number_rows(path: str, num_columns: int, what: str,
                      dtype: Any = np.float32) -> np.ndarray:
   """A (M, num_columns) array (float32) from rows of finite numbers; bad rows name file:line."""
   rows = []
-  for i, line in enumerate(read_lines(path, f'{num_columns} {what} per row'), start=1):
+  for i, line in read_lines(path, f'{num_columns} {what} per row'):
     where = f'{path}:{i}'
     parts = split_fields(line, where)
     if len(parts) != num_columns:
@@ -562,7 +486,7 @@ def read_pts(path: str, allowed_points: Sequence[int] = (68, 66, 49)) -> np.ndar
       ``allowed_points``, a missing ``{`` or ``}``, a point line that is not two finite numbers
       (too few points show as ``}`` where a point was expected), text after ``}``; file:line.
   """
-  lines = read_lines(path, 'an iBUG .pts file')
+  lines = [text for _, text in read_lines(path, 'an iBUG .pts file')]  # line n: lines[n - 1]
   n, n_line, i = None, 0, 0
   while i < len(lines) and lines[i] != '{':
     key, _, value = lines[i].partition(':')

@@ -218,7 +218,7 @@ def _preprocess(rng, images, landmarks, q: dict[str, jax.Array], out_size: int, 
   return out, lm
 
 
-def _traced(p: _Params) -> dict[str, jax.Array]:
+def _traced(p: AugmentConfig) -> dict[str, jax.Array]:
   """The numeric parameters as arrays, so that changing them does not recompile."""
   f32 = lambda v: jnp.asarray(v, jnp.float32)
   return {'crop_lo': f32(p.crop_scale[0]), 'crop_hi': f32(p.crop_scale[1]),

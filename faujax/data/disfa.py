@@ -70,7 +70,7 @@ def read_intensity_file(path: str) -> dict[int, float]:
   lines = au_lists.read_lines(
       path, '"frame,intensity" lines, one per frame (an empty file would leave the AU unknown '
       'for the whole subject)')
-  for i, line in enumerate(lines, start=1):
+  for i, line in lines:
     where = f'{path}:{i}'
     parts = au_lists.split_fields(line, where)
     if len(parts) != 2:

@@ -42,10 +42,13 @@ known to need), compute the training-split label frequencies, store them with th
 skip counts in the dataset's ``MetadataDict``, and only then encode the images.
 
 Annotation files (the reading rules every expression builder shares):
-  * Text is strict UTF-8; one leading byte-order mark is accepted and removed. Bytes
-    that are not UTF-8, a byte-order mark anywhere else, and control characters
-    other than tab (NUL, form feed, a lone carriage return, ...) are errors.
-    Lines end at ``\n`` (``\r\n`` accepted); trailing whitespace is ignored.
+  * Text follows ``faujax.data.text_files`` (the reader of every dataset text file):
+    UTF-8 with at most one leading byte-order mark, LF or CRLF line ends; bytes that are
+    not UTF-8 (named by their column), a carriage return that ends no line, control
+    characters other than tab, U+FEFF inside the file and U+2028 / U+2029 are errors;
+    spaces and tabs around a line are ignored; an empty file is an error. Blank lines
+    at the end are ignored; elsewhere they are errors where line order has meaning
+    (Aff-Wild2) and skipped where every row names its image (AffectNet, RAF, JAFFE).
   * Numbers are plain ASCII decimals (``-0.25``, ``1e-3``); ``nan``, ``inf``, values
     that overflow to infinity (``1e309``), ``1_000`` and non-ASCII digits are errors.
   * Every error about a file's content is an ``AnnotationError`` (a ValueError) whose
@@ -75,6 +78,7 @@ import tensorflow_datasets as tfds
 
 from faujax import labels
 from faujax import statistics
+from faujax.data import text_files
 
 NUM_LANDMARKS = 68
 NUM_BASIC = len(labels.BASIC_6)
@@ -470,53 +474,8 @@ def check_unique_records(splits: Mapping[str, Sequence[ExpressionRecord]]) -> No
                          'listed once.')
 
 
-# Characters that never belong in an annotation text file: C0 controls but tab, DEL, C1
-# controls, a byte-order mark after the start, and the Unicode line / paragraph separators.
-_BAD_CHARACTER = re.compile('[\x00-\x08\x0a-\x1f\x7f-\x9f\ufeff\u2028\u2029]')
 _INT = re.compile(r'[+-]?[0-9]+')
 _FLOAT = re.compile(r'[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?')
-
-
-def decode_text(data: bytes, path: epath.Path | str) -> list[str]:
-  """Lines of annotation file bytes (see the module docstring for the rules).
-
-  A leading UTF-8 byte-order mark is removed; lines end at '\n' (a '\r' before it is
-  part of the line ending); trailing whitespace is removed; the empty piece after a
-  final '\n' is not a line. Line i of the result is line i + 1 of the file. The whole
-  file is checked as text (first UTF-8, then characters, line by line) before any
-  parser reads a line, so a text error is reported before a parse error.
-
-  Raises:
-    AnnotationError: bytes that are not UTF-8, or a control character / stray
-      byte-order mark, naming the line and column.
-  """
-  start = 3 if data.startswith(b'\xef\xbb\xbf') else 0
-  try:
-    text = data[start:].decode('utf-8')
-  except UnicodeDecodeError as e:
-    at = start + e.start
-    line = data.count(b'\n', 0, at) + 1
-    column = at - (data.rfind(b'\n', 0, at) + 1) + 1
-    hint = (' (it looks like UTF-16; save it as UTF-8)'
-            if data[:2] in (b'\xff\xfe', b'\xfe\xff') else '')
-    raise AnnotationError(path, line, f'byte 0x{data[at]:02x} at column {column} is not '
-                          f'valid UTF-8; expected a UTF-8 text file{hint}.') from None
-  pieces = text.split('\n')
-  if pieces[-1] == '':
-    pieces.pop()
-  lines = []
-  for line_no, piece in enumerate(pieces, start=1):
-    if piece.endswith('\r'):
-      piece = piece[:-1]
-    bad = _BAD_CHARACTER.search(piece)
-    if bad:
-      char = bad.group()
-      name = {'\ufeff': 'a byte-order mark', '\r': 'a carriage return',
-              '\x00': 'a NUL byte'}.get(char, 'a control character')
-      raise AnnotationError(path, line_no, f'{name} (U+{ord(char):04X}) at column '
-                            f'{bad.start() + 1}; expected plain text.')
-    lines.append(piece.rstrip())
-  return lines
 
 
 def is_file(path: epath.Path) -> bool:
@@ -527,34 +486,27 @@ def is_file(path: epath.Path) -> bool:
     return False
 
 
-def read_text_lines(path: epath.Path, what: str) -> list[str]:
-  """Lines of a text annotation file (``decode_text``): line i is line i + 1 of the file.
+def _annotation_error(e: text_files.TextFileError) -> ValueError:
+  """A text-rule fault as an ``AnnotationError``; a missing or unreadable file stays a
+  ValueError naming the file and what it should hold."""
+  return e if e.line is None else AnnotationError(e.path, e.line, e.detail)
+
+
+def read_text_lines(path: epath.Path, what: str, blank: str = 'end') -> list[tuple[int, str]]:
+  """[(line number, text)] of an annotation file's content lines (``text_files.read_lines``;
+  ``blank``: 'end' where line order has meaning, 'skip' where every row names its subject).
 
   Raises:
-    ValueError: naming the file and what it should contain when it is missing.
-    AnnotationError: for bytes that are not UTF-8 text (``decode_text``).
+    ValueError: naming the file and ``what`` when it is missing or unreadable.
+    AnnotationError: a text fault, a refused blank line or no content (file, line).
   """
-  if not path.exists():
-    raise ValueError(f'Expected {what} at {path}; the file does not exist.')
-  if not path.is_file():
-    raise ValueError(f'Expected {what} at {path}; it is not a file.')
-  return decode_text(path.read_bytes(), path)
+  return text_files.read_lines(path, what, blank=blank, error=_annotation_error)
 
 
-def last_entry(lines: Sequence[str]) -> int:
-  """The number of lines up to and including the last non-blank one (0 if none)."""
-  end = len(lines)
-  while end and not lines[end - 1].strip():
-    end -= 1
-  return end
-
-
-def blank_line_error(path: epath.Path | str, line_no: int) -> AnnotationError:
-  """The error for a blank line before the last entry of a file whose line order has meaning
-  (blank lines at the end of such a file are accepted: see ``last_entry``)."""
-  return AnnotationError(path, line_no, 'blank line inside the file; every line up to the '
-                         'last must hold an entry (a missing line would shift every later '
-                         'entry by one).')
+def read_csv_rows(path: epath.Path, what: str, blank: str = 'end') -> list[tuple[int, list[str]]]:
+  """[(line number, cells)] of a csv annotation file (``text_files.read_csv_rows``); errors as
+  ``read_text_lines``, and a row that is not valid csv."""
+  return text_files.read_csv_rows(path, what, blank=blank, error=_annotation_error)
 
 
 def parse_float(token: str, path: epath.Path | str, line_no: int, what: str) -> float:

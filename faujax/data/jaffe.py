@@ -72,25 +72,20 @@ def read_ratings(path: epath.Path) -> dict[str, tuple[int, tuple[float, ...]]]:
     base.AnnotationError: naming file:line of a bad header or row, an unknown subject, a
       rating outside [1, 5] or a picture rated twice (both lines).
   """
-  lines = base.read_text_lines(path, 'the JAFFE semantic ratings table')
-  header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
-  if header_at is None:
-    raise base.AnnotationError(path, 1, 'empty file; expected a header N HAP SAD SUR ANG DIS '
-                               'FEA PIC.')
-  header = _header_tokens(lines[header_at])
+  (header_line, header_text), *rows = base.read_text_lines(
+      path, 'a header N HAP SAD SUR ANG DIS FEA PIC, then one row per picture', blank='skip')
+  header = _header_tokens(header_text)
   missing = [name for name in [*RATING_COLUMNS, 'PIC'] if name not in header]
   if missing:
-    raise base.AnnotationError(path, header_at + 1, 'expected a header with columns '
-                               f'HAP SAD SUR ANG DIS FEA PIC, got {lines[header_at][:80]!r}.')
+    raise base.AnnotationError(path, header_line, 'expected a header with columns '
+                               f'HAP SAD SUR ANG DIS FEA PIC, got {header_text[:80]!r}.')
   repeated = sorted({name for name in header if header.count(name) > 1})
   if repeated:
-    raise base.AnnotationError(path, header_at + 1, f'header repeats column(s) {repeated}.')
+    raise base.AnnotationError(path, header_line, f'header repeats column(s) {repeated}.')
   cols = {name: header.index(name) for name in [*RATING_COLUMNS, 'PIC']}
   out = {}
-  for line_no, line in enumerate(lines[header_at + 1:], start=header_at + 2):
+  for line_no, line in rows:
     tokens = line.split()
-    if not tokens:
-      continue
     if len(tokens) != len(header):
       raise base.AnnotationError(path, line_no, f'expected {len(header)} fields '
                                  f'({" ".join(header)}), got {len(tokens)}.')
@@ -175,7 +170,7 @@ class Jaffe(base.ExpressionBuilder):
   @staticmethod
   def fold_splits(fold: int) -> dict[str, str]:
     """The tfds splits of fold k's logical splits (the module's ``fold_splits``), read by
-    ``faujax.data.input_pipeline.split_parts``."""
+    ``faujax.data.builders.split_parts``."""
     return fold_splits(fold)
 
   def _train_split_name(self, splits) -> None:

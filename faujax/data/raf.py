@@ -99,10 +99,8 @@ def _table(path: epath.Path, what: str,
       or a second row of an image (naming both lines).
   """
   first_of: dict[str, tuple[int, str]] = {}
-  for line_no, line in enumerate(base.read_text_lines(path, what), start=1):
+  for line_no, line in base.read_text_lines(path, what, blank='skip'):
     tokens = line.split()
-    if not tokens:
-      continue
     if len(tokens) != 1 + num_values:
       hint = ' (image names cannot contain whitespace)' if len(tokens) > 1 + num_values else ''
       raise base.AnnotationError(path, line_no, f'expected "<image name>" and {num_values} '

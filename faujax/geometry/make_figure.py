@@ -76,7 +76,7 @@ def make_figure(out: str, size: int = 256) -> str:
   face = _synthetic_face(size) or _line_art_face(size)
   image, lm, source = face
   aus = labels.ALL_AUS
-  centres = np.asarray(au_centres.au_centres_checked(lm, aus, 'jaanet'))
+  au_centres.au_centres_checked(lm, aus, 'jaanet')  # raises if a centre leaves the face
   table = au_centres.roi_table(aus, 'jaanet')
   roi_c = np.asarray(au_centres.roi_centres(lm, aus, 'jaanet')[0])
   patch = 25 * float(np.linalg.norm(

@@ -60,3 +60,13 @@ def flip_permutation(num_points: int) -> np.ndarray:
   if num_points not in FLIP_PERMUTATIONS:
     raise ValueError(f'Unknown landmark scheme with {num_points} points; expected one of {NUM_POINTS}.')
   return FLIP_PERMUTATIONS[num_points]
+
+
+# Eye landmark indices (0-based) used for the inter-ocular distance d_o of MGRR-Net eq. 10.
+# 68-point iBUG: right eye 36-41, left eye 42-47; DISFA's 66 points keep the same indices (the
+# dropped inner mouth corners 60 and 64 come after them); 49 points: 68-point index minus 17.
+EYES_68: tuple[tuple[int, ...], tuple[int, ...]] = (tuple(range(36, 42)), tuple(range(42, 48)))
+EYES_66: tuple[tuple[int, ...], tuple[int, ...]] = EYES_68
+EYES_49: tuple[tuple[int, ...], tuple[int, ...]] = (tuple(range(19, 25)), tuple(range(25, 31)))
+EYE_INDICES: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    68: EYES_68, 66: EYES_66, 49: EYES_49}

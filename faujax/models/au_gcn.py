@@ -14,8 +14,8 @@ graph", "AU-GCN training").
        each followed by dropout then ReLU (sec. 3.5)                          Z_2 (B, R, d2)
     -> flatten -> FC -> C AU logits (sec. 3.6)                                 au_logits (B, C)
 
-The graph G (sec. 3.4) is a constant computed once from the fold's training labels
-(``info.train_labels``): M_ij = P(AU j | AU i), M_sym = M + M^T (eq. 4), M_bool = [M_sym >=
+The graph G (sec. 3.4) is the model's constant ``graph`` (``AUGCN.prepare``, saved with the run),
+computed once from the fold's training labels (``info.train_labels``): M_ij = P(AU j | AU i), M_sym = M + M^T (eq. 4), M_bool = [M_sym >=
 ``relation_threshold``] (eq. 5) (``relations.au_gcn_relation_matrix``), then the ROI graph with
 self-loops, symmetric-pair edges, AU-AU edges and the face node linked to all
 (``relations.roi_graph``). eq. 6 multiplies by the raw 0/1 graph (``graph_normalization='none'``);
@@ -46,7 +46,7 @@ training statistic).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import chex
 import jax
@@ -54,13 +54,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from faujax import model_state
 from faujax import relations
+from faujax.config_schema import frozen_mapping
 from faujax.graph import adjacency as adjacency_lib
 from faujax.graph import gcn as gcn_lib
 from faujax.models.parts import roi_nodes
 from faujax.models.parts.roi_autoencoders import RoiAutoencoders
 
 GRAPHS: tuple[str, ...] = ('relation', 'identity', 'none')
+
+# The auxiliary loss terms this model trains with (``faujax.tasks.AUXILIARY_TERMS``).
+LOSS_TERMS = ('roi', 'reconstruction')
 
 # Table 4 rows: name -> the config keys they set (GCN, Dice D, whole face F).
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -119,8 +124,8 @@ class AUGCN(nnx.Module):
   """The AU-GCN AU detector (see the module docstring).
 
   Args:
-    info: the dataset: an AU task; ``info.aus`` the AU numbers, ``info.train_labels`` the fold's
-      training labels (for the graph).
+    info: the label space of an AU task; ``info.aus`` the AU numbers.
+    constants: ``prepare``'s ``graph`` (R, R), the ROI graph G of sec. 3.4.
     roi_rules: AU centre rules of the ROIs ('eacnet' in the paper; 'jaanet').
     roi_size: n, the side of a ROI in input pixels (25 on the paper's 200 x 200 faces).
     use_face: the whole-face node F.
@@ -136,7 +141,8 @@ class AUGCN(nnx.Module):
     rngs: parameter initialisation.
   """
 
-  def __init__(self, info: Any, *, roi_rules: str = 'eacnet', roi_size: int = 25,
+  def __init__(self, info: Any, *, constants: Mapping[str, np.ndarray] = frozen_mapping({}),
+               roi_rules: str = 'eacnet', roi_size: int = 25,
                use_face: bool = True, graph: str = 'relation', relation_threshold: float = 1.0,
                graph_normalization: str = 'none', latent_dim: int = 150,
                gcn_dims: Sequence[int] = (30, 12), dropout: float = 0.5,
@@ -160,10 +166,10 @@ class AUGCN(nnx.Module):
     self.dtype = dtype
     r = self.layout.num_nodes
     self.membership = self.layout.membership
-    if graph == 'relation':
-      self.adjacency = relation_graph(info, self.layout, relation_threshold).astype(np.float32)
-    else:
-      self.adjacency = np.eye(r, dtype=np.float32)
+    if 'graph' not in constants or np.shape(constants['graph']) != (r, r):
+      raise ValueError(f'AU-GCN needs the constant graph ({r}, {r}) of its {r} ROIs '
+                       f'(AUGCN.prepare); got {np.shape(constants.get("graph"))}.')
+    self.graph = model_state.Constant(jnp.asarray(constants['graph'], jnp.float32))
     self.autoencoders = RoiAutoencoders(r, size=roi_size, num_classes=self.num_labels,
                                         widths=tuple(ae_widths), latent_dim=latent_dim,
                                         dtype=dtype, rngs=rngs)
@@ -179,6 +185,22 @@ class AUGCN(nnx.Module):
     self.dropout = nnx.Dropout(dropout)
     self.head = nnx.Linear(head_in, self.num_labels, dtype=dtype, rngs=rngs)
 
+  @property
+  def adjacency(self) -> np.ndarray:
+    """G (R, R) float32, the constant ROI graph (numpy)."""
+    return np.asarray(self.graph[...])
+
+  @staticmethod
+  def prepare(info: Any, *, roi_rules: str = 'eacnet', use_face: bool = True,
+              graph: str = 'relation', relation_threshold: float = 1.0) -> dict[str, np.ndarray]:
+    """The constant ``graph`` (R, R): sec. 3.4's ROI graph from the fold's training labels
+    ('relation'), else the identity (no message passing). Options as the model's."""
+    aus = tuple(int(a) for a in info.aus)[:int(info.num_labels)]
+    layout = roi_nodes.roi_layout(aus, rules=roi_rules, with_face=use_face)
+    if graph == 'relation':
+      return {'graph': relation_graph(info, layout, relation_threshold).astype(np.float32)}
+    return {'graph': np.eye(layout.num_nodes, dtype=np.float32)}
+
   def __call__(self, batch: dict[str, jax.Array], *, train: bool,
                rngs: nnx.Rngs | None = None) -> dict[str, jax.Array]:
     images, landmarks = batch['image'], batch['landmarks']
@@ -190,7 +212,7 @@ class AUGCN(nnx.Module):
     patches = jax.lax.stop_gradient(patches.astype(jnp.float32))
     z, recon, roi_logits = self.autoencoders(patches.astype(self.dtype))       # (B, R, d0)
     if self.gcn is not None:
-      adj = jnp.asarray(self.adjacency)
+      adj = self.graph[...]
       for layer in self.gcn:                                                   # eq. 6
         z = layer(z, adj)
         z = self.dropout(z, deterministic=not train or self.dropout.rate == 0.0, rngs=rngs)

@@ -16,8 +16,10 @@ Neutral, Happy, Sad, Surprise, Fear, Disgust, Anger), then Valence, Arousal. Z c
 
 The adjacency (eq. 3-6) is computed once from the training labels (``info.train_labels``) by
 ``faujax.relations.emotion_gcn_adjacency`` with ``normalize=False`` (the re-weighted ``A''``
-of eq. 6, Fig. 3) and kept as a constant; each GCN layer applies ML-GCN's normalisation
-``D^-1/2 A''^T D^-1/2`` (``faujax.graph`` 'mlgcn'). Variants (``config.model.adjacency``):
+of eq. 6, Fig. 3); it and Z are the model's constants (``EmotionGCN.prepare``, saved with the
+run: ``faujax.model_state``); each GCN layer applies ML-GCN's normalisation
+``D^-1/2 A''^T D^-1/2`` (``faujax.graph`` 'mlgcn'). An imported public checkpoint brings its own
+``A`` (``faujax.tools.import_checkpoint``). Variants (``config.model.adjacency``):
 'spearman' (the paper) or 'conditional' (Sec. IV-E and its appendix: the expression-expression
 block holds ML-GCN conditional probabilities P(j | i) of a multi-label expression set).
 
@@ -44,6 +46,7 @@ import numpy as np
 from flax import nnx
 
 from faujax import labels as labels_lib
+from faujax import model_state
 from faujax import relations
 from faujax.config_schema import frozen_mapping
 from faujax.graph import gcn as gcn_lib
@@ -53,6 +56,9 @@ from faujax.models import trunk as trunk_lib
 DIMENSIONS: tuple[str, ...] = ('valence', 'arousal')
 ADJACENCIES: tuple[str, ...] = ('spearman', 'conditional')
 CLASSIFIERS: tuple[str, ...] = ('gcn', 'linear')
+
+# The evaluators this model comes with (``faujax.evaluators``).
+EVALUATORS = ('faujax.evaluators.emotion_gcn_figures',)
 
 # Table I rows and the Sec. IV-E variant: name -> the config keys they set.
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -70,8 +76,8 @@ class LabelGCN(nnx.Module):
   """Label embeddings Z (N, d) -> dependent classifiers/regressors W (N, out_features) (eq. 2).
 
   Args:
-    embeddings: Z (N, d), a constant (not trained).
-    adjacency: the re-weighted A'' (N, N), a constant; normalised per layer by
+    embeddings: Z (N, d), held as a ``model_state.Constant`` (not trained).
+    adjacency: the re-weighted A'' (N, N), a ``Constant``; normalised per layer by
       ``D^-1/2 A''^T D^-1/2``.
     out_features: C, the width of the image feature x.
     num_layers: L >= 1.
@@ -82,8 +88,8 @@ class LabelGCN(nnx.Module):
   def __init__(self, embeddings: np.ndarray, adjacency: np.ndarray, out_features: int, *,
                num_layers: int = 2, hidden_dim: int = 512, leaky_slope: float = 0.2,
                rngs: nnx.Rngs):
-    self.embeddings = np.asarray(embeddings, np.float32)
-    self.adjacency = np.asarray(adjacency, np.float32)
+    self.embeddings = model_state.Constant(jnp.asarray(embeddings, jnp.float32))
+    self.adjacency = model_state.Constant(jnp.asarray(adjacency, jnp.float32))
     self.leaky_slope = leaky_slope
     widths = [self.embeddings.shape[1]] + [hidden_dim] * (num_layers - 1) + [out_features]
     self.num_layers = num_layers
@@ -93,8 +99,8 @@ class LabelGCN(nnx.Module):
           initializer='uniform_out', dtype=jnp.float32, rngs=rngs))
 
   def __call__(self) -> jax.Array:
-    h = jnp.asarray(self.embeddings)
-    adj = jnp.asarray(self.adjacency)
+    h = self.embeddings[...]
+    adj = self.adjacency[...]
     for i in range(self.num_layers):
       h = getattr(self, f'gcn{i}')(h, adj)
       if i < self.num_layers - 1:
@@ -106,8 +112,9 @@ class EmotionGCN(nnx.Module):
   """Trunk -> global max pool -> x (B, C); logits/VA = x @ W^T (Emotion-GCN eq. 1-10).
 
   Args:
-    info: an expression dataset (``label_names``: the K classes; ``train_labels`` for the
-      adjacency).
+    info: an expression label space (``label_names``: the K classes).
+    constants: ``prepare``'s ``embeddings`` Z (K + 2, d) and ``adjacency`` A'' (K + 2, K + 2)
+      ('gcn' classifier; none for 'linear').
     backbone: ``config.model.backbone``; DenseNet-121 in the paper.
     classifier: 'gcn' (W = GCN(Z, A), the paper) or 'linear' (free classifiers: Table I (i)-(iii)).
     adjacency: 'spearman' (eq. 3-6) or 'conditional' (Sec. IV-E: ML-GCN conditional probabilities
@@ -127,7 +134,7 @@ class EmotionGCN(nnx.Module):
     rngs: parameter initialisation.
   """
 
-  def __init__(self, info: Any, *,
+  def __init__(self, info: Any, *, constants: Mapping[str, np.ndarray] = frozen_mapping({}),
                backbone: Mapping[str, Any] = frozen_mapping({'name': 'densenet121'}),
                classifier: str = 'gcn', adjacency: str = 'spearman', tau: float = 0.1,
                p: float = 0.7, keep_va_edge: bool = False, gcn_layers: int = 2,
@@ -139,11 +146,10 @@ class EmotionGCN(nnx.Module):
                        f'config.data gives task {info.task!r}.')
     if classifier not in CLASSIFIERS:
       raise ValueError(f'config.model.classifier={classifier!r}; expected one of {CLASSIFIERS}.')
+    _check_graph_options(tau=tau, p=p)
     for key, ok, expected in (
         ('gcn_layers', gcn_layers >= 1, 'an int >= 1'),
         ('hidden_dim', hidden_dim >= 1, 'an int >= 1'),
-        ('tau', 0.0 <= tau <= 1.0, 'a threshold in [0, 1] on |Spearman rho|'),
-        ('p', 0.0 <= p <= 1.0, 'a weight in [0, 1]'),
         ('leaky_slope', leaky_slope >= 0.0, 'a slope >= 0')):
       if not ok:
         raise ValueError(f'config.model.{key}={locals()[key]!r}; expected {expected}.')
@@ -152,19 +158,34 @@ class EmotionGCN(nnx.Module):
     self.backbone = trunk_lib.build(backbone, dtype=dtype, rngs=rngs)
     c = self.backbone.num_features
     if classifier == 'gcn':
-      z = label_embeddings.load_embeddings(embeddings, node_names(info.label_names))
-      a = build_adjacency(info, kind=adjacency, tau=tau, p=p, keep_va_edge=keep_va_edge,
-                          cooccurrence_labels=cooccurrence_labels)
+      nodes = len(node_names(info.label_names))
+      z, a = _checked_constants(constants, nodes)
       self.label_gcn = LabelGCN(z, a, c, num_layers=gcn_layers, hidden_dim=hidden_dim,
                                 leaky_slope=leaky_slope, rngs=rngs)
     else:
       self.head = nnx.Linear(c, self.num_classes, dtype=dtype, rngs=rngs)
       self.va_head = nnx.Linear(c, len(DIMENSIONS), dtype=dtype, rngs=rngs)
 
+  @staticmethod
+  def prepare(info: Any, *, classifier: str = 'gcn', adjacency: str = 'spearman',
+              tau: float = 0.1, p: float = 0.7, keep_va_edge: bool = False,
+              embeddings: str = 'default',
+              cooccurrence_labels: str = 'train_multi') -> dict[str, np.ndarray]:
+    """The constants (``faujax.models.prepare``): Z from ``embeddings`` and A'' from the training
+    labels (eq. 3-6 or Sec. IV-E); none for the 'linear' classifiers. Options as the model's."""
+    _check_graph_options(tau=tau, p=p)
+    if classifier != 'gcn':
+      return {}
+    return {'embeddings': label_embeddings.load_embeddings(embeddings,
+                                                           node_names(info.label_names)),
+            'adjacency': build_adjacency(info, kind=adjacency, tau=tau, p=p,
+                                         keep_va_edge=keep_va_edge,
+                                         cooccurrence_labels=cooccurrence_labels)}
+
   @property
   def adjacency(self) -> np.ndarray | None:
     """A'' (K + 2, K + 2) of eq. 6 (not normalised), None for the linear classifiers."""
-    return self.label_gcn.adjacency if self.classifier == 'gcn' else None
+    return np.asarray(self.label_gcn.adjacency[...]) if self.classifier == 'gcn' else None
 
   def classifier_weights(self) -> jax.Array:
     """W (K + 2, C) float32: rows 0..K-1 are W^c, the last two W^r (valence, arousal)."""
@@ -200,6 +221,20 @@ class EmotionGCN(nnx.Module):
 def node_names(label_names: Sequence[str]) -> list[str]:
   """The graph's node names: the expression classes then 'valence', 'arousal'."""
   return [str(n) for n in label_names] + list(DIMENSIONS)
+
+
+def _checked_constants(constants: Mapping[str, np.ndarray],
+                       nodes: int) -> tuple[np.ndarray, np.ndarray]:
+  """(Z, A'') from ``constants``, checked against the node count."""
+  missing = [k for k in ('embeddings', 'adjacency') if k not in constants]
+  if missing:
+    raise ValueError(f'Emotion-GCN needs the constants embeddings and adjacency '
+                     f'(EmotionGCN.prepare); missing {missing}.')
+  z, a = np.asarray(constants['embeddings']), np.asarray(constants['adjacency'])
+  if z.ndim != 2 or z.shape[0] != nodes or a.shape != (nodes, nodes):
+    raise ValueError(f'Emotion-GCN constants: embeddings {z.shape} must be ({nodes}, d) and '
+                     f'adjacency {a.shape} ({nodes}, {nodes}) for the {nodes} nodes.')
+  return z, a
 
 
 def _training_labels(info: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -275,6 +310,14 @@ def cooccurrence_labels_from(source: str, info: Any) -> np.ndarray:
   return y
 
 
+def _check_graph_options(*, tau: float, p: float) -> None:
+  """The options of eq. 5-6, checked before any data is read."""
+  for key, value, expected in (('tau', tau, 'a threshold in [0, 1] on |Spearman rho|'),
+                               ('p', p, 'a weight in [0, 1]')):
+    if not 0.0 <= value <= 1.0:
+      raise ValueError(f'config.model.{key}={value!r}; expected {expected}.')
+
+
 def build_adjacency(info: Any, *, kind: str = 'spearman', tau: float = 0.1, p: float = 0.7,
                     keep_va_edge: bool = False,
                     cooccurrence_labels: str = 'train_multi') -> np.ndarray:
@@ -282,8 +325,7 @@ def build_adjacency(info: Any, *, kind: str = 'spearman', tau: float = 0.1, p: f
   labels; not yet normalised. Arguments as ``EmotionGCN``'s."""
   if kind not in ADJACENCIES:
     raise ValueError(f'Unknown config.model.adjacency {kind!r}; expected one of {ADJACENCIES}.')
-  if not 0.0 <= p <= 1.0:
-    raise ValueError(f'config.model.p must lie in [0, 1]; got {p}.')
+  _check_graph_options(tau=tau, p=p)
   expr, va = _training_labels(info)
   multi = None
   if kind == 'conditional':

@@ -1,4 +1,5 @@
-"""Emotion-GCN figures written to the workdir after evaluation (paper ``emotion_gcn.md``).
+"""Emotion-GCN figures written to the workdir after evaluation (paper ``emotion_gcn.md``; the
+evaluator ``faujax.evaluators.emotion_gcn_figures`` runs it after training).
 
 * ``emotion_gcn_adjacency.png``: the re-weighted adjacency A'' of eq. 6 (Fig. 3); written only
   when an adjacency is given (the baselines have none).
@@ -111,3 +112,4 @@ def write_figures(workdir: str, model: Any, adjacency: np.ndarray | None,
       sim, nodes, os.path.join(workdir, COSINE_PNG), cmap='RdBu_r', vmin=-1.0, vmax=1.0,
       title='Cosine similarity of classifiers / regressors')
   return written
+

@@ -132,8 +132,13 @@ class MACG(nnx.Module):
     chex.assert_rank(images, 4)
     chex.assert_type(images, float)
     b = images.shape[0]
-    fmap = self.backbone(images, train=train)                            # (B, h, w, C_trunk)
-    _, h, w, c_trunk = fmap.shape
+    out = self.from_map(self.backbone(images, train=train), train=train)
+    chex.assert_shape(out['au_probs'], (b, self.num_labels))
+    return out
+
+  def from_map(self, fmap: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+    """Everything after the trunk: its map (B, h, w, C_trunk) -> the outputs."""
+    b, h, w, c_trunk = fmap.shape
     x = self.global_block(fmap.reshape(b, h * w, c_trunk), train=train)
     x = x.reshape(b, h, w, self.node_dim)                                # X (B, h, w, C)
     f = self.mafg(x, train=train)                                        # V (B, N, C)
@@ -143,9 +148,7 @@ class MACG(nnx.Module):
       v_ccfg = self.ccfg(x, train=train)
       fused = jnp.concatenate([f.astype(self.dtype), v_ccfg.astype(self.dtype)], axis=-1)
       f = self.fusion(fused, train=train)                                # eq. 13, (B, N, C)
-    probs = self.head(f)
-    chex.assert_shape(probs, (b, self.num_labels))
-    return {'au_probs': probs.astype(jnp.float32)}
+    return {'au_probs': self.head(f).astype(jnp.float32)}
 
 
 def _validate(n: int, *, use_gnn: bool, top_k: int, similarity: str, gnn_layers: int,

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from faujax import model_state
 from faujax import relations
 from faujax.backbones.jaanet import torch_linear
 from faujax.config_schema import frozen_mapping
@@ -59,6 +60,12 @@ def _row(dg: bool, og: bool, cg: bool, pg: bool, adjacency: str = 'prior',
   return {'model.use_region_graph': dg, 'model.use_global': og, 'model.use_channel': cg,
           'model.use_pixel': pg, 'model.adjacency_init': adjacency, 'model.fusion': fusion}
 
+
+# The auxiliary loss terms this model trains with (``faujax.tasks.AUXILIARY_TERMS``).
+LOSS_TERMS = ('landmark',)
+
+# The evaluators this model comes with (``faujax.evaluators``).
+EVALUATORS = ('faujax.evaluators.landmark_error',)
 
 # MGRR-Net Table 6 (columns 1-7) plus the random-initialised graph (sec. 4.5.1) and the ungated
 # fusion: name -> the config keys each row sets.
@@ -90,12 +97,17 @@ def prior_adjacency(info: Any) -> np.ndarray:
   return relations.mgrr_prior(labels, None if mask is None else np.asarray(mask))
 
 
-def initial_adjacency(info: Any, adjacency_init: str, key: jax.Array) -> jax.Array:
-  """A^k at initialisation: the prior of eq. 1-2 ('prior') or U(0, 1) entries ('random',
-  sec. 4.5.1); (N, N) float32."""
+def initial_adjacency(constants: Mapping[str, np.ndarray], num_labels: int, adjacency_init: str,
+                      key: jax.Array) -> jax.Array:
+  """A^k at initialisation: the prior of eq. 1-2 ('prior', the constant ``prior_adjacency`` of
+  ``MGRRNet.prepare``) or U(0, 1) entries ('random', sec. 4.5.1); (N, N) float32."""
+  n = int(num_labels)
   if adjacency_init == 'prior':
-    return jnp.asarray(prior_adjacency(info), jnp.float32)
-  n = int(info.num_labels)
+    prior = constants.get('prior_adjacency')
+    if prior is None or np.shape(prior) != (n, n):
+      raise ValueError(f"config.model.adjacency_init='prior' needs the constant prior_adjacency "
+                       f'({n}, {n}) (MGRRNet.prepare); got {np.shape(prior)}.')
+    return jnp.asarray(prior, jnp.float32)
   return jax.random.uniform(key, (n, n), jnp.float32)
 
 
@@ -103,9 +115,10 @@ class MGRRNet(nnx.Module):
   """The MGRR-Net AU detector with joint face alignment (see the module docstring).
 
   Args:
-    info: an AU dataset: ``aus`` (the AU numbers, for the JAA-Net centres), ``num_labels`` N,
-      ``num_landmarks`` M (49 BP4D / DISFA lists, 66 DISFA, 68 synthetic), ``train_labels``
-      (for the prior adjacency).
+    info: an AU label space: ``aus`` (the AU numbers, for the JAA-Net centres), ``num_labels``
+      N, ``num_landmarks`` M (49 BP4D / DISFA lists, 66 DISFA, 68 synthetic).
+    constants: ``prepare``'s ``prior_adjacency`` (N, N), eq. 1-2 on the fold's training labels
+      (with ``adjacency_init='prior'``): the initial A^k, kept with the run for the figures.
     backbone: ``config.model.backbone``, the JAA-Net stem (``jaanet_stem``); its ``input_size``
       is S. Its ``num_landmarks`` is set to the dataset's M (the alignment targets come from the
       data), whatever the config says.
@@ -127,7 +140,7 @@ class MGRRNet(nnx.Module):
     rngs: initialisation.
   """
 
-  def __init__(self, info: Any, *,
+  def __init__(self, info: Any, *, constants: Mapping[str, np.ndarray] = frozen_mapping({}),
                backbone: Mapping[str, Any] = frozen_mapping({'name': 'jaanet_stem'}),
                num_layers: int = 2, use_region_graph: bool = True, use_global: bool = True,
                use_channel: bool = True, use_pixel: bool = True, adjacency_init: str = 'prior',
@@ -153,8 +166,10 @@ class MGRRNet(nnx.Module):
     self.centres_from = centres_from
     self.patch_size = patch_size
     self.dtype = dtype
-    adjacency = (initial_adjacency(info, adjacency_init, rngs.params()) if use_region_graph
-                 else None)
+    adjacency = (initial_adjacency(constants, n, adjacency_init, rngs.params())
+                 if use_region_graph else None)
+    self.prior_adjacency = (model_state.Constant(jnp.asarray(constants['prior_adjacency']))
+                            if 'prior_adjacency' in constants else None)
     # The alignment head predicts the dataset's landmarks (the targets of eq. 10).
     self.backbone = trunk_lib.build({**spec, 'num_landmarks': m}, dtype=dtype, rngs=rngs)
     self.image_size = int(self.backbone.input_size)
@@ -182,6 +197,15 @@ class MGRRNet(nnx.Module):
     # Integrated head (L_int): every AU's refined feature and the alignment output.
     self.integrated_hidden = torch_linear(n * c + 2 * m, integrated_dim, dtype=dtype, rngs=rngs)
     self.integrated_out = torch_linear(integrated_dim, n, dtype=dtype, rngs=rngs)
+
+  @staticmethod
+  def prepare(info: Any, *, use_region_graph: bool = True,
+              adjacency_init: str = 'prior') -> dict[str, np.ndarray]:
+    """The constant ``prior_adjacency`` (eq. 1-2 on the training AU labels) when D_G starts from
+    the prior; none otherwise."""
+    if use_region_graph and adjacency_init == 'prior':
+      return {'prior_adjacency': prior_adjacency(info).astype(np.float32)}
+    return {}
 
   def predict_landmarks(self, raw: jax.Array) -> jax.Array:
     """The alignment branch's (B, 2M) interleaved output -> (B, M, 2) input pixels."""

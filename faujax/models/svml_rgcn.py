@@ -14,8 +14,11 @@ of Label Correlation and Node Representation", Sec. 3, Fig. 3:
 
 The label nodes are the dataset's classes (``info.label_names``, the six basic expressions of
 ``faujax.labels.BASIC_6`` on RAF-ML, RAF-DB compound and JAFFE); the relations are computed from
-the training split of the configured fold (``info.train_labels['expression_multi']``), once, and
-kept as constants (``model.relations``; ``svml_rgcn_figures`` draws and saves them).
+the training split of the configured fold (``info.train_labels['expression_multi']``), once, by
+``SVMLRGCN.prepare``; they, the co-occurrence P_ij, the word embeddings e_c and the visual class
+means f_c are the model's constants, saved with the run (``faujax.model_state``), so a run needs
+neither the dataset nor the embedding and visual-node files afterwards (``model.relations``;
+``svml_rgcn_figures`` draws and saves them).
 
 Switches (``config.model``; the paper's rows are ``ABLATIONS``):
   classifier  'rgcn' (the paper), 'gcn' (SVML-GCN, Table 2: one ML-GCN correlation matrix, eq.
@@ -50,16 +53,20 @@ from faujax import relations as relations_lib
 from faujax import statistics
 from faujax.config_schema import frozen_mapping
 from faujax.graph import mfb as mfb_lib
+from faujax import model_state
 from faujax.models import label_embeddings
 from faujax.models import trunk as trunk_lib
+from faujax.models import visual_nodes as visual_nodes_lib
 from faujax.models.parts import graph_classifier
-from faujax.tools import visual_nodes as visual_nodes_lib
 
 CLASSIFIERS = ('rgcn', 'gcn', 'linear')
 NODES = ('svml', 'sml', 'vml')
 RELATIONS = ('both', 'positive', 'negative')
 POOLINGS = ('avg', 'max')
 RANDOM_VISUAL_NODES = 'random'
+
+# The evaluators this model comes with (``faujax.evaluators``).
+EVALUATORS = ('faujax.evaluators.svml_rgcn_relations',)
 
 # Table 2, Table 3 and one faujax control: row -> the config keys it sets.
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -94,6 +101,21 @@ def training_labels(info: Any) -> tuple[np.ndarray, np.ndarray | None]:
   return (y > 0.5).astype(np.float64), None if mask is None else np.asarray(mask) > 0
 
 
+def _check_graph_options(*, classifier: str, nodes: str, relations: str, t1: float, t2: float,
+                         p: float) -> None:
+  """The options ``prepare`` and the model share, checked before any data is read."""
+  for key, value, choices in (('classifier', classifier, CLASSIFIERS), ('nodes', nodes, NODES),
+                              ('relations', relations, RELATIONS)):
+    if value not in choices:
+      raise _config_error(key, value, f'one of {choices}')
+  for key, value, ok, expected in (
+      ('t1', t1, 0.0 <= t1 < t2, 'a threshold in [0, t2) (eq. 4: negative where P_ij < t1)'),
+      ('t2', t2, t2 <= 1.0, 'a threshold in (t1, 1] (eq. 4: positive where P_ij > t2)'),
+      ('p', p, 0.0 <= p <= 1.0, 'a weight in [0, 1] (eq. 14)')):
+    if not ok:
+      raise _config_error(key, value, expected)
+
+
 def build_graph(info: Any, *, classifier: str, relations: str = 'both', t1: float = 0.15,
                 t2: float = 0.4, p: float = 0.2) -> np.ndarray | None:
   """The fixed graph of the classifier: 'rgcn' the ``(R, C, C)`` relation stack (eq. 3-4,
@@ -116,8 +138,10 @@ class SVMLRGCN(nnx.Module):
   """Trunk -> global pooling -> f (B, D); logits = f @ W_C^T with W_C from the label graph.
 
   Args:
-    info: a multi-label expression dataset (task 'expression_multi': ``label_names``, and
-      ``train_labels['expression_multi']`` for the relations).
+    info: a multi-label expression label space (task 'expression_multi': ``label_names``).
+    constants: ``prepare``'s ``cooccurrence`` P (C, C), ``graph`` (the classifier's fixed
+      graph), ``semantic`` e (C, d_e) and ``visual`` f (C, d_f) (those the settings use; 'random'
+      visual nodes are drawn here when absent).
     backbone: ``config.model.backbone`` (ResNet-50 in the paper).
     pooling: global pooling of the trunk's map: 'avg' (ResNet-50's) or 'max' (ML-GCN's).
     classifier: 'rgcn', 'gcn' or 'linear' (see the module docstring).
@@ -137,7 +161,7 @@ class SVMLRGCN(nnx.Module):
     rngs: parameter initialisation.
   """
 
-  def __init__(self, info: Any, *,
+  def __init__(self, info: Any, *, constants: Mapping[str, np.ndarray] = frozen_mapping({}),
                backbone: Mapping[str, Any] = frozen_mapping({'name': 'resnet50'}),
                pooling: str = 'avg', classifier: str = 'rgcn', nodes: str = 'svml',
                relations: str = 'both', t1: float = 0.15, t2: float = 0.4, p: float = 0.2,
@@ -149,15 +173,11 @@ class SVMLRGCN(nnx.Module):
       raise config_schema.ConfigError(
           'config.model.name=svml_rgcn needs a multi-label expression dataset (task '
           f"'expression_multi'); config.data gives task {getattr(info, 'task', None)!r}.")
-    for key, value, choices in (('classifier', classifier, CLASSIFIERS), ('nodes', nodes, NODES),
-                                ('relations', relations, RELATIONS),
-                                ('pooling', pooling, POOLINGS)):
-      if value not in choices:
-        raise _config_error(key, value, f'one of {choices}')
+    _check_graph_options(classifier=classifier, nodes=nodes, relations=relations, t1=t1, t2=t2,
+                         p=p)
+    if pooling not in POOLINGS:
+      raise _config_error('pooling', pooling, f'one of {POOLINGS}')
     for key, ok, expected in (
-        ('t1', 0.0 <= t1 < t2, 'a threshold in [0, t2) (eq. 4: negative where P_ij < t1)'),
-        ('t2', t2 <= 1.0, 'a threshold in (t1, 1] (eq. 4: positive where P_ij > t2)'),
-        ('p', 0.0 <= p <= 1.0, 'a weight in [0, 1] (eq. 14)'),
         ('layers', layers >= 1, 'an int >= 1'), ('hidden_dim', hidden_dim >= 1, 'an int >= 1'),
         ('leaky_slope', leaky_slope >= 0.0, 'a slope >= 0'),
         ('mfb_factor', mfb_factor >= 1, 'an int >= 1 (k of eq. 6)'),
@@ -173,21 +193,21 @@ class SVMLRGCN(nnx.Module):
     self.pooling = pooling
     self.backbone = trunk_lib.build(backbone, dtype=dtype, rngs=rngs)
     d = self.backbone.num_features
-    graph = build_graph(info, classifier=classifier, relations=relations, t1=t1, t2=t2, p=p)
     # P_ij of eq. 3 (NaN where undefined), kept for the figures.
-    labels, mask = training_labels(info)
-    self.cooccurrence = statistics.conditional_probabilities(labels, mask, undefined=np.nan)
-    self.graph = graph
+    self.cooccurrence = model_state.Constant(jnp.asarray(_constant(constants, 'cooccurrence')))
     if classifier == 'linear':
       self.head = nnx.Linear(d, self.num_classes, dtype=dtype, rngs=rngs)
       return
     semantic = visual = None
     if nodes in ('svml', 'sml'):
-      semantic = label_embeddings.load_embeddings(embeddings, self.label_names)
+      semantic = _constant(constants, 'semantic')
     if nodes in ('svml', 'vml'):
-      visual = load_visual(visual_nodes, self.label_names, d)
-    self.semantic = semantic
-    self.visual = visual
+      visual = (random_visual_nodes(self.num_classes, d)
+                if 'visual' not in constants and visual_nodes == RANDOM_VISUAL_NODES
+                else _constant(constants, 'visual'))
+    self.semantic = None if semantic is None else model_state.Constant(jnp.asarray(semantic))
+    self.visual = None if visual is None else model_state.Constant(jnp.asarray(visual))
+    graph = _constant(constants, 'graph')
     if nodes == 'svml':
       self.mfb = mfb_lib.MFB(visual.shape[1], semantic.shape[1], mfb_dim, mfb_factor,
                              dropout_rate=mfb_dropout, dtype=jnp.float32, rngs=rngs)
@@ -198,18 +218,40 @@ class SVMLRGCN(nnx.Module):
         in_features, d, graph, kind=classifier, num_layers=layers, hidden_dim=hidden_dim,
         leaky_slope=leaky_slope, rngs=rngs)
 
+  @staticmethod
+  def prepare(info: Any, *, classifier: str = 'rgcn', nodes: str = 'svml',
+              relations: str = 'both', t1: float = 0.15, t2: float = 0.4, p: float = 0.2,
+              embeddings: str = 'default', visual_nodes: str = '') -> dict[str, np.ndarray]:
+    """The constants (``faujax.models.prepare``) from the training labels and the embedding and
+    visual-node sources; options as the model's."""
+    _check_graph_options(classifier=classifier, nodes=nodes, relations=relations, t1=t1, t2=t2,
+                         p=p)
+    labels, mask = training_labels(info)
+    out = {'cooccurrence': statistics.conditional_probabilities(labels, mask, undefined=np.nan)}
+    if classifier == 'linear':
+      return out
+    names = tuple(str(n) for n in info.label_names)
+    out['graph'] = build_graph(info, classifier=classifier, relations=relations, t1=t1, t2=t2,
+                               p=p)
+    if nodes in ('svml', 'sml'):
+      out['semantic'] = label_embeddings.load_embeddings(embeddings, names)
+    if nodes in ('svml', 'vml') and visual_nodes != RANDOM_VISUAL_NODES:
+      out['visual'] = load_visual(visual_nodes, names)
+    return out
+
   @property
   def relations(self) -> np.ndarray | None:
     """The R-GCN relations ``(R, C, C)`` ([positive, negative] for 'both'), the SVML-GCN matrix
     ``(C, C)``, or None for the linear baseline."""
-    return self.graph
+    if self.classifier == 'linear':
+      return None
+    return np.asarray(self.graph_classifier.graph[...])
 
   def node_inputs(self, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
     """``h^(0) (C, d)``: alpha_c = MFB(f_c, e_c) (eq. 6), e_c or f_c."""
     if self.nodes == 'svml':
-      return self.mfb(jnp.asarray(self.visual), jnp.asarray(self.semantic), train=train,
-                      rngs=rngs)
-    return jnp.asarray(self.semantic if self.nodes == 'sml' else self.visual)
+      return self.mfb(self.visual[...], self.semantic[...], train=train, rngs=rngs)
+    return (self.semantic if self.nodes == 'sml' else self.visual)[...]
 
   def classifier_weights(self, *, train: bool = False,
                          rngs: nnx.Rngs | None = None) -> jax.Array:
@@ -237,12 +279,21 @@ class SVMLRGCN(nnx.Module):
     return {'expression_multi_logits': f @ w.T}  # eq. 1
 
 
-def load_visual(source: str, label_names: tuple[str, ...], width: int) -> np.ndarray:
-  """``(C, d)`` float32 visual node vectors f_c: from the .npz of ``faujax.tools.visual_nodes``,
-  or 'random' (seeded unit Gaussian rows, d = ``width``: no visual information)."""
-  if source == RANDOM_VISUAL_NODES:
-    v = np.random.default_rng(0).normal(size=(len(label_names), width))
-    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+def _constant(constants: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+  if name not in constants:
+    raise ValueError(f'SVML-RGCN needs the constant {name!r} (SVMLRGCN.prepare); got '
+                     f'{sorted(constants)}.')
+  return np.asarray(constants[name], np.float32)
+
+
+def random_visual_nodes(num_classes: int, width: int) -> np.ndarray:
+  """'random' visual nodes: seeded unit Gaussian rows (C, width), no visual information."""
+  v = np.random.default_rng(0).normal(size=(num_classes, width))
+  return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def load_visual(source: str, label_names: tuple[str, ...]) -> np.ndarray:
+  """``(C, d)`` float32 visual node vectors f_c from the .npz of ``faujax.tools.visual_nodes``."""
   if not source:
     raise config_schema.ConfigError(
         "config.model.visual_nodes is empty, but nodes 'svml' / 'vml' use the visual node "

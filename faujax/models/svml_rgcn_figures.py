@@ -45,14 +45,14 @@ def write_figures(workdir: str, model: Any) -> dict[str, str]:
   arrays = {'cooccurrence': p, 'names': np.asarray(names),
             'classifier': np.asarray(model.classifier),
             'relations': np.asarray(model.relation_kind)}
-  if model.graph is not None:
-    arrays['graph'] = np.asarray(model.graph, np.float64)
+  if model.relations is not None:
+    arrays['graph'] = np.asarray(model.relations, np.float64)
   npz = os.path.join(workdir, RELATIONS_NPZ)
   np.savez(npz, **arrays)
   fig = plots.adjacency_heatmap(np.nan_to_num(p, nan=0.0), names, annotate=True, vmin=0.0,
                                 vmax=1.0, title=f'P(j | i) (eq. 3); {model.classifier} graph')
   ax = fig.axes[0]
-  marks = relation_marks(model.graph, model.relation_kind, len(names))
+  marks = relation_marks(model.relations, model.relation_kind, len(names))
   for i in range(len(names)):
     for j in range(len(names)):
       if marks[i, j]:
@@ -61,3 +61,4 @@ def write_figures(workdir: str, model: Any) -> dict[str, str]:
   png = os.path.join(workdir, RELATIONS_PNG)
   fig.savefig(png, dpi=150)
   return {'relations': png, 'relations_npz': npz}
+

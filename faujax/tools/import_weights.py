@@ -29,8 +29,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from faujax.backbones.pretrained import (flatten_tree, save_pretrained, unflatten_tree,
-                                         variable_shapes)
+from faujax.backbones.pretrained import (flatten_tree, listing, save_pretrained,
+                                         unflatten_tree, variable_shapes)
 from faujax.backbones.registry import TORCHVISION_ARCHS
 
 # torchvision head tensors that a backbone has no place for (skipped on purpose).
@@ -93,7 +93,7 @@ def torch_key_map(arch: str) -> dict[str, tuple[str, tuple[str, ...], tuple[int,
   return mapping
 
 
-def _to_flax(value: np.ndarray, collection: str, path: tuple[str, ...]) -> np.ndarray:
+def to_flax(value: np.ndarray, collection: str, path: tuple[str, ...]) -> np.ndarray:
   value = np.asarray(value, np.float32)
   if collection == 'params' and path[-1] == 'kernel':
     if value.ndim == 4:
@@ -101,18 +101,6 @@ def _to_flax(value: np.ndarray, collection: str, path: tuple[str, ...]) -> np.nd
     if value.ndim == 2:
       return np.ascontiguousarray(value.T)
   return value
-
-
-def _listing(groups: Sequence[tuple[str, Sequence[str]]], limit: int = 25) -> str:
-  lines = []
-  for title, items in groups:
-    if not items:
-      continue
-    lines.append(f'  {title} ({len(items)}):')
-    lines.extend(f'    {item}' for item in items[:limit])
-    if len(items) > limit:
-      lines.append(f'    ... and {len(items) - limit} more')
-  return '\n'.join(lines)
 
 
 def _normalise_keys(arch: str, state_dict: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -180,12 +168,12 @@ def convert_state_dict(arch: str, state_dict: Mapping[str, Any]
     hint = (f'  the file looks like a {guess!r} state dict: pass --arch {guess}\n'
             if guess and guess != arch else '')
     raise StateDictMismatchError(
-        f'state dict does not match --arch {arch!r} (torchvision layout):\n' + hint + _listing(
+        f'state dict does not match --arch {arch!r} (torchvision layout):\n' + hint + listing(
             [('missing keys', missing), ('unexpected keys', unexpected),
              ('wrong shapes', wrong)]))
   flat: dict[tuple[str, ...], np.ndarray] = {}
   for key, (collection, path, _) in mapping.items():
-    flat[(collection,) + path] = _to_flax(sd[key], collection, path)
+    flat[(collection,) + path] = to_flax(sd[key], collection, path)
   tree = unflatten_tree(flat)
   variables = {'params': tree.get('params', {}), 'batch_stats': tree.get('batch_stats', {})}
   report = {'torch_keys': list(state_dict), 'converted': len(mapping), 'skipped_keys': skipped,
@@ -194,17 +182,34 @@ def convert_state_dict(arch: str, state_dict: Mapping[str, Any]
 
 
 def _tensor_to_numpy(value: Any) -> np.ndarray:
+  """A numpy copy of a torch tensor (``Tensor.numpy()`` shares the tensor's memory: a later
+  in-place torch update would change the "converted" array)."""
   import torch  # pylint: disable=g-import-not-at-top
 
   if value.dtype in (torch.bfloat16, torch.float16):
     value = value.float()
-  return value.detach().cpu().numpy()
+  return np.array(value.detach().cpu().numpy(), copy=True)
+
+
+# Where training scripts put the weights in the dict they save (the public ME-GraphAU / MACG
+# scripts: 'state_dict'; Emotion-GCN's main.py: 'model_state_dict').
+STATE_DICT_WRAPPERS = ('state_dict', 'model_state_dict', 'model')
 
 
 def load_state_dict(src: str) -> dict[str, np.ndarray]:
+  """The state dict of ``src`` (``read_checkpoint`` without the skipped entries)."""
+  return read_checkpoint(src)[0]
+
+
+def read_checkpoint(src: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
   """Reads ``src`` (``.pth``/``.pt``/``.bin`` via torch weights-only, or ``.safetensors``).
 
-  A checkpoint dict wrapping the weights under ``'state_dict'`` or ``'model'`` is unwrapped.
+  A training script's checkpoint dict is unwrapped: the weights under one of
+  ``STATE_DICT_WRAPPERS``; its other entries (the optimiser state, the epoch) are returned as
+  ``{name: what it is}``, not read further.
+
+  Returns:
+    ``(state dict of numpy copies, skipped top-level entries)``.
 
   Raises:
     ValueError: file missing, unknown suffix, not a mapping of tensors, or torch/safetensors absent.
@@ -220,12 +225,12 @@ def load_state_dict(src: str) -> dict[str, np.ndarray]:
       raise ValueError('reading .safetensors needs the safetensors package: '
                        "pip install 'faujax[torch]'") from e
     try:
-      return dict(load_file(src))
+      return dict(load_file(src)), {}
     except Exception as e:  # safetensors raises its own SafetensorError / TypeError for bf16.
       if 'bfloat16' in str(e) or 'bf16' in str(e).lower():
         # numpy has no bfloat16: go through torch, still without any pickle.
         from safetensors.torch import load_file as load_torch  # pylint: disable=g-import-not-at-top
-        return {k: _tensor_to_numpy(v) for k, v in load_torch(src).items()}
+        return {k: _tensor_to_numpy(v) for k, v in load_torch(src).items()}, {}
       raise ValueError(f'--src {src!r}: not a readable safetensors file: {e}') from e
   if suffix not in ('.pth', '.pt', '.bin', '.ckpt'):
     raise ValueError(f'--src {src!r}: expected a .pth/.pt/.bin/.ckpt (torch) or .safetensors file')
@@ -243,9 +248,11 @@ def load_state_dict(src: str) -> dict[str, np.ndarray]:
         f'  torch said: {str(e).splitlines()[0] if str(e) else type(e).__name__}') from None
   except RuntimeError as e:
     raise ValueError(f'--src {src!r}: torch could not read this file: {e}') from None
+  skipped: dict[str, str] = {}
   if isinstance(obj, Mapping):
-    for wrapper in ('state_dict', 'model'):
+    for wrapper in STATE_DICT_WRAPPERS:
       if wrapper in obj and isinstance(obj[wrapper], Mapping):
+        skipped = {str(k): _describe_entry(k, v) for k, v in obj.items() if k != wrapper}
         obj = obj[wrapper]
         break
   if not isinstance(obj, Mapping):
@@ -254,10 +261,56 @@ def load_state_dict(src: str) -> dict[str, np.ndarray]:
   bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
   if bad:
     raise ValueError(f'--src {src!r}: entries that are not tensors: {", ".join(bad[:20])}')
-  return {str(k): _tensor_to_numpy(v) for k, v in obj.items()}
+  return {str(k): _tensor_to_numpy(v) for k, v in obj.items()}, skipped
 
 
-def _sha256(path: str) -> str:
+def read_array(src: str) -> np.ndarray:
+  """One array saved with ``torch.save`` (a tensor, or a numpy array: numpy's own types are the
+  only globals the weights-only unpickler is allowed), or a ``.npy`` file; no other code runs.
+
+  Raises:
+    ValueError / UnsafeCheckpointError: naming ``src``.
+  """
+  if src.endswith('.npy'):
+    try:
+      return np.load(src, allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise ValueError(f'{src}: not a readable .npy array ({e}).') from None
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ValueError("reading a torch-saved array needs PyTorch: pip install 'faujax[torch]'"
+                     ) from e
+  allowed = [np.ndarray, np.dtype, np._core.multiarray._reconstruct]  # pylint: disable=protected-access
+  allowed += [type(np.dtype(t)) for t in ('float32', 'float64', 'float16')]
+  try:
+    with torch.serialization.safe_globals(allowed):
+      obj = torch.load(src, map_location='cpu', weights_only=True)
+  except pickle.UnpicklingError as e:
+    raise UnsafeCheckpointError(
+        f'{src}: torch.load(weights_only=True) refused to unpickle it (it holds Python objects '
+        f'other than an array); faujax never unpickles it another way. '
+        f'torch said: {str(e).splitlines()[0] if str(e) else type(e).__name__}') from None
+  except (RuntimeError, OSError) as e:
+    raise ValueError(f'{src}: torch could not read it ({e}).') from None
+  if isinstance(obj, torch.Tensor):
+    return _tensor_to_numpy(obj)
+  if isinstance(obj, np.ndarray):
+    return np.array(obj, copy=True)
+  raise ValueError(f'{src}: holds a {type(obj).__name__}, not one array.')
+
+
+def _describe_entry(name: Any, value: Any) -> str:
+  """What a training script's non-weight entry is (for the one-line skip summary)."""
+  if isinstance(value, Mapping) and 'param_groups' in value:
+    return f'optimiser state ({len(value.get("state", {}))} tensors\' state)'
+  if isinstance(value, (int, float)):
+    return f'{name} {value}'
+  return type(value).__name__
+
+
+def sha256(path: str) -> str:
+  """The file's SHA-256 as hex, read in 1 MiB chunks."""
   digest = hashlib.sha256()
   with open(path, 'rb') as f:
     for chunk in iter(lambda: f.read(1 << 20), b''):
@@ -269,7 +322,7 @@ def import_weights(arch: str, src: str, out: str, *, overwrite: bool = False) ->
   """Reads ``src``, converts it for ``arch``, writes the checkpoint to ``out``; returns a report."""
   state_dict = load_state_dict(src)
   variables, report = convert_state_dict(arch, state_dict)
-  meta = {'source': os.path.abspath(src), 'source_sha256': _sha256(src), **report}
+  meta = {'source': os.path.abspath(src), 'source_sha256': sha256(src), **report}
   save_pretrained(out, arch, variables, meta, overwrite=overwrite)
   return report
 

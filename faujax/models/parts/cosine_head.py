@@ -6,9 +6,16 @@
 [0, 1] and is used directly as the occurrence probability (no sigmoid; thresholded at 0.5). Norms
 are clamped below at ``eps`` (torch ``F.normalize``), so an all-zero feature gives p = 0.
 Computed in float32 whatever the compute dtype. ``(B, N, C) -> (B, N)``.
+
+OpenGraphAU's head adds "sub" classes, the left / right versions of some AUs: sub class k reads
+the node of its main AU ``sub_nodes[k]`` with its own vector ``sub_sc[k]``, and its probability
+is appended after the N main ones, ``(B, N, C) -> (B, N + len(sub_nodes))`` (the public
+``OpenGraphAU/model/MEFL.py`` ``Head``).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import chex
 import jax
@@ -41,19 +48,32 @@ class CosineHead(nnx.Module):
   Args:
     num_nodes: N AUs.
     in_features: C, channels of the node features.
+    sub_nodes: for each sub class, the main node it reads (OpenGraphAU; empty: none). Its
+      vectors are the ``nnx.Param`` ``sub_sc`` (len(sub_nodes), C).
     eps: norm clamp (torch ``F.normalize``).
-    rngs: parameter initialisation (``sc``: torch ``xavier_uniform_`` on (N, C), i.e.
-      fan_in = C, fan_out = N).
+    rngs: parameter initialisation (``sc``, ``sub_sc``: torch ``xavier_uniform_``, i.e.
+      fan_in = C, fan_out = rows).
   """
 
-  def __init__(self, num_nodes: int, in_features: int, *, eps: float = 1e-12, rngs: nnx.Rngs):
+  def __init__(self, num_nodes: int, in_features: int, *, sub_nodes: Sequence[int] = (),
+               eps: float = 1e-12, rngs: nnx.Rngs):
     for value, name in ((num_nodes, 'num_nodes'), (in_features, 'in_features')):
       if not isinstance(value, int) or value <= 0:
         raise ValueError(f'CosineHead {name} must be a positive int; got {value!r}.')
+    if any(not 0 <= int(k) < num_nodes for k in sub_nodes):
+      raise ValueError(f'CosineHead sub_nodes {tuple(sub_nodes)} must index the {num_nodes} '
+                       'main nodes.')
     self.eps = eps
+    self.sub_nodes = tuple(int(k) for k in sub_nodes)
     init = nnx.initializers.xavier_uniform(in_axis=-1, out_axis=-2)
     self.sc = nnx.Param(init(rngs.params(), (num_nodes, in_features), jnp.float32))
+    self.sub_sc = (nnx.Param(init(rngs.params(), (len(self.sub_nodes), in_features),
+                                  jnp.float32)) if self.sub_nodes else None)
 
   def __call__(self, f: jax.Array) -> jax.Array:
-    """``f`` (B, N, C) -> probabilities (B, N) float32."""
-    return cosine_probabilities(f, self.sc[...], self.eps)
+    """``f`` (B, N, C) -> probabilities (B, N [+ sub classes]) float32."""
+    p = cosine_probabilities(f, self.sc[...], self.eps)
+    if self.sub_sc is None:
+      return p
+    sub = cosine_probabilities(f[:, list(self.sub_nodes)], self.sub_sc[...], self.eps)
+    return jnp.concatenate([p, sub], axis=-1)

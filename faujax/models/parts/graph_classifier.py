@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from faujax import model_state
+
 from faujax.graph import gcn as gcn_lib
 from faujax.graph import rgcn as rgcn_lib
 
@@ -38,7 +40,7 @@ class GraphClassifier(nnx.Module):
     in_features: d, the width of the node inputs.
     out_features: D, the width of the image feature the classifier rows multiply.
     graph: ``'rgcn'``: relations ``(R, N, N)`` (row = receiving node); ``'gcn'``: the
-      re-weighted adjacency ``(N, N)``. A constant (not trained).
+      re-weighted adjacency ``(N, N)``. Held as a ``model_state.Constant`` (not trained).
     kind: 'rgcn' or 'gcn'.
     num_layers: >= 1.
     hidden_dim: width of the hidden layers.
@@ -59,7 +61,7 @@ class GraphClassifier(nnx.Module):
     if g.ndim != expected_rank or g.shape[-1] != g.shape[-2]:
       raise ValueError(f"GraphClassifier kind={kind!r} needs a graph of shape "
                        f"{'(R, N, N)' if kind == 'rgcn' else '(N, N)'}; got {g.shape}.")
-    self.graph = g
+    self.graph = model_state.Constant(jnp.asarray(g))
     self.kind = kind
     self.num_layers = num_layers
     self.leaky_slope = leaky_slope
@@ -81,7 +83,7 @@ class GraphClassifier(nnx.Module):
     """``h (N, in_features)`` float -> ``W (N, out_features)`` float32."""
     chex.assert_shape(h, (self.num_nodes, None))
     h = h.astype(jnp.float32)
-    graph = jnp.asarray(self.graph)
+    graph = self.graph[...]
     for i in range(self.num_layers):
       h = getattr(self, f'layer{i}')(h, graph)
       if i < self.num_layers - 1:
