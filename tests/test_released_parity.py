@@ -269,15 +269,18 @@ SAMPLE_FACES = ('data/BP4D/img/F001/T1/2440.jpg', 'data/DISFA/img/SN001/0.png',
                 'OpenGraphAU/demo_imgs/1014.jpg')
 
 
-@pytest.mark.parametrize('fmt', ['me_graphau', 'opengraphau'])
-def test_user_path_equals_the_public_test_transform(fmt, tmp_path):
+@pytest.mark.parametrize('fmt,arch', [('me_graphau', 'resnet50'), ('opengraphau', 'resnet50'),
+                                      ('me_graphau', 'swin_transformer_base'),
+                                      ('opengraphau', 'swin_transformer_tiny'),
+                                      ('opengraphau', 'mae')])
+def test_user_path_equals_the_public_test_transform(fmt, arch, tmp_path):
   """``Predictor`` on the authors' sample faces against ``utils.image_test`` + their model."""
   from PIL import Image
   from faujax import predictor
   repo, alias = (ME, 'public_megau') if fmt == 'me_graphau' else (OPEN, 'public_ogau')
   kwargs = {'num_classes': 12} if fmt == 'me_graphau' else {'num_main_classes': 27,
                                                            'num_sub_classes': 14}
-  net = _public_me_graphau(repo, alias, 2, 'resnet50', **kwargs)
+  net = _public_me_graphau(repo, alias, 2, arch, **kwargs)
   _randomise(net, 11, 4, 3, 224, 224)
   path = str(tmp_path / 'model.pth')
   _save(net, path)
@@ -290,14 +293,14 @@ def test_user_path_equals_the_public_test_transform(fmt, tmp_path):
   table = predictor.Predictor(run, batch_size=2).predict(faces, faces='cropped')
   columns = [f'{predictor.au_column(n)}_p' for n in run.info.label_names]
   got = table[columns].to_numpy(np.float64)
-  assert _report(f'{fmt} stage 2 resnet50: user path on the sample faces', got, want) <= RTOL
+  assert _report(f'{fmt} stage 2 {arch}: user path on the sample faces', got, want) <= RTOL
 
 
 def test_emotion_gcn_user_path_equals_its_val_transform(tmp_path):
   from PIL import Image
-  from torchvision import transforms
   from faujax import predictor
-  net = _public_emotion_gcn()
+  net = _public_emotion_gcn()  # skips without the public code or torchvision
+  from torchvision import transforms
   emb = torch.randn(9, 300, generator=torch.Generator().manual_seed(1))
   _randomise(net, 13, 4, 3, 227, 227, extra=(emb[None],))
   torch.save(emb, tmp_path / 'emb.pkl')
