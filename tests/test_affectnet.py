@@ -332,6 +332,7 @@ def test_input_pipeline_affectnet_8class_label_space(manual_dir, tmp_path):
   assert seven.class_counts.shape == (7,)
 
 
+@pytest.mark.slow  # ~35 s: a training on the 8-class label space
 def test_affectnet_8class_trains_end_to_end(manual_dir, tmp_path):
   """An 8-class Emotion-GCN run: the head, the class weights and the graph get 8 classes (the
   label space used to be fixed at 7 and failed on the first step)."""

@@ -125,6 +125,7 @@ def _check_results(name: str, results: dict, run) -> None:
       assert np.isfinite(value), key
 
 
+@pytest.mark.slow  # 30-220 s each on 2 cores: a training, a copy, predictions and evaluations
 @pytest.mark.parametrize('name', MODELS)
 def test_a_copied_run_predicts_and_evaluates_without_its_data(name, tmp_path):
   config, side_files = _setup(name, tmp_path)

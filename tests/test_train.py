@@ -121,6 +121,7 @@ def test_dispatch_step_refuses_an_implicit_host_transfer():
   assert float(metrics['loss']) == 3.0
 
 
+@pytest.mark.slow  # ~35 s: three compilations of the train step on 8 CPU devices
 def test_jit_and_pmap_on_8_devices_equal_one_device():
   assert jax.device_count() == 8, 'conftest.py sets 8 CPU devices'
   info, config = _fake_info(), _config()
