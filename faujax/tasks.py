@@ -167,26 +167,28 @@ def _total(parts: dict[str, jax.Array], terms: Any) -> jax.Array:
 @dataclasses.dataclass(frozen=True)
 class AuxiliaryTerm:
   """A loss term of the AU task that a model declares (its module's ``LOSS_TERMS``): the loss of
-  (outputs, targets) and the ``config.loss`` key of its weight (0 leaves it out)."""
+  (outputs, targets), the ``config.loss`` key of its weight (0 leaves it out) and the model
+  outputs it reads."""
   loss: Callable[[Outputs, dict[str, jax.Array]], jax.Array]
   weight: str
+  outputs: tuple[str, ...]
 
 
 # The AU task's auxiliary terms, by the name a model's LOSS_TERMS uses.
 AUXILIARY_TERMS: dict[str, AuxiliaryTerm] = {
     'landmark': AuxiliaryTerm(  # MGRR-Net eq. 10
         lambda o, t: losses.landmark_alignment_loss(o['landmarks'], t['landmarks'], t['valid']),
-        'landmark_weight'),
+        'landmark_weight', ('landmarks',)),
     'reconstruction': AuxiliaryTerm(  # AU-GCN eq. 1
         lambda o, t: losses.l1_reconstruction_loss(o['reconstruction'],
                                                    o['reconstruction_target'], t['valid']),
-        'reconstruction_weight'),
+        'reconstruction_weight', ('reconstruction', 'reconstruction_target')),
     'roi': AuxiliaryTerm(  # AU-GCN eq. 2
         lambda o, t: roi_bce_loss(o['roi_logits'], o['roi_label_mask'], t['au'], t['au_mask']),
-        'roi_weight'),
+        'roi_weight', ('roi_logits', 'roi_label_mask')),
     'edge': AuxiliaryTerm(  # ME-GraphAU's edge classification
         lambda o, t: losses.au_relation_loss(o['edge_logits'], t['au'], t['au_mask']),
-        'edge_weight'),
+        'edge_weight', ('edge_logits',)),
 }
 
 
@@ -232,6 +234,12 @@ def _au_task(cfg: LossConfig, info: Any, threshold: float, selection_metric: str
     for term in model_terms:
       weight = getattr(cfg, AUXILIARY_TERMS[term].weight)
       if weight:
+        missing = [k for k in AUXILIARY_TERMS[term].outputs if k not in outputs]
+        if missing:
+          raise ValueError(
+              f'config.loss.{AUXILIARY_TERMS[term].weight} = {weight} asks for the {term!r} loss, '
+              f'but the model has no output {missing} (e.g. ME-GraphAU stage 1 or '
+              f'config.model.edge_classifier=False: no edge logits); set it to 0.')
         value = AUXILIARY_TERMS[term].loss(outputs, t)
         aux[f'{term}_loss'] = value
         parts[term] = weight * value

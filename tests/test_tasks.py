@@ -71,3 +71,27 @@ def test_a_model_without_logit_heads_is_a_clear_error():
   t = task.targets({k: jnp.asarray(v) for k, v in batch.items()})
   with pytest.raises(ValueError, match="au_logits/<head>"):
     task.loss({'au_probs': jnp.zeros((6, len(AUS)))}, t)
+
+
+def test_a_weighted_term_without_its_model_output_is_a_clear_error():
+  """ME-GraphAU stage 1 and OpenGraphAU have no edge logits: a nonzero edge weight names the key;
+  at weight 0 the term is left out."""
+  batch = _batch(np.random.default_rng(3))
+  outputs = {'au_logits': jnp.zeros((6, len(AUS)))}
+  task = tasks.build(_info(), tasks.LossConfig(name='bce', edge_weight=0.05), model_terms=('edge',))
+  t = task.targets({k: jnp.asarray(v) for k, v in batch.items()})
+  with pytest.raises(ValueError, match=r"config.loss.edge_weight = 0.05 .*\['edge_logits'\]"):
+    task.loss(outputs, t)
+  task = tasks.build(_info(), tasks.LossConfig(name='bce', edge_weight=0.0), model_terms=('edge',))
+  _, aux = task.loss(outputs, t)
+  assert 'edge_loss' not in aux
+
+
+@pytest.mark.parametrize('spec', ['configs/me_graphau/bp4d.py:stage1',
+                                  'configs/me_graphau/opengraphau.py:stage1',
+                                  'configs/me_graphau/opengraphau.py:stage2'])
+def test_configs_without_edge_logits_train_without_the_edge_loss(spec):
+  from faujax import config_base
+  config = config_base.load_config_file(spec)
+  assert config.model.stage == 1 or not config.model.edge_classifier
+  assert config.loss.edge_weight == 0.0

@@ -51,6 +51,7 @@ def public_code_config(dataset: str, stage: int) -> ml_collections.ConfigDict:
   config.optim.weight_decay = 5e-4
   if stage == 1:
     config.optim.learning_rate = 1e-4
+    config.loss.edge_weight = 0.0  # train_stage1.py: the AU loss alone (no edge logits)
   else:
     config.optim.learning_rate, config.loss.edge_weight = STAGE2[dataset]
   config.train.batch_size = 64

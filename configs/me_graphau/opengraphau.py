@@ -36,6 +36,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.model.top_k = 4
   config.model.relu_before_residual = True
   config.model.edge_classifier = False
+  config.loss.edge_weight = 0.0  # OpenGraphAU's train_stage2.py: the AU loss alone
   # The main node each sided label reads: the public Head's sub_list [0, 1, 2, 4, 7, 8, 11], for
   # the left and the right label of each (AUL12 / AUR12 read AU11's node, index 8).
   config.model.sided_nodes = tuple(k for k in SUB_LIST for _ in 'LR')
