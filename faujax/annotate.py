@@ -3,7 +3,8 @@
 ``draw_frame`` draws on a copy of the frame (PIL, fast enough for every video frame): the face box,
 the 68 landmarks and a caption per face (the active AUs, ``AUxx_c`` = 1, or the most probable
 expression and valence / arousal). ``plot_over_time`` is a matplotlib figure of every ``AUxx_p``
-(or expression probability) column against ``timestamp`` for one video's rows.
+(or expression probability) column against ``timestamp`` for one video's rows: those of the face
+seen in the most frames (``main_face``, by the ``face_id`` that follows a face through the video).
 """
 
 from __future__ import annotations
@@ -59,12 +60,29 @@ def draw_frame(image: np.ndarray, rows: Sequence[dict[str, Any]],
   return np.asarray(canvas)
 
 
+def main_face(table: Any) -> int:
+  """The ``face_id`` found in the most frames of a video's rows (``success`` 1; the smallest id
+  of a tie, 0 when there is none): the face ``plot_over_time`` follows."""
+  found = table.loc[table['success'] == 1, 'face_id']
+  if not len(found):
+    return 0
+  counts = found.value_counts()
+  return int(min(counts.index[counts == counts.max()]))
+
+
 def plot_over_time(table: Any, out: str, title: str = '') -> str:
-  """Writes the PNG ``out``: each AU's probability (or each expression's) over time, face 0."""
+  """Writes the PNG ``out``: each AU's probability (or each expression's) over time, of the face
+  seen in the most frames (``main_face``; its id is in the title when the video has others)."""
   # A pyplot-free Figure: writes the file without touching the caller's backend (a notebook's
   # inline plots keep working).
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  rows = table[(table['face_id'] == 0)]
+  face = main_face(table)
+  # Every frame, NaN where the face is missing: the lines break there.
+  rows = table[['frame', 'timestamp']].drop_duplicates('frame').merge(
+      table[(table['face_id'] == face) & (table['success'] == 1)].drop(columns='timestamp'),
+      on='frame', how='left')
+  if table.loc[table['success'] == 1, 'face_id'].nunique() > 1:
+    title = f'{title}, face {face}' if title else f'face {face}'
   cols = [c for c in table.columns if c.startswith('AU') and c.endswith('_p')]
   if not cols:
     cols = [c for c in table.columns if c not in _NON_PROB and not c.endswith('_c')

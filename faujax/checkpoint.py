@@ -7,6 +7,7 @@ Layout of a workdir::
   workdir/checkpoints/<step>/  periodic checkpoints, the newest good one resumes
   workdir/best/<step>/         the checkpoint with the best validation metric
   workdir/damaged/             checkpoints that failed verification, moved aside (never deleted)
+  workdir/writer.lock          held by the one training that writes the workdir (faujax.workdir_lock)
 
 Each step directory holds the orbax items ``state`` (the arrays: step, params, batch_stats,
 constants, opt_state; ``faujax.model_state``), ``config`` (the run's config), ``dataset`` (the label
@@ -15,11 +16,22 @@ validation history up to that step; periodic checkpoints only) and ``checksums``
 its dtype, shape and the SHA-256 of its bytes, and the SHA-256 of the other items. orbax writes all
 items into a temporary directory and renames it when complete, so the checksums are as atomic as the
 checkpoint: a run killed while saving (even with SIGKILL) leaves the previous checkpoints intact.
+A save that fails for lack of room (full disk, quota) is one line naming the checkpoint and the
+newest intact one (``faujax.files.NoRoomError``).
+
+A best checkpoint's validation metrics are recorded in its checksums too. orbax keeps its own
+copy (``best/<step>/metrics/metrics``) and chooses, and deletes, by it; a training that opens
+the workdir makes that copy equal to the record (rewritten, with a warning, when missing or
+changed), so an intact best checkpoint is never replaced by a worse one. The training saves a
+best checkpoint only when no validation in the run's history beat it, and names a best
+checkpoint the history has but ``best/`` lacks.
 
 Restoring verifies everything: the checkpoint must be readable, every array must have the dtype,
 shape and checksum recorded at save time, the tree must be the model's, the stored step must be the
 directory's and every value finite. A checkpoint that fails is reported by path (one line), moved to
-``workdir/damaged/`` and the next older one is tried. If checkpoints exist but none passes, the run
+``workdir/damaged/`` and the next older one is tried (by the training only: readers, ``read``,
+change nothing). A checkpoint whose optimiser state differs from the config's (a changed
+optimiser) is not damaged: the resume is refused naming the changed config keys. If checkpoints exist but none passes, the run
 is refused with the list of them (starting over would silently lose the run); only a workdir with
 no checkpoint at all starts from step 0.
 
@@ -32,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import logging as py_logging
 import os
 import shutil
@@ -43,6 +56,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from faujax import files
 from faujax import reporting
 from faujax import run_record
 from faujax.run_record import CheckpointError, ConfigChangeError  # noqa: F401  (raised here)
@@ -53,6 +67,7 @@ _PERIODIC_ITEMS = ('state', 'config', 'dataset', 'history', 'checksums')
 _BEST_ITEMS = ('state', 'config', 'dataset', 'checksums')
 # Items a checkpoint written by an earlier faujax may lack (then read as None / empty).
 _OPTIONAL_ITEMS = ('dataset',)
+METRICS_FILE = ('metrics', 'metrics')  # orbax's copy of a best checkpoint's metrics
 CONSTANTS = 'constants'  # the state's sub-tree of model constants (absent before they existed)
 
 
@@ -69,6 +84,14 @@ class Restored:
 
 class _Bad(Exception):
   """Why a checkpoint failed verification (internal)."""
+
+
+class _OtherOptimizer(_Bad):
+  """The checkpoint's arrays differ from the target's only in the optimiser state: an intact
+  checkpoint of a run whose optimiser settings have changed since (internal)."""
+
+
+OPT_STATE = 'opt_state'  # the state's sub-tree of the optimiser state
 
 
 # ------------------------------------------------------------------------------------------------
@@ -92,12 +115,34 @@ def _json_digest(x: Any) -> str:
   return hashlib.sha256(run_record.canonical(x).encode()).hexdigest()
 
 
-def checksums(step: int, state: Any, items: dict[str, Any]) -> dict[str, Any]:
-  """The ``checksums`` item of a checkpoint of ``state`` (and the JSON ``items``) at ``step``."""
-  return {'format': CHECKSUM_FORMAT, 'algorithm': 'sha256', 'step': int(step),
-          'arrays': {key: {'dtype': x.dtype.str, 'shape': list(x.shape), 'sha256': _array_digest(x)}
-                     for key, x in _leaves(state)},
-          'items': {name: _json_digest(value) for name, value in items.items()}}
+def checksums(step: int, state: Any, items: dict[str, Any],
+              metrics: dict[str, float] | None = None) -> dict[str, Any]:
+  """The ``checksums`` item of a checkpoint of ``state`` (and the JSON ``items``) at ``step``;
+  a best checkpoint's validation ``metrics`` are recorded in it too (orbax keeps its own copy,
+  ``<step>/metrics/metrics``, which decides what the best is: ``Checkpointer`` checks that copy
+  against this record)."""
+  record = {'format': CHECKSUM_FORMAT, 'algorithm': 'sha256', 'step': int(step),
+            'arrays': {key: {'dtype': x.dtype.str, 'shape': list(x.shape),
+                             'sha256': _array_digest(x)} for key, x in _leaves(state)},
+            'items': {name: _json_digest(value) for name, value in items.items()}}
+  if metrics is not None:
+    record['metrics'] = dict(metrics)
+  return record
+
+
+def best_in_history(history: list[dict[str, Any]], metric: str, *, after: int = 0,
+                    mode: str = 'max') -> dict[str, Any] | None:
+  """The validation entry (``{'step', metric, ...}``) with the best finite ``metric`` among
+  those of steps > ``after``, the latest one on a tie (as the best checkpoint keeps); None
+  when there is none."""
+  best = None
+  for entry in history:
+    value = entry.get(metric)
+    if entry.get('step', 0) <= after or value is None or not np.isfinite(value):
+      continue
+    if best is None or (value >= best[metric] if mode == 'max' else value <= best[metric]):
+      best = entry
+  return best
 
 
 def _first_line(e: BaseException, limit: int = 240) -> str:
@@ -226,6 +271,9 @@ def verify(manager: ocp.CheckpointManager, step: int, items: tuple[str, ...],
       wanted = {key: x for key, x in _leaves(target)}
     if set(arrays) != set(wanted):
       extra, lacking = sorted(set(arrays) - set(wanted)), sorted(set(wanted) - set(arrays))
+      if all(k.startswith(OPT_STATE + '/') for k in extra + lacking):
+        raise _OtherOptimizer(f'its optimiser state has other arrays ({len(extra)} not in this '
+                              f'config\'s optimiser state, {len(lacking)} missing)')
       raise _Bad('its arrays are not the model\'s' + (f'; not in the model: {extra[:3]}'
                                                       if extra else '')
                  + (f'; not in the checkpoint: {lacking[:3]}' if lacking else ''))
@@ -234,6 +282,10 @@ def verify(manager: ocp.CheckpointManager, step: int, items: tuple[str, ...],
       if not isinstance(entry, dict):
         raise _Bad(f'the checksum entry of {key} is malformed')
       if entry.get('dtype') != x.dtype.str or entry.get('shape') != list(x.shape):
+        if key.startswith(OPT_STATE + '/'):
+          raise _OtherOptimizer(f'its optimiser state holds {key} as {entry.get("dtype")} '
+                                f'{entry.get("shape")}; this config\'s has {x.dtype.str} '
+                                f'{list(x.shape)}')
         raise _Bad(f'{key} was saved as {entry.get("dtype")} {entry.get("shape")}; the model '
                    f'has {x.dtype.str} {list(x.shape)}')
     for key, x in wanted.items():
@@ -316,6 +368,7 @@ class Checkpointer:
       self._best = None
       self.best_metric = best_metric
       if best_metric is not None:
+        self._check_best_metrics(os.path.join(self.workdir, 'best'))
         best_options = ocp.CheckpointManagerOptions(
             max_to_keep=1, create=True, best_fn=self._best_value, best_mode=best_mode,
             keep_checkpoints_without_metrics=False, enable_async_checkpointing=False)
@@ -325,6 +378,43 @@ class Checkpointer:
     self.record = run_record.RunRecord(self.workdir, self.config_json,
                                        allow_config_change=allow_config_change,
                                        has_checkpoints=bool(self._periodic.all_steps()))
+
+  def _check_best_metrics(self, best_dir: str) -> None:
+    """Makes each best checkpoint's orbax metrics file (which decides the best, and whose loss
+    would let orbax delete the checkpoint) equal to the metrics recorded in its checksums:
+    a missing, unreadable or edited file is rewritten from the record, with a warning.
+
+    Raises:
+      CheckpointError: the file is unreadable and the checksums record no metrics (a
+        checkpoint written before they did), naming it.
+    """
+    if jax.process_index() == 0 and os.path.isdir(best_dir):
+      for name in sorted(os.listdir(best_dir)):
+        step_dir = os.path.join(best_dir, name)
+        if not name.isdigit() or not os.path.isdir(step_dir):
+          continue
+        record = _json_or_none(os.path.join(step_dir, 'checksums', 'metadata'))
+        expected = record.get('metrics') if isinstance(record, dict) else None
+        path = os.path.join(step_dir, *METRICS_FILE)
+        current = _json_or_none(path)
+        if expected is None:
+          if os.path.exists(path) and not isinstance(current, dict):
+            raise CheckpointError(
+                f'{path} (the validation metrics of the best checkpoint) is not readable, and '
+                'its checksums hold no copy (written by an older faujax). Restore it from a '
+                f'backup, or move {step_dir} out of {best_dir} (the best is then chosen from '
+                'the next validations).')
+          continue
+        if current is not None and run_record.canonical(current) == run_record.canonical(
+            expected):
+          continue
+        state = ('missing' if not os.path.exists(path) else
+                 'not readable' if current is None else 'changed since it was saved')
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        files.write_atomic(path, lambda f, m=expected: json.dump(m, f))
+        reporting.warn(f'{path} was {state}; rewritten from the checksum record of its '
+                       f'checkpoint ({self.best_metric} {expected.get(self.best_metric)}).')
+    _barrier('faujax_check_best_metrics')
 
   def _best_value(self, metrics: Any) -> float:
     try:
@@ -350,29 +440,53 @@ class Checkpointer:
     """Step of the best checkpoint (a list of at most one; empty without validation)."""
     return [] if self._best is None else self._steps(self._best)
 
-  def _items(self, step: int, state: Any, json_items: dict[str, Any]) -> ocp.args.Composite:
+  def _items(self, step: int, state: Any, json_items: dict[str, Any],
+             metrics: dict[str, float] | None = None) -> ocp.args.Composite:
     return ocp.args.Composite(
         state=ocp.args.StandardSave(state),
-        checksums=ocp.args.JsonSave(checksums(step, state, json_items)),
+        checksums=ocp.args.JsonSave(checksums(step, state, json_items, metrics)),
         **{name: ocp.args.JsonSave(value) for name, value in json_items.items()})
 
   def save(self, step: int, state: Any, *, history: list[dict[str, Any]] | None = None,
            force: bool = False) -> None:
     """A periodic checkpoint of ``state`` with the validation ``history`` up to ``step``."""
     history = reporting.jsonable(list(history or []))
-    self._periodic.save(step, args=self._items(step, state, {
-        'config': self.config_json, 'dataset': self.dataset_json, 'history': history}),
-                        force=force)
+    with self._room_for(self._periodic, step):
+      self._periodic.save(step, args=self._items(step, state, {
+          'config': self.config_json, 'dataset': self.dataset_json, 'history': history}),
+                          force=force)
 
   def save_best(self, step: int, state: Any, metrics: dict[str, float]) -> None:
+    """Saves ``state`` as the best checkpoint (replacing the previous best, which orbax deletes
+    when ``metrics`` beat its recorded ones); the caller decides that it is the best so far."""
     if self._best is None:
       return
     value = metrics.get(self.best_metric)
     if value is None or not np.isfinite(value):
       return
-    self._best.save(step, args=self._items(step, state, {'config': self.config_json,
-                                                         'dataset': self.dataset_json}),
-                    metrics={k: float(v) for k, v in metrics.items() if np.isscalar(v)})
+    metrics = {k: float(v) for k, v in metrics.items() if np.isscalar(v)}
+    with self._room_for(self._best, step):
+      self._best.save(step, args=self._items(
+          step, state, {'config': self.config_json, 'dataset': self.dataset_json}, metrics),
+                      metrics=metrics)
+
+  @contextlib.contextmanager
+  def _room_for(self, manager: ocp.CheckpointManager, step: int) -> Iterator[None]:
+    """A save that fails for lack of room becomes ``files.NoRoomError`` naming the checkpoint
+    and the newest one that is intact."""
+    try:
+      with _quiet_orbax():  # orbax logs each failed write with its traceback
+        yield
+    except Exception as e:  # pylint: disable=broad-except  # orbax / tensorstore errors
+      if not files.no_room(e):
+        raise
+      kept = self.periodic_steps
+      intact = (f'the previous checkpoint, {self._step_dir(self._periodic, kept[0])}, is intact'
+                if kept else 'no earlier checkpoint exists')
+      raise files.NoRoomError(
+          f'cannot write the checkpoint {self._step_dir(manager, step)}: {files.no_room(e)} '
+          f'(no room on its disk); {intact}. Free some space and run the same command to '
+          'resume.') from None
 
   # ---------------------------------------------------------------------------------------------
   # Verified restore.
@@ -383,7 +497,20 @@ class Checkpointer:
   def _verify(self, manager: ocp.CheckpointManager, step: int, target: Any) -> Restored:
     """The checkpoint of ``step``, or _Bad with the reason it cannot be used."""
     items = _PERIODIC_ITEMS if manager is self._periodic else _BEST_ITEMS
-    restored = verify(manager, step, items, target)
+    try:
+      restored = verify(manager, step, items, target)
+    except _OtherOptimizer as e:
+      history = self.record.config_history
+      changed = [] if not history else [
+          f'config.{k}' for k, _, _ in run_record.config_diff(history[-1]['config'],
+                                                             self.config_json)
+          if not run_record.under(k, run_record.RESULT_NEUTRAL_KEYS)]
+      raise ConfigChangeError(
+          f'{self._step_dir(manager, step)}: {e}. The optimiser settings changed since the run '
+          f'last ran ({", ".join(changed) or "see its config_history.json"}); its checkpoints '
+          'hold the optimiser state of the old settings and cannot resume under the new ones, '
+          'even with --allow_config_change. Resume with the run\'s optimiser settings, or use '
+          f'a new --workdir. Nothing was changed in {self.workdir}.') from None
     config = restored.config
     try:
       run_record.check_compatible(config, self.config_json, restored.path)
@@ -405,6 +532,10 @@ class Checkpointer:
       n += 1
       dest = os.path.join(self.workdir, DAMAGED_DIR, f'{kind}-{step}.{n}')
     if jax.process_index() == 0 and os.path.exists(src):
+      if not os.path.isdir(os.path.dirname(dest)) and os.path.exists(os.path.dirname(dest)):
+        raise CheckpointError(
+            f'{os.path.dirname(dest)} is a file; faujax moves damaged checkpoints ({src}: '
+            'found damaged) into a directory of that name. Move the file away and run again.')
       os.makedirs(os.path.dirname(dest), exist_ok=True)
       shutil.move(src, dest)
     _barrier(f'faujax_move_aside_{kind}_{step}')
@@ -528,6 +659,15 @@ def _handlers(items: tuple[str, ...]) -> dict[str, Any]:
           else ocp.JsonCheckpointHandler() for name in items}
 
 
+def _json_or_none(path: str) -> Any:
+  """The JSON value in ``path``; None when it is missing or not JSON."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
 def _leaves_of_metadata(metadata: Any) -> list[tuple[str, Any]]:
   tree = getattr(metadata, 'tree', metadata)
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
@@ -542,8 +682,10 @@ def _read_only_manager(directory: str, items: tuple[str, ...]) -> ocp.Checkpoint
   if not os.path.isdir(directory):
     return None
   with _quiet_orbax():
-    return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
-                                 item_handlers=_handlers(items))
+    return ocp.CheckpointManager(
+        directory, options=ocp.CheckpointManagerOptions(read_only=True,
+                                                        lightweight_initialize=True),
+        item_handlers=_handlers(items))
 
 
 def read(workdir: str, which: str | int = 'best', *, kind: str | None = None) -> Restored:

@@ -35,6 +35,10 @@ from an OpenFace CSV when one is given, else faujax's mean face scaled to the cr
 ``mean_face.MEAN_FACE_68``), ``openface_csv`` (landmarks ``x_0..x_67, y_0..y_67`` read from an
 OpenFace CSV, ``read_openface_csv``).
 
+Found faces scoring under ``MIN_CONFIDENCE`` or smaller than ``MIN_FACE`` are dropped
+(``above_floors``; how the two were chosen: beside them). In a video, ``FaceTracker`` gives each
+face an id that follows it from frame to frame by the overlap of its box with the previous ones.
+
 Host-side numpy (and small jitted warps); one face at a time.
 """
 
@@ -226,17 +230,107 @@ def read_openface_csv(path: str) -> dict[int, list[FaceBox]]:
   return out
 
 
+# The floors below which a found face is not passed to the model (``faces_of``; the defaults of
+# ``Predictor.predict`` and of ``python -m faujax.predict``'s --min_confidence / --min_face).
+# Chosen with dlib's HOG detector on real photos: scikit-image's astronaut and matplotlib's
+# grace_hopper, each also scaled down to 0.1-0.75 of its size (upsampling 1 and 2), and the 100
+# LFW faces of ``skimage.data.lfw_subset`` (25 px, resized to 100 px):
+#   confidence: real faces score 0.45-1.58 with a box side of 22 px or more (0.23 at 18 px), and
+#   89 of the 92 LFW faces found score 0.2 or more; the false faces score 0.117 and 0.122 (the
+#   mission patch on the astronaut's suit, 89 px, as large as her face: no size floor can drop
+#   it) and 0.00 (in the astronaut at half size, upsampled twice). 0.2 drops the false faces and
+#   keeps every face of the two photos and 89 of the 92 LFW ones.
+#   size: the 68 landmarks found in a scaled-down photo are off those of the full-size one by
+#   0.7-6.8% of the eye distance (mean) at a box side of 38 px or more, by 6.2-13.5% at 31 px or
+#   less (landmark failure is commonly put at 8-10%). 32 px drops the second.
+MIN_CONFIDENCE = 0.2
+MIN_FACE = 32
+
+
+def box_side(face: FaceBox) -> float:
+  """The longer side of a face's box, in its frame's pixels."""
+  x0, y0, x1, y1 = (float(v) for v in face.box)
+  return max(x1 - x0, y1 - y0)
+
+
+def above_floors(faces: Sequence[FaceBox], min_confidence: float = MIN_CONFIDENCE,
+                 min_face: float = MIN_FACE) -> list[FaceBox]:
+  """The faces whose detector score is at least ``min_confidence`` and whose box's longer side
+  (``box_side``, in the frame's pixels) is at least ``min_face``; their order kept."""
+  return [f for f in faces
+          if float(f.confidence) >= min_confidence and box_side(f) >= min_face]
+
+
 def faces_of(source: str, image: np.ndarray, *, upsample: int | None = None,
              max_faces: int = 0, given: Sequence[FaceBox] | None = None,
-             method: str = '') -> list[FaceBox]:
+             method: str = '', min_confidence: float = MIN_CONFIDENCE,
+             min_face: float = MIN_FACE) -> list[FaceBox]:
   """The faces of one frame from ``source`` ('detect', as ``detect`` for the alignment
-  ``method``, or given ones, 'openface_csv')."""
+  ``method``, or given ones, 'openface_csv') at or above the floors (``above_floors``), then
+  the ``max_faces`` largest (0 = all; the given ones in their order)."""
   if source == 'detect':
-    return detect(image, upsample, max_faces, method)
-  if source == 'openface_csv':
+    faces = detect(image, upsample, 0, method)
+  elif source == 'openface_csv':
     faces = list(given or [])
-    return faces[:max_faces] if max_faces > 0 else faces
-  raise ValueError(f'faces {source!r}: expected one of {FACE_SOURCES}.')
+  else:
+    raise ValueError(f'faces {source!r}: expected one of {FACE_SOURCES}.')
+  faces = above_floors(faces, min_confidence, min_face)
+  return faces[:max_faces] if max_faces > 0 else faces
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+  """Intersection over union of two (x0, y0, x1, y1) boxes."""
+  w = min(a[2], b[2]) - max(a[0], b[0])
+  h = min(a[3], b[3]) - max(a[1], b[1])
+  inter = max(w, 0.0) * max(h, 0.0)
+  union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+  return float(inter / union) if union > 0 else 0.0
+
+
+class FaceTracker:
+  """Face ids that follow each face through a video's frames by its position.
+
+  Call it once per frame, in order, with that frame's faces (an empty list for a frame without
+  one): each face takes the id of the face of the previous frames whose last box overlaps its
+  box most (intersection over union at least ``min_iou``), matched greedily, largest overlap
+  first, one face per id; a face that matches none gets a new id (0, 1, 2, ... in order of
+  appearance). An id unseen for more than ``max_gap`` frames is not matched again.
+
+  Args:
+    min_iou: the least overlap of the same face in two frames (0.3, as SORT's tracker: a face
+      moving a third of its width between frames still overlaps 0.5).
+    max_gap: frames a face may be missed (a blink, a turned head: the detector drops it) and
+      keep its id; 25 is one second at 25 frames/s.
+  """
+
+  def __init__(self, min_iou: float = 0.3, max_gap: int = 25):
+    self.min_iou = float(min_iou)
+    self.max_gap = int(max_gap)
+    self._frame = 0
+    self._tracks: dict[int, tuple[np.ndarray, int]] = {}  # id -> (last box, frame last seen)
+
+  def __call__(self, faces: Sequence[FaceBox]) -> list[int]:
+    """The id of each face of the next frame, in ``faces``' order."""
+    self._frame += 1
+    live = {i: box for i, (box, seen) in self._tracks.items()
+            if self._frame - seen <= self.max_gap + 1}
+    pairs = sorted(((_iou(np.asarray(f.box, np.float64), box), k, i)
+                    for k, f in enumerate(faces) for i, box in live.items()),
+                   key=lambda p: (-p[0], p[1], p[2]))
+    ids: list[int | None] = [None] * len(faces)
+    taken: set[int] = set()
+    for overlap, k, i in pairs:
+      if overlap < self.min_iou:
+        break
+      if ids[k] is None and i not in taken:
+        ids[k] = i
+        taken.add(i)
+    next_id = max(self._tracks, default=-1) + 1
+    for k, f in enumerate(faces):
+      if ids[k] is None:
+        ids[k], next_id = next_id, next_id + 1
+      self._tracks[ids[k]] = (np.asarray(f.box, np.float64), self._frame)
+    return [int(i) for i in ids]
 
 
 def method_for(info: Any) -> str:

@@ -48,22 +48,50 @@ def main(argv):
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
-  from faujax import train  # after jax.distributed.initialize, which must precede device use
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
-                             allow_config_change=FLAGS.allow_config_change)
-  except (ValueError, FloatingPointError) as e:  # a config or input mistake, or a NaN stop
+    config = FLAGS.config
+    config.keys()  # a config file that failed to load raises here
+  except Exception as e:  # pylint: disable=broad-except  # whatever the config file raised
     if FLAGS['verbosity'].present:
       raise
+    sys.exit(f'faujax: {_config_error(e)}')
+  from faujax import train  # after jax.distributed.initialize, which must precede device use
+  try:
+    train.train_and_evaluate(config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
+  except (ValueError, FloatingPointError, OSError) as e:  # a config, input or disk problem, or
+    if FLAGS['verbosity'].present:                       # a NaN stop
+      raise
     sys.exit(f'faujax: {e}\n(run with --verbosity=1 for the traceback)')
+
+
+def _config_path(argv: list[str]) -> str | None:
+  path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
+  if path is None and '--config' in argv[:-1]:
+    path = argv[argv.index('--config') + 1]
+  return path
+
+
+def _config_error(error: BaseException) -> str:
+  """One line naming the --config file and why it could not be loaded."""
+  cause = error
+  while cause.__cause__ is not None:
+    cause = cause.__cause__
+  lines = [l.strip() for l in str(cause).strip().splitlines() if l.strip()]
+  detail = lines[-1] if lines else type(cause).__name__
+  if not isinstance(cause, flags.Error):  # a flags.Error's last line names its exception
+    detail = f'{type(cause).__name__}: {detail}'
+  if 'No such file or directory' in detail:
+    detail = ('no such file (expected a Python file defining get_config(), optionally followed '
+              'by :ARGUMENT)')
+  elif 'get_config() takes 0 positional arguments' in detail:
+    detail = 'this config file takes no :ARGUMENT'
+  return f'cannot load --config {_config_path(sys.argv)}: {detail}'
 
 
 def _override_error(argv: list[str], error: Exception) -> str:
   """Names the first ``--config.KEY`` override whose key the config does not have."""
   from faujax import config_schema  # pylint: disable=g-import-not-at-top
-  path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
-  if path is None and '--config' in argv[:-1]:
-    path = argv[argv.index('--config') + 1]
+  path = _config_path(argv)
   overrides = [a[len('--config.'):].split('=', 1)[0] for a in argv if a.startswith('--config.')]
   if path is None:
     return str(error)
@@ -84,13 +112,24 @@ def _override_error(argv: list[str], error: Exception) -> str:
   return f'cannot apply the --config overrides: {error}'
 
 
-def run() -> None:
-  """``app.run(main)``; an unknown ``--config.KEY`` override (raised while absl parses the flags)
-  becomes one line naming the key and the nearest valid ones."""
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with one line instead of a traceback for a config file that cannot be
+  loaded and for an unknown ``--config.KEY`` override (one naming the nearest valid keys)."""
   try:
-    app.run(main)
+    return FLAGS(argv)
   except (AttributeError, KeyError) as e:
-    sys.exit(f'faujax: {_override_error(sys.argv, e)}')
+    sys.exit(f'faujax: {_override_error(argv, e)}')
+  except flags.Error as e:
+    if '--config=' in str(e).splitlines()[0] and 'config file' in str(e):
+      sys.exit(f'faujax: {_config_error(e)}')
+    sys.exit(f'faujax: {str(e).splitlines()[0]}\nPass --helpshort to see the flags.')
+  except Exception as e:  # pylint: disable=broad-except  # whatever the config file raised
+    sys.exit(f'faujax: {_config_error(e)}')
+
+
+def run() -> None:
+  """``app.run(main)`` with ``_parse_flags``."""
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == '__main__':

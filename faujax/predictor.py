@@ -15,8 +15,10 @@ padded, so one compiled program serves every batch); decoding, detection and ali
 background thread while the device runs the model.
 
 Columns (OpenFace's names where OpenFace has the concept): ``input`` (file or ``array:<i>``),
-``frame`` (1-based), ``timestamp`` (s), ``face_id`` (0 = largest face), ``face_x, face_y, face_w,
-face_h`` (box in input pixels), ``confidence`` (detector score; 1 for given crops), ``success``
+``frame`` (1-based), ``timestamp`` (s), ``face_id`` (in an image 0 = its largest face; in a video
+an id that follows one face from frame to frame by its position, ``faces.FaceTracker``: 0 for
+the first face seen, a new id for a new face), ``face_x, face_y, face_w, face_h`` (box in input
+pixels), ``confidence`` (detector score; 1 for given crops), ``success``
 (1 = a face was found and aligned; 0 = a row with only the frame columns), ``x_0..x_67,
 y_0..y_67`` (68 landmarks in input pixels), then by task: ``AUxx_p`` (probability) and ``AUxx_c``
 (0/1 at ``config.eval.threshold``) per AU; the probability of each expression class (softmax of
@@ -176,28 +178,85 @@ def _background(items: Iterator[Any], depth: int = 8) -> Iterator[Any]:
 
 def expand_inputs(inputs: Iterable[Any]) -> list[Any]:
   """Paths with folders expanded (recursively, sorted) to their image and video files; arrays
-  and other paths pass through."""
+  and other files pass through. A path that does not exist, or a folder without an image or a
+  video, raises ValueError naming it."""
   from faujax import video  # pylint: disable=g-import-not-at-top
   out = []
   for x in inputs:
-    if isinstance(x, (str, os.PathLike)) and os.path.isdir(x):
-      for root, dirs, files in os.walk(x):
+    if isinstance(x, np.ndarray):
+      out.append(x)
+      continue
+    if not isinstance(x, (str, os.PathLike)):
+      raise ValueError(f'input {x!r}: expected a path or a uint8 (H, W, 3) array, got '
+                       f'{type(x).__name__}.')
+    path = os.fspath(x)
+    if os.path.isdir(path):
+      found = []
+      for root, dirs, files in os.walk(path):
         dirs.sort()
         for name in sorted(files):
           ext = os.path.splitext(name)[1].lower()
           if ext in IMAGE_EXTENSIONS or video.is_video(name):
-            out.append(os.path.join(root, name))
+            found.append(os.path.join(root, name))
+      if not found:
+        raise ValueError(f'{path}: the folder holds no image or video (searched recursively for '
+                         f'{", ".join(IMAGE_EXTENSIONS + video.VIDEO_EXTENSIONS)}).')
+      out.extend(found)
+    elif not os.path.exists(path):
+      raise ValueError(f'{path}: no such file or folder.')
     else:
-      out.append(os.fspath(x) if isinstance(x, os.PathLike) else x)
+      out.append(path)
   return out
 
 
-def read_image(path: str) -> np.ndarray:
-  """(H, W, 3) uint8 RGB of an image file; ValueError naming the file otherwise."""
+# Transparent pixels are composited onto white, as image viewers and web pages show them.
+_BACKGROUND = (255, 255, 255)
+# The bit ranges a high-depth grey image (PIL modes I;16*, I, F) is read in: the smallest that
+# holds every value (an 8-bit image stored in 16 bits reads back exactly; a 16-bit image maps
+# 65535 to 255), floats in [0, 1] first. Values in none: the image's own min..max.
+_INT_RANGES = (255.0, 65535.0)
+_FLOAT_RANGES = (1.0, 255.0, 65535.0)
+
+
+def _grey_to_uint8(values: np.ndarray, ranges: Sequence[float]) -> np.ndarray:
+  """(H, W) grey values of any depth -> uint8, scaled by their range (``_INT_RANGES``)."""
+  a = np.nan_to_num(np.asarray(values, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+  lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+  top = next((r for r in ranges if lo >= 0 and hi <= r), None)
+  if top is None:
+    a, top = a - lo, max(hi - lo, 1e-12)
+  return np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+
+
+def image_to_rgb(im: Any) -> np.ndarray:
+  """(H, W, 3) uint8 RGB of a PIL image of any mode.
+
+  1, L, P, RGB, CMYK, YCbCr, HSV, LAB: PIL's conversion. With an alpha channel or a transparent
+  colour (RGBA, LA, PA, a P or L with ``transparency``): composited onto white (``_BACKGROUND``).
+  I;16, I;16B, I (16- or 32-bit integers, e.g. a 16-bit grey PNG) and F (floats): scaled by
+  their range onto 0..255 (``_INT_RANGES`` / ``_FLOAT_RANGES``), not clipped.
+  """
   from PIL import Image  # pylint: disable=g-import-not-at-top
+  mode = im.mode
+  if mode.startswith('I') or mode == 'F':
+    grey = _grey_to_uint8(np.asarray(im), _FLOAT_RANGES if mode == 'F' else _INT_RANGES)
+    return np.repeat(grey[..., None], 3, -1)
+  if mode in ('RGBA', 'RGBa', 'LA', 'La', 'PA') or 'transparency' in im.info:
+    rgba = im.convert('RGBA')
+    canvas = Image.new('RGBA', rgba.size, _BACKGROUND + (255,))
+    return np.asarray(Image.alpha_composite(canvas, rgba).convert('RGB'))
+  return np.asarray(im.convert('RGB'))
+
+
+def read_image(path: str) -> np.ndarray:
+  """(H, W, 3) uint8 RGB of an image file (``image_to_rgb``: any PIL mode, 16-bit included);
+  ValueError naming the file otherwise."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(path):
+    raise ValueError(f'{path}: no such file or folder.')
   try:
     with Image.open(path) as im:
-      return np.asarray(im.convert('RGB'))
+      return image_to_rgb(im)
   except (OSError, ValueError) as e:
     raise ValueError(f'{path}: cannot read it as an image ({type(e).__name__}: {e}).') from None
 
@@ -268,8 +327,11 @@ class Predictor:
 
   def _faces_of_frame(self, name: str, frame: int, timestamp: float, image: np.ndarray,
                       faces: str, given: Sequence[faces_lib.FaceBox] | None,
-                      upsample: int | None,
-                      max_faces: int, keep_image: bool) -> _Frame:
+                      upsample: int | None, max_faces: int, keep_image: bool,
+                      floors: tuple[float, float],
+                      tracker: faces_lib.FaceTracker | None = None) -> _Frame:
+    """The faces of one frame (``faces_lib.faces_of``; ``floors`` = (min_confidence, min_face))
+    aligned; ids by size (0 = largest) or, with ``tracker``, following the video's faces."""
     if faces == 'cropped':
       t0 = time.perf_counter()
       lm = given[0].landmarks if given else None
@@ -279,9 +341,12 @@ class Predictor:
     else:
       t0 = time.perf_counter()
       boxes = faces_lib.faces_of(faces, image, upsample=upsample, max_faces=max_faces,
-                                 given=given, method=self.aligner.method)
+                                 given=given, method=self.aligner.method,
+                                 min_confidence=floors[0], min_face=floors[1])
       t1 = time.perf_counter()
-      found = [_Face(i, b, self.aligner(image, b)) for i, b in enumerate(boxes)]
+      ids = tracker(boxes) if tracker is not None else range(len(boxes))
+      found = sorted((_Face(i, b, self.aligner(image, b)) for i, b in zip(ids, boxes)),
+                     key=lambda f: f.face_id)
       self.times.detect += t1 - t0
       self.times.align += time.perf_counter() - t1
     return _Frame(name, frame, timestamp, found, image if keep_image else None)
@@ -326,19 +391,26 @@ class Predictor:
   def predict(self, images_or_paths: Any, *, faces: str = 'detect',
               upsample: int | None = None,
               max_faces: int = 0, landmarks: dict[int, list[faces_lib.FaceBox]] | None = None,
+              min_confidence: float = faces_lib.MIN_CONFIDENCE,
+              min_face: float = faces_lib.MIN_FACE,
               on_frame: Callable[[_Frame, list[dict]], None] | None = None,
               keep_images: bool = False, progress: Any = None):
     """One row per face of each image (a row with ``success`` 0 for an image without one).
 
     Args:
       images_or_paths: an image path, a folder (searched recursively), a uint8 (H, W, 3) array,
-        or a sequence of them. Unreadable files are skipped and listed in ``self.skipped`` and in
-        the DataFrame's ``attrs['skipped']``.
+        or a sequence of them. A path that does not exist, or a folder without an image or a
+        video, raises ValueError (``expand_inputs``); unreadable files are skipped and listed in
+        ``self.skipped`` and in the DataFrame's ``attrs['skipped']``.
       faces: 'detect' (dlib), 'cropped' (inputs are face crops; their landmarks from
         ``landmarks`` when given, else the mean face) or 'openface_csv' (with ``landmarks``).
       landmarks: faces per 1-based input index (``faces.read_openface_csv``).
       upsample: dlib detector upsampling (None: the alignment's tool's, ``faces.detect``).
       max_faces: keep at most this many faces per image (largest first; 0 = all).
+      min_confidence: faces found (``detect`` / ``openface_csv``) with a lower detector score
+        are not passed to the model (``faces.MIN_CONFIDENCE``: how it was chosen).
+      min_face: nor are faces whose box's longer side is shorter, in the input's pixels
+        (``faces.MIN_FACE``). Neither applies to ``cropped`` inputs.
       on_frame: called with each frame and its rows once predicted (annotation).
       keep_images: keep each frame's pixels for ``on_frame``.
       progress: a tqdm-like object whose ``update(1)`` is called per image.
@@ -368,7 +440,7 @@ class Predictor:
         self.times.decode += time.perf_counter() - t0
         given = (landmarks or {}).get(k, [])
         yield self._faces_of_frame(name, k, 0.0, image, faces, given, upsample, max_faces,
-                                   keep_images)
+                                   keep_images, (min_confidence, min_face))
 
     rows = self._run(_background(produce()), on_frame, progress)
     self.times.wall += time.perf_counter() - start
@@ -377,11 +449,15 @@ class Predictor:
   def predict_video(self, path: str, *, faces: str = 'detect', upsample: int | None = None,
                     max_faces: int = 0,
                     landmarks: dict[int, list[faces_lib.FaceBox]] | None = None,
+                    min_confidence: float = faces_lib.MIN_CONFIDENCE,
+                    min_face: float = faces_lib.MIN_FACE,
                     on_frame: Callable[[_Frame, list[dict]], None] | None = None,
                     keep_images: bool = False, progress: Any = None):
     """One row per face per frame of a video (arguments as ``predict``; ``landmarks`` is keyed
-    by OpenFace's 1-based frame number). A video that fails to decode part-way keeps the rows of
-    the frames before and is listed in ``attrs['skipped']``."""
+    by OpenFace's 1-based frame number). ``face_id`` follows each face from frame to frame by
+    its position (``faces.FaceTracker``). A video that fails to decode part-way, or yields fewer
+    frames than its container lists (``video.read_frames``), keeps the rows of the frames read
+    and is listed in ``attrs['skipped']`` with their number."""
     from faujax import video  # pylint: disable=g-import-not-at-top
     self._check_faces(faces, landmarks)
     skipped_before = len(self.skipped)
@@ -389,6 +465,7 @@ class Predictor:
 
     def produce():
       frames = video.read_frames(path)
+      tracker = faces_lib.FaceTracker()
       while True:
         t0 = time.perf_counter()
         try:
@@ -400,7 +477,8 @@ class Predictor:
           return
         self.times.decode += time.perf_counter() - t0
         yield self._faces_of_frame(path, n, t, image, faces, (landmarks or {}).get(n, []),
-                                   upsample, max_faces, keep_images)
+                                   upsample, max_faces, keep_images, (min_confidence, min_face),
+                                   tracker)
 
     rows = self._run(_background(produce()), on_frame, progress)
     self.times.wall += time.perf_counter() - start

@@ -31,11 +31,23 @@ class _LazyWriter:
       from clu import metric_writers  # pylint: disable=g-import-not-at-top
       self._writer = metric_writers.create_default_writer(
           self._workdir, just_logging=jax.process_index() > 0, asynchronous=False)
-    self._writer.write_scalars(step, scalars)
+    self._guarded(self._writer.write_scalars, step, scalars)
 
   def flush(self) -> None:
     if self._writer is not None:
-      self._writer.flush()
+      self._guarded(self._writer.flush)
+
+  def _guarded(self, fn, *args) -> None:
+    """``fn(*args)``; a full disk becomes ``files.NoRoomError`` naming the events files."""
+    try:
+      fn(*args)
+    except Exception as e:  # pylint: disable=broad-except  # TensorFlow's errors
+      if not files.no_room(e):
+        raise
+      raise files.NoRoomError(
+          f'cannot write the TensorBoard events file in {self._workdir}: {files.no_room(e)} '
+          '(no room on its disk); the checkpoints written so far are intact: free some space '
+          'and run the same command to resume.') from None
 
 
 def create_writer(workdir: str) -> _LazyWriter:

@@ -10,8 +10,9 @@ switches, e.g. MACG Tables 4-5 on the DISFA-like synthetic faces:
       --vary ablation=resnet50,baseline,full --seeds 0,1,2
 
 A run whose ``results.json`` exists is read, not trained again, so several processes can fill
-one sweep (each with its own ``--seeds`` or ``--vary`` subset) and a last call with the whole grid
-only writes the table. Checkpoints are selected on validation subjects, never on the test split.
+one sweep (each with its own ``--seeds`` or ``--vary`` subset, or the same ones: a run another
+process is training is skipped, by its workdir lock) and a last call with the whole grid only
+writes the table. Checkpoints are selected on validation subjects, never on the test split.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from faujax import reporting
 from faujax import run_record
 from faujax import runtime
 from faujax import train
+from faujax import workdir_lock
 
 FLAGS = flags.FLAGS
 RESULTS_FILE = 'results.json'
@@ -246,7 +248,11 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, vary: Sequence[st
         continue
       else:
         reporting.say(f'=== {name} seed {seed} ===')
-        results = train_fn(cfg, run_dir)
+        try:
+          results = train_fn(cfg, run_dir)
+        except workdir_lock.WorkdirInUseError as e:  # another sweep process trains this run
+          reporting.warn(f'skipped {name} seed {seed}: {e}')
+          continue
         if 'metrics' not in results:  # stopped by SIGTERM: run again to resume
           return results
       cells[name].append(results['metrics'])

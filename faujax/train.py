@@ -39,6 +39,7 @@ from faujax import faces as faces_lib
 from faujax import initialization
 from faujax import stages as stages_lib
 from faujax import tasks
+from faujax import workdir_lock
 from faujax.data import augment
 from faujax.data import input_pipeline
 from faujax.data import dataset_info
@@ -376,9 +377,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   A resume with a config that differs from the run's is refused with the changed keys unless
   ``allow_config_change`` (then recorded in ``workdir/config_history.json``; see
-  ``faujax.checkpoint``). Returns the final results dict that is also written to
-  ``workdir/results.json``.
+  ``faujax.checkpoint``). The run holds the workdir's lock throughout: a second training on the
+  same workdir is refused (``faujax.workdir_lock``). Returns the final results dict that is also
+  written to ``workdir/results.json``.
   """
+  with workdir_lock.hold(workdir):
+    return _train_and_evaluate(config, workdir, allow_config_change)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        allow_config_change: bool) -> dict[str, Any]:
   config = config_base.resolve_config(config)
   sec = config_base.config_sections(config)
   mode = parallel.check_mode(config.parallelism)
@@ -397,7 +405,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   init_rng, step_rng = jax.random.split(rng)
   state, _ = create_train_state(init_rng, config, info, steps_per_epoch=steps_per_epoch,
                                 total_steps=plan[0].num_steps)
-  os.makedirs(workdir, exist_ok=True)
   checkpointer = ckpt_lib.Checkpointer(workdir, config, keep=sec['checkpoint'].keep,
                                        best_metric=task.selection_metric if
                                        info.num_examples.get('validation') else None,
@@ -458,13 +465,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         val = evaluate(steps, state, config.data, sec['eval'].batch_size, task, 'validation')
         val = {k: float(v) for k, v in val.items()
                if isinstance(v, (float, int, np.number)) and not k.startswith('trivial/')}
+        if task.selection_metric not in val:
+          checkpointer.save(step, steps.host_state(state), history=history, force=True)
+          raise ValueError(
+              f'config.eval.selection_metric: {task.selection_metric!r} is not a validation '
+              f'metric of this task; it has {", ".join(sorted(val))}. The steps trained so far '
+              f'are saved ({os.path.join(workdir, "checkpoints", str(step))}): run again with '
+              'one of these and --allow_config_change to resume.')
         writer.write_scalars(step, {f'validation/{k}': v for k, v in val.items()})
         history.append({'step': step, **val})
         reporting.say(f'step {step} validation {task.selection_metric} '
                       f'{val[task.selection_metric]:.4f}')
         best_candidate = steps.host_state(state)
         _check_finite(best_candidate, checkpointer)
-        if stage_index == len(plan) - 1:  # earlier stages do not train the whole model
+        # Earlier stages do not train the whole model; a checkpoint is the best when no
+        # validation of the final stage in the history (kept across resumes) beat it, so a
+        # lost best checkpoint is never replaced by a worse one.
+        if (stage_index == len(plan) - 1 and ckpt_lib.best_in_history(
+            history, task.selection_metric, after=plan[-1].start)['step'] == step):
           checkpointer.save_best(step, best_candidate, val)
       if step % sec['checkpoint'].every == 0 or last or preemption.requested:
         host_state = steps.host_state(state)
@@ -486,6 +504,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     selected = f'best validation {task.selection_metric} at step {best_step}'
   elif checkpointer.best_failure:
     selected = f'final ({checkpointer.best_failure})'
+  expected = ckpt_lib.best_in_history(history, task.selection_metric, after=plan[-1].start)
+  if (expected is not None and not checkpointer.best_failure
+      and (best is None or best[1] != expected['step'])):
+    missing = (f'the best checkpoint, step {expected["step"]} by the validation history '
+               f'({task.selection_metric} {expected[task.selection_metric]:.4f}), is not in '
+               f'{os.path.join(workdir, "best")}')
+    reporting.warn(f'{missing[0].upper()}{missing[1:]}; the results are those of the '
+                   f'{"final state" if best is None else f"checkpoint of step {best[1]}"}.')
+    selected = f'{selected} ({missing})'
   test_split = 'test' if info.num_examples.get('test') else 'validation'
   test, arrays = evaluate(steps, final_state, config.data, sec['eval'].batch_size, task,
                           test_split, return_arrays=True)

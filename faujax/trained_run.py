@@ -105,6 +105,10 @@ def locate(path: str) -> tuple[str, tuple[str, int] | None]:
     CheckpointError: ``path`` is neither.
   """
   p = os.path.abspath(path)
+  if not os.path.exists(p):
+    raise ckpt_lib.CheckpointError(f'{path}: no such file or directory; expected the --workdir '
+                                   'of a training run or of python -m '
+                                   'faujax.tools.import_checkpoint.')
   parent, name = os.path.split(p)
   workdir, kind = os.path.split(parent)
   if name.isdigit() and kind in ('checkpoints', 'best') and os.path.isdir(p):

@@ -22,6 +22,7 @@ from faujax import reporting
 from faujax import run_record
 from faujax import train
 
+import file_digests
 import tiny_config
 
 
@@ -616,3 +617,126 @@ def test_an_interrupted_small_file_write_leaves_the_old_file(tmp_path):
   assert os.listdir(tmp_path) == ['results.json']
   files.write_atomic(path, lambda f: f.write(b'\x00\x01'), binary=True)
   assert open(path, 'rb').read() == b'\x00\x01'
+
+
+# ------------------------------------------------------------------------------------------------
+# The best checkpoint's metrics are verified (issue 33): orbax's copy decides the best.
+
+
+def _best_metrics_file(root, step=2):
+  return os.path.join(root, 'best', str(step), *ckpt_lib.METRICS_FILE)
+
+
+@pytest.mark.parametrize('fault', ['deleted', 'edited', 'garbage'])
+def test_a_damaged_best_metrics_file_is_rebuilt_and_the_best_kept(workdir, fault, capfd):
+  path = _best_metrics_file(workdir)
+  if fault == 'deleted':
+    os.remove(path)
+  elif fault == 'edited':  # a lower value would let a worse checkpoint replace this one
+    with open(path, 'w') as f:
+      json.dump({'f1': -1.0}, f)
+  else:
+    with open(path, 'w') as f:
+      f.write('{"f1": 0.5, garb')
+  ckpt = ckpt_lib.Checkpointer(workdir, _config(), best_metric='f1')
+  assert f'{path} was' in capfd.readouterr().err
+  with open(path) as f:
+    assert json.load(f) == {'f1': 0.5}
+  ckpt.save_best(3, _state(3, 3), {'f1': 0.25})  # worse: orbax must keep step 2
+  ckpt.wait()
+  assert ckpt.best_steps == [2]
+  ckpt.close()
+
+
+def test_best_in_history_is_the_latest_of_the_best_values_after_a_step():
+  history = [{'step': 6, 'f1': 0.9}, {'step': 12, 'f1': 0.3}, {'step': 18, 'f1': float('nan')},
+             {'step': 24, 'f1': 0.5}, {'step': 30, 'f1': 0.5}, {'step': 36, 'f1': 0.4}]
+  assert ckpt_lib.best_in_history(history, 'f1', after=6)['step'] == 30
+  assert ckpt_lib.best_in_history(history, 'f1')['step'] == 6
+  assert ckpt_lib.best_in_history(history, 'f1', after=36) is None
+
+
+def test_a_lost_best_checkpoint_is_named_not_replaced_by_a_worse_one(finished_run,
+                                                                     tiny_data_dir, tmp_path,
+                                                                     capfd):
+  src, results = finished_run
+  root = str(tmp_path / 'run')
+  shutil.copytree(src, root)
+  best_step = int(results['checkpoint'].split('at step ')[1])
+  shutil.rmtree(os.path.join(root, 'best'))
+  again = train.train_and_evaluate(_run_config(tiny_data_dir), root)
+  assert f'step {best_step} by the validation history' in again['checkpoint']
+  assert 'is not in' in capfd.readouterr().err
+  assert not os.listdir(os.path.join(root, 'best'))  # no later checkpoint posing as the best
+
+
+# ------------------------------------------------------------------------------------------------
+# Clear refusals: a changed optimiser, a full disk, a file where damaged/ goes (issue 33).
+
+
+def test_a_changed_optimiser_is_refused_naming_the_key_and_nothing_changes(workdir):
+  before = file_digests.digests(workdir)
+  config = _config()
+  config.optim.name = 'sgd'
+  ckpt = ckpt_lib.Checkpointer(workdir, config, allow_config_change=True)
+  target = {**_target(), 'opt_state': ({'count': np.zeros((), np.int32)},)}
+  with pytest.raises(run_record.ConfigChangeError, match=r'config\.optim\.name') as e:
+    ckpt.restore_latest(target)
+  assert 'every one failed verification' not in str(e.value)
+  assert file_digests.digests(workdir) == before
+
+
+@pytest.fixture
+def file_size_limit():
+  """Lowers this process's file-size limit (``ulimit -f``: writes past it fail with EFBIG, as
+  on a full disk; Python ignores SIGXFSZ) inside ``with limit():``."""
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import resource  # pylint: disable=g-import-not-at-top
+  soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+  @contextlib.contextmanager
+  def limit(nbytes=4096):
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+      yield
+    finally:
+      resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+  return limit
+
+
+def test_a_full_disk_names_the_file_and_the_intact_checkpoint(tmp_path, file_size_limit):
+  from faujax import files  # pylint: disable=g-import-not-at-top
+  root = str(tmp_path / 'run')
+  ckpt = ckpt_lib.Checkpointer(root, _config(), best_metric='f1')
+  ckpt.save(1, GOOD, history=[])
+  ckpt.wait()
+  big = {**GOOD, 'params': {**GOOD['params'], 'head': {'kernel': np.ones((64, 64), np.float32),
+                                                       'bias': GOOD['params']['head']['bias']}}}
+  errors = []
+  with file_size_limit():
+    for write in (lambda: ckpt.save(2, {**big, 'step': np.array(2, np.int32)}, history=[]),
+                  lambda: files.write_json(os.path.join(root, 'config.json'), ['x' * 9000]),
+                  lambda: reporting.create_writer(root).write_scalars(
+                      1, {f'm{i}': 1.0 for i in range(500)})):
+      with pytest.raises(files.NoRoomError) as e:
+        write()
+      errors.append(str(e.value))
+  assert os.path.join(root, 'checkpoints', '2') in errors[0]
+  assert f'{os.path.join(root, "checkpoints", "1")}, is intact' in errors[0]
+  assert os.path.join(root, 'config.json') in errors[1] and 'previous version' in errors[1]
+  assert 'TensorBoard events file' in errors[2] and root in errors[2]
+  assert all('File too large' in e for e in errors)
+  restored = ckpt.restore_latest(_target())
+  assert restored.step == 1
+  _assert_bitwise_equal(restored.state, GOOD)
+  ckpt.close()
+
+
+def test_a_file_where_damaged_checkpoints_go_is_named(workdir):
+  with open(os.path.join(workdir, 'checkpoints', '2', 'checksums', 'metadata'), 'w') as f:
+    f.write('garbage')
+  with open(os.path.join(workdir, ckpt_lib.DAMAGED_DIR), 'w') as f:
+    f.write('a user file')
+  ckpt = ckpt_lib.Checkpointer(workdir, _config())
+  with pytest.raises(run_record.CheckpointError, match=r'damaged is a file'):
+    ckpt.restore_latest(_target())

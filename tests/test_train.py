@@ -232,6 +232,17 @@ def test_bad_config_errors_before_compiling(tmp_path, override, match):
     train.train_and_evaluate(config, str(tmp_path))
 
 
+def test_an_unknown_selection_metric_is_named_and_the_steps_kept(tmp_path, tiny_data_dir):
+  config = _config()
+  config.data.data_dir = tiny_data_dir
+  config.eval.selection_metric = 'bogus_metric'
+  with pytest.raises(ValueError, match=r"config\.eval\.selection_metric: 'bogus_metric' is not "
+                     r'a validation metric of this task; it has .*f1_mean'):
+    train.train_and_evaluate(config, str(tmp_path))
+  eval_every = config.train.eval_every
+  assert (tmp_path / 'checkpoints' / str(eval_every)).is_dir()  # what trained is kept
+
+
 def _main(workdir, data_dir, *extra, env=None):
   return [sys.executable, '-m', 'faujax.main', f'--config={REPO}/tests/tiny_config.py',
           f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', *extra]
