@@ -24,7 +24,7 @@ LAYERS = (
     ('loss/metrics', ('faujax.losses', 'faujax.metrics', 'faujax.tasks')),
     ('train', ('faujax.optim', 'faujax.stages', 'faujax.parallel', 'faujax.config_base',
                'faujax.checkpoint', 'faujax.run_record', 'faujax.initialization', 'faujax.train',
-               'faujax.trained_run', 'faujax.evaluators')),
+               'faujax.trained_run', 'faujax.evaluators', 'faujax.workdir_lock')),
     # The package root's lazy ``faujax.Predictor`` is the inference command's entry point.
     ('commands', ('faujax', 'faujax.main', 'faujax.predict', 'faujax.predictor', 'faujax.sweep',
                   'faujax.cv', 'faujax.bench', 'faujax.tools',
