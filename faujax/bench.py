@@ -281,6 +281,8 @@ def benchmark(config: ml_collections.ConfigDict, mode: str, batch_size: int,
   return {
       'model': config.model.name, 'backbone': config.model.get('backbone', {}).get('name', '-'),  # AU-GCN has none
       'dtype': dtype, 'params': num_params, 'mode': mode,
+      'param_dtypes': sorted({str(x.dtype)
+                              for x in jax.tree_util.tree_leaves(holder['state'].params)}),
       'batch_size': batch_size,
       'image_size': int(config.augment.image_size), 'devices': jax.device_count(),
       'device_kind': device_kind, 'model_build_s': build_s,
