@@ -98,8 +98,12 @@ class EvalConfig:
 # and shapes match (``_init_from``; '' = none).
 # 'evals': evaluators run after the test evaluation besides the model's own (module paths,
 # ``faujax.evaluators``).
+# 'unbiased_running_var': every BatchNorm's running variance tracks PyTorch's unbiased batch
+# variance n / (n - 1) sigma^2 instead of the biased one (``faujax.layers.batch_norm``; on in the
+# torch-parity recipes, off by default).
 RUN_KEYS: dict[str, Any] = {'seed': 0, 'parallelism': 'jit', 'ablation': '',
-                            'pretrained_backbone': '', 'init_from': '', 'evals': ()}
+                            'pretrained_backbone': '', 'init_from': '', 'evals': (),
+                            'unbiased_running_var': False}
 # Every config section and the schema that declares its keys.
 SECTIONS: dict[str, type] = {
     'data': dataset_info.DataConfig,
@@ -125,6 +129,9 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     if key not in known:
       raise config_schema.unknown_key_error(key, '', known)
   parallel.check_mode(config.get('parallelism', 'jit'))
+  if not isinstance(config.get('unbiased_running_var', False), bool):
+    raise config_schema.ConfigError(
+        f'config.unbiased_running_var={config.unbiased_running_var!r}; expected True or False.')
   rows = models.ablations(config.model.name)
   if config.get('ablation', ''):
     if config.ablation not in rows:

@@ -8,7 +8,9 @@ overwrites:
   * ``config.init_from``: every variable whose path and shape a run's checkpoint also has (a
     workdir or a step directory; e.g. ME-GraphAU's stage 2 from its stage 1, DISFA from BP4D),
     as the public codes' ``load_state_dict(strict=False)``.
-Under ``config.parallelism='pmap'`` its BatchNorms are synced over the devices.
+Under ``config.parallelism='pmap'`` its BatchNorms are synced over the devices; with
+``config.unbiased_running_var`` their running variances track PyTorch's unbiased estimate
+(``faujax.layers.batch_norm``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from faujax import models
 from faujax import parallel
 from faujax import reporting
 from faujax.data import dataset_info
+from faujax.layers.batch_norm import use_unbiased_running_var
 
 Array = jax.Array
 
@@ -57,6 +60,8 @@ def create_model(config: ml_collections.ConfigDict, info: dataset_info.DatasetIn
     _init_from(model, config.init_from)
   if config.get('parallelism', 'jit') == 'pmap':
     parallel.sync_batch_norm(model, parallel.PMAP_AXIS)
+  if config.get('unbiased_running_var', False):
+    use_unbiased_running_var(model)
   return model
 
 

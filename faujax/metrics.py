@@ -14,7 +14,10 @@ on it.
   loss, average precision, micro/macro F1, micro/macro AUC (``multilabel_metrics``).
 * Paper-style markdown tables: ``format_au_table`` and ``format_fold_table``.
 
-Binary decisions are ``score >= threshold`` (default 0.5) everywhere.
+Binary decisions (``decide``): AU detection takes ``score >= threshold`` (default 0.5; the AU
+papers name no rule); the multi-label FER metrics take ``score > threshold`` as SVML-RGCN sec. 4.1
+states ("predicted as true if the confidence scores are greater than 0.5"). Both rules are
+``DECISION_RULES``; docs/reference/model_details.md, "Decision rules".
 """
 
 from __future__ import annotations
@@ -46,6 +49,20 @@ LOSS = 'loss'              # optional (B,) per-example loss; its mean is reporte
 # (Emotion-GCN eq. 11 with population moments) or 'public_code' (covariance over n, variances
 # over n - 1, as the Emotion-GCN public code computes it).
 CCC_NORMALIZATIONS: tuple[str, ...] = ('paper', 'public_code')
+
+# Binary decision rules of ``decide``: '>=' (AU detection) and '>' (SVML-RGCN sec. 4.1).
+DECISION_RULES: tuple[str, ...] = ('>=', '>')
+AU_RULE = '>='         # AU detection (the papers name no rule)
+MULTILABEL_RULE = '>'  # multi-label expressions, SVML-RGCN sec. 4.1
+
+
+def decide(scores: Any, threshold: float, rule: str) -> np.ndarray:
+  """The 0/1 decisions (bool array) of ``scores`` at ``threshold``: ``scores >= threshold``
+  (``rule='>='``) or ``scores > threshold`` (``rule='>'``); they differ only at the threshold."""
+  if rule not in DECISION_RULES:
+    raise ValueError(f'decision rule {rule!r}; expected one of {DECISION_RULES}.')
+  scores = np.asarray(scores)
+  return scores > threshold if rule == '>' else scores >= threshold
 
 
 def _as2d(x: Any, name: str) -> np.ndarray:
@@ -115,7 +132,8 @@ def au_metrics(probs: Any, labels: Any, mask: Any | None = None, threshold: floa
   run over the AUs where the metric is defined (not NaN).
 
   Args:
-    probs: (N, C) predicted probabilities (or any score; F1/accuracy use ``>= threshold``).
+    probs: (N, C) predicted probabilities (or any score; F1/accuracy use ``>= threshold``,
+      ``decide(..., '>=')``).
     labels: (N, C) 0/1 labels.
     mask: optional (N, C) 0/1 label mask.
     threshold: decision threshold.
@@ -142,7 +160,7 @@ def au_metrics(probs: Any, labels: Any, mask: Any | None = None, threshold: floa
     if t.size == 0:
       f1, auc, acc = (float('nan'),) * 3
     else:
-      pred = s >= threshold
+      pred = decide(s, threshold, AU_RULE)
       f1 = f1_binary(t, pred)
       auc = roc_auc(t, s)
       acc = float(np.mean(pred == t))
@@ -409,13 +427,15 @@ def auc_macro(labels: Any, scores: Any) -> float:
 
 
 def multilabel_metrics(scores: Any, labels: Any, threshold: float = 0.5,
-                       prefix: str = 'ml/') -> dict[str, float]:
+                       prefix: str = 'ml/', rule: str = MULTILABEL_RULE) -> dict[str, float]:
   """The nine multi-label FER metrics of SVML-RGCN section 4.1.
 
   Args:
-    scores: (N, C) confidence scores (probabilities); decisions are ``scores >= threshold``.
+    scores: (N, C) confidence scores (probabilities); a label is predicted true when its score
+      is greater than ``threshold`` (sec. 4.1; ``decide(scores, threshold, rule)``).
     labels: (N, C) 0/1 labels (fully known).
     threshold: decision threshold.
+    rule: '>' (the paper) or '>=' (``DECISION_RULES``).
     prefix: key prefix.
 
   Returns:
@@ -423,7 +443,7 @@ def multilabel_metrics(scores: Any, labels: Any, threshold: float = 0.5,
     'average_precision', 'micro_f1', 'macro_f1', 'micro_auc', 'macro_auc'}.
   """
   y, s = _check_ml(labels, scores)
-  p = s >= threshold
+  p = decide(s, threshold, rule)
   return {
       f'{prefix}hamming_loss': hamming_loss(y, p),
       f'{prefix}coverage': coverage(y, s),

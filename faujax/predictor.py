@@ -75,7 +75,7 @@ def prediction_columns(task: tasks.Task, outputs: dict[str, np.ndarray],
     p = np.asarray(outputs[metrics_lib.AU_PROB], np.float64)
     for j, n in enumerate(names):
       cols[f'{au_column(n)}_p'] = p[:, j]
-      cols[f'{au_column(n)}_c'] = _decision(p[:, j], threshold)
+      cols[f'{au_column(n)}_c'] = _decision(p[:, j], threshold, metrics_lib.AU_RULE)
   if metrics_lib.EXPR_SCORE in outputs:
     p = np.asarray(jax.nn.softmax(jnp.asarray(outputs[metrics_lib.EXPR_SCORE], jnp.float32), -1),
                    np.float64)
@@ -88,13 +88,14 @@ def prediction_columns(task: tasks.Task, outputs: dict[str, np.ndarray],
     p = np.asarray(outputs[metrics_lib.ML_PROB], np.float64)
     for j, n in enumerate(names):
       cols[str(n).lower()] = p[:, j]
-      cols[f'{str(n).lower()}_c'] = _decision(p[:, j], threshold)
+      cols[f'{str(n).lower()}_c'] = _decision(p[:, j], threshold, metrics_lib.MULTILABEL_RULE)
   return cols
 
 
-def _decision(p: np.ndarray, threshold: float) -> np.ndarray:
-  """1.0 / 0.0 where ``p`` >= / < ``threshold``; NaN where ``p`` is NaN (no decision)."""
-  return np.where(np.isnan(p), np.nan, (p >= threshold).astype(np.float64))
+def _decision(p: np.ndarray, threshold: float, rule: str) -> np.ndarray:
+  """1.0 / 0.0 by ``metrics.decide`` (the task's rule, as its metrics decide); NaN where ``p``
+  is NaN (no decision)."""
+  return np.where(np.isnan(p), np.nan, metrics_lib.decide(p, threshold, rule).astype(np.float64))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_roi_layout_counts_pairs_and_label_mask():
   assert ((12, 14, 15), 'right') in bp4d.specs and ((23, 24), 'left') in bp4d.specs
   assert (17, 'up') in bp4d.specs  # EAC-Net's AU17 points 51 / 57 are a midline (up/down) pair
   disfa = roi_nodes.roi_layout(DISFA)
-  assert disfa.num_nodes == 15 and ((25, 26), 'right') in disfa.specs
+  assert disfa.num_nodes == 14 and ((25, 26), 'right') in disfa.specs
   # eq. 2 partition rule: Y^ROI_ij = 0 when AU j is not in ROI i; the face node holds every AU.
   m = bp4d.membership
   for r, (members, _) in enumerate(bp4d.specs):
@@ -75,6 +75,28 @@ def test_roi_layout_counts_pairs_and_label_mask():
                                                     else (members,))
     assert {a for a, v in zip(BP4D, m[r]) if v} == expect
   assert not roi_nodes.roi_layout(BP4D, with_face=False).membership.all(axis=1).any()
+
+
+def test_disfa_has_the_papers_14_rois_with_au9_as_one_roi():
+  """AU-GCN sec. 3.2 / eq. 2: 12 ROIs shared with BP4D (AU1, AU2, AU4, AU6, AU12, AU25/26 as
+  pairs), one for AU9, and the face: R = 14; AU9's ROI sits between its two nostril centres."""
+  disfa = roi_nodes.roi_layout(DISFA)
+  assert disfa.num_nodes == 14 and disfa.num_local == 13
+  assert [spec for spec in disfa.specs if spec[0] == 9] == [(9, None)]
+  shared = [spec for spec in disfa.specs if spec[0] not in (9, None)]
+  assert len(shared) == 12 and {spec[0] for spec in shared} == {1, 2, 4, 6, 12, (25, 26)}
+  pts = _face()
+  r = abs(pts[39, 0] - pts[42, 0])
+  centres = np.asarray(roi_nodes.local_centres(jnp.asarray(pts)[None], disfa))[0]
+  np.testing.assert_allclose(centres[disfa.specs.index((9, None))],
+                             (pts[32] + pts[34]) / 2 + (0, -r / 2), atol=1e-5)
+  np.testing.assert_array_equal(disfa.membership[disfa.specs.index((9, None))],
+                                [a == 9 for a in DISFA])
+  assert roi_nodes.roi_layout(DISFA, single_aus=()).num_nodes == 15   # every region a pair
+  model = _augcn(_info(DISFA), **TINY)
+  assert model.layout.num_nodes == 14 and model.adjacency.shape == (14, 14)
+  with pytest.raises(ValueError, match='single_roi_aus'):
+    _augcn(_info(DISFA), single_roi_aus='9', **TINY)
 
 
 def test_an_au_without_a_roi_rule_is_an_error_naming_it():

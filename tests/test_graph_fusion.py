@@ -108,6 +108,30 @@ def test_gated_fusion_matches_reference(use_bias):
   np.testing.assert_allclose(np.asarray(got), ref_gfc(params, a, b), rtol=1e-5, atol=1e-5)
 
 
+def test_torch_init_of_the_mgrr_layers_draws_within_torchs_bounds():
+  """init='torch' (MGRR-Net sec. 4.2): each map U(+-1/sqrt(its own fan-in)); the GFC's gate bias
+  is the sum of its two 1 x 1 convolutions' biases, so it reaches beyond either bound."""
+  key = jax.random.key(5)
+  gfc = graph.gated_fusion_init(key, 16, 64, 256, init='torch')
+  for name, fan in (('kernel_a', 16), ('gate_a', 16), ('bias_a', 16), ('kernel_b', 64),
+                    ('gate_b', 64), ('bias_b', 64)):
+    assert 0.95 / fan ** 0.5 < np.abs(np.asarray(gfc[name])).max() <= 1 / fan ** 0.5, name
+  gate = np.abs(np.asarray(gfc['gate_bias'])).max()
+  assert 1 / 4 < gate <= 1 / 4 + 1 / 8
+  att = graph.dot_attention_init(key, 64, 16, hidden_dim=32, num_heads=4, init='torch')
+  assert np.abs(np.asarray(att['query'])).max() <= 1 / 8
+  assert np.abs(np.asarray(att['output'])).max() <= 1 / 32 ** 0.5
+  prior = graph.prior_graph_init(key, np.eye(3), 25, 4, init='torch')
+  assert 0.19 < np.abs(np.asarray(prior['kernel'])).max() <= 1 / 5
+  glorot = graph.gated_fusion_init(key, 16, 64, 256)   # the default: Glorot, sqrt(6 / 320)
+  assert 1 / 8 < np.abs(np.asarray(glorot['kernel_b'])).max() <= (6 / 320) ** 0.5
+  for init_fn in (lambda: graph.gated_fusion_init(key, 4, 4, 4, init='xavier'),
+                  lambda: graph.dot_attention_init(key, 4, 4, hidden_dim=8, init='xavier'),
+                  lambda: graph.prior_graph_init(key, np.eye(2), 4, 4, init='xavier')):
+    with pytest.raises(ValueError, match='kernel init'):
+      init_fn()
+
+
 def test_gated_fusion_on_maps_nests_and_zero_input():
   rng = np.random.default_rng(2)
   maps = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)  # (B, H, W, C): 1x1 conv

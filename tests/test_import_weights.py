@@ -221,6 +221,23 @@ def test_conversion_layout_and_skips():
   assert any('module.' in note for note in report['notes'])
 
 
+def test_converted_variables_do_not_share_memory_with_the_torch_tensors():
+  """A torch step after the conversion (in place, as an optimiser or a BatchNorm update does)
+  must not change the converted arrays: biases, BatchNorm scales and statistics included."""
+  sd = {k: torch.from_numpy(v.copy()) for k, v in synthetic_state_dict('resnet18').items()}
+  variables, _ = import_weights.convert_state_dict('resnet18', sd)
+  before = jax.tree.map(np.copy, variables)
+  with torch.no_grad():
+    for tensor in sd.values():
+      tensor.add_(1.0)
+  for (path, now), then in zip(jax.tree_util.tree_leaves_with_path(variables),
+                               jax.tree.leaves(before)):
+    np.testing.assert_array_equal(now, then, err_msg=jax.tree_util.keystr(path))
+  for collection, path in (('params', ('conv1', 'kernel')), ('params', ('bn1', 'bias')),
+                           ('batch_stats', ('bn1', 'var'))):
+    assert import_weights.to_flax(sd['conv1.weight'], collection, path).flags.owndata
+
+
 def test_legacy_densenet_key_names_are_accepted():
   sd = synthetic_state_dict('densenet121', head=False)
   legacy = {k.replace('denselayer1.norm1.', 'denselayer1.norm.1.').replace(

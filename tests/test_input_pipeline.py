@@ -135,6 +135,26 @@ def test_train_is_infinite_shuffled_and_deterministic(data_config):
     assert batch['au'].shape == (8, 8) and batch['landmarks'].shape == (8, 68, 2)
 
 
+def test_sampled_training_reads_each_epochs_draw_and_resumes_exactly(data_config):
+  """AU-GCN sec. 4.1 sampling (``config.data.sample_*_frames``): epoch e reads exactly the
+  frames of ``FrameSampler.epoch_mask(e)`` (unshuffled here: buffer 1, batches of 1), then epoch
+  e + 1; a run resumed at batch k reads from batch k of the same stream."""
+  cfg = ml_collections.ConfigDict(data_config.to_dict())
+  cfg.update({'shuffle_buffer': 1, 'sample_positive_frames': 1, 'sample_negative_frames': 1})
+  sampler = input_pipeline.frame_sampler(cfg, seed=3)
+  assert input_pipeline.frame_sampler(data_config, seed=3) is None     # off by default
+  stored = input_pipeline.load_labels(cfg, 'train')
+  keys = [(int(s), lm.tobytes()) for s, lm in zip(stored['subject'], stored['landmarks'])]
+  expected = [keys[i] for e in range(3) for i in np.flatnonzero(sampler.epoch_mask(e))]
+  assert sampler.num_frames == len(keys) and len(expected) < 3 * len(keys)
+  stream = input_pipeline.create_split(cfg, 'train', batch_size=1, train=True, seed=3)
+  got = [_key(b, 0) for b in itertools.islice(stream, len(expected))]
+  assert got == expected
+  resumed = input_pipeline.create_split(cfg, 'train', batch_size=1, train=True, seed=3,
+                                         start_batch=5)
+  assert [_key(b, 0) for b in itertools.islice(resumed, 4)] == expected[5:9]
+
+
 def _variant(data_config, **kw):
   cfg = ml_collections.ConfigDict(data_config.to_dict())
   cfg.update({'num_subjects': 6, 'frames_per_subject': 3, **kw})
@@ -197,7 +217,7 @@ def test_data_config_declares_every_key_read():
   """DataConfig's fields are the keys the pipeline reads; an empty builder_config means unset."""
   assert [f.name for f in dataclasses.fields(dataset_info.DataConfig)] == [
       'name', 'builder_config', 'image_size', 'fold', 'data_dir', 'manual_dir', 'shuffle_buffer',
-      'num_subjects', 'frames_per_subject']
+      'sample_positive_frames', 'sample_negative_frames', 'num_subjects', 'frames_per_subject']
   cfg = dataset_info.as_data_config({'name': 'bp4d', 'builder_config': ''})
   assert cfg.builder_config is None and cfg.fold == 1 and cfg.image_size is None
   full = ml_collections.ConfigDict({'data': {'name': 'bp4d', 'fold': 2}, 'model': {}})

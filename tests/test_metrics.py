@@ -97,6 +97,25 @@ def test_au_metrics_threshold():
   assert metrics.au_metrics(s, y, threshold=0.3)['f1/AU0'] == 1.0
 
 
+def test_decision_rules_at_exactly_the_threshold():
+  """A score of exactly 0.5: a positive AU decision (>=), a negative SVML-RGCN one (sec. 4.1:
+  "true if the confidence scores are greater than 0.5")."""
+  y = np.array([[1, 0], [0, 1]])
+  s = np.array([[0.5, 0.2], [0.1, 0.5000001]])
+  np.testing.assert_array_equal(metrics.decide(s, 0.5, '>'), [[False, False], [False, True]])
+  np.testing.assert_array_equal(metrics.decide(s, 0.5, '>='), [[True, False], [False, True]])
+  ml = metrics.multilabel_metrics(s, y)
+  assert ml['ml/hamming_loss'] == pytest.approx(0.25)   # the 0.5 of example 0 is a miss
+  assert ml['ml/micro_f1'] == pytest.approx(2 / 3)
+  assert metrics.multilabel_metrics(s, y, rule='>=')['ml/hamming_loss'] == 0.0
+  assert metrics.au_metrics(s[:, :1], y[:, :1])['f1/AU0'] == 1.0  # AUs keep >=
+  acc = metrics.Accumulator()
+  acc.add({metrics.ML_PROB: s, metrics.ML_LABEL: y})
+  assert acc.compute()['ml/hamming_loss'] == pytest.approx(0.25)
+  with pytest.raises(ValueError, match='decision rule'):
+    metrics.decide(s, 0.5, '<')
+
+
 def test_roc_auc_matches_sklearn_with_heavy_ties():
   rng = np.random.default_rng(11)
   for _ in range(20):
@@ -220,7 +239,7 @@ def test_multilabel_metrics_equal_sklearn(shape, ties):
   y[4, :], y[4, 0] = 1, 0
   y[5, :], y[5, 0] = 0, 1
   out = metrics.multilabel_metrics(s, y)
-  pred = (s >= 0.5).astype(int)
+  pred = (s > 0.5).astype(int)  # SVML-RGCN sec. 4.1 (ties=True puts scores at exactly 0.5)
   assert out['ml/hamming_loss'] == pytest.approx(skm.hamming_loss(y, pred))
   assert out['ml/coverage'] == pytest.approx(skm.coverage_error(y, s))
   assert out['ml/coverage'] == pytest.approx(_coverage_eq9_loop(y, s))

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from scipy import stats
 
 from faujax import losses
 from faujax import model_state
@@ -19,6 +20,7 @@ from faujax import relations
 from faujax.geometry import au_centres as au_centres_lib
 from faujax.geometry import schemes
 from faujax.graph import params as params_lib
+from faujax.layers import torch_init
 from faujax.models import mgrr_net
 from faujax.models.parts import mgrr_global
 from faujax.models.parts import mgrr_layer
@@ -111,6 +113,57 @@ def test_prior_matches_loop_reference_of_eq_1_2(model):
   assert len(model.layers) == 2
   for layer in model.layers:
     np.testing.assert_allclose(np.asarray(layer.region.adjacency[...]), ref, atol=1e-6)
+
+
+def _torch_fan(path: str, shape: tuple[int, ...], params: dict) -> int | None:
+  """torch's fan-in of a parameter of MGRR-Net (None: not a torch Linear / Conv weight or bias):
+  the kernel's own for a weight, the kernel's of the same layer for a bias."""
+  module, _, name = path.rpartition('/')
+  if name in ('adjacency', 'scale') or (name == 'bias' and f'{module}/scale' in params):
+    return None                                     # A^k (eq. 1-2) and the BatchNorms
+  if name == 'local_kernel':
+    return shape[-1]                                # (N, flat): one Linear(flat, 1) per AU
+  if name == 'local_bias':
+    return params['local_kernel'].shape[-1]
+  if 'bias' in name:
+    kernel = {'bias': 'kernel', 'bias_a': 'kernel_a', 'bias_b': 'kernel_b',
+              'gate_bias': 'gate_a'}.get(name, name[:-len('_bias')])
+    return _torch_fan(f'{module}/{kernel}', params[f'{module}/{kernel}'].shape, params)
+  if module.endswith('deconv'):
+    return torch_init.fan_in(shape, 'conv_transpose')
+  if len(shape) == 5:                               # the stem's per-patch convs, stacked
+    return torch_init.fan_in(shape[1:], 'conv')
+  return torch_init.fan_in(shape, 'conv' if len(shape) == 4 else 'linear')
+
+
+def test_parameters_start_from_pytorchs_default_initialisation():
+  """Sec. 4.2, "the default initializer of PyTorch" (``config.model.init='torch'``, the default):
+  every weight and bias of every layer -- stem, W_i, U_q, U_k, U_v, U_c, the deconvolution, the
+  GFC convolutions, the heads -- is U(+-1/sqrt(fan_in)) with torch's fan-in (the
+  deconvolution's: its output channels x 2 x 2); a GFC's gate bias is the sum of its two
+  convolutions' biases. Kolmogorov-Smirnov on the pooled draws divided by their bounds."""
+  assert models.default_config('mgrr_net').init == 'torch'
+  params = model_state.flatten(model_state.variables(_built())['params'])
+  scaled, gates = [], []
+  for path, value in params.items():
+    fan = _torch_fan(path, np.shape(value), params)
+    if fan is None:
+      continue
+    x = np.asarray(value, np.float64).ravel() * np.sqrt(fan)
+    (gates if path.endswith('gate_bias') else scaled).append(x)
+    assert np.abs(x).max() <= (2.0 if path.endswith('gate_bias') else 1.0), path
+  scaled, gates = np.concatenate(scaled), np.concatenate(gates)
+  assert scaled.size > 10_000 and gates.size >= 64
+  assert stats.kstest(scaled, stats.uniform(loc=-1, scale=2).cdf).pvalue > 1e-3
+  # U(-1, 1) + U(-1, 1): the triangular law on [-2, 2].
+  assert stats.kstest(gates, stats.triang(c=0.5, loc=-2, scale=4).cdf).pvalue > 1e-3
+  # config.model.init='glorot' (faujax's earlier draw) breaks torch's bounds in the MH-GATs.
+  glorot = mgrr_global.PixelAttention(16, 8, hidden_dim=16, num_heads=4, init='glorot',
+                                      rngs=nnx.Rngs(0))
+  assert np.abs(glorot.attention.query[...]).max() * np.sqrt(16) > 1.2
+  assert np.abs(glorot.deconv.bias[...]).max() == 0.0   # Flax's zero bias
+  with pytest.raises(ValueError, match='config.model.init'):
+    tiny(init='pytorch')
 
 
 def test_random_adjacency_init_is_not_the_prior():

@@ -276,7 +276,7 @@ def test_multilabel_metrics_on_no_and_all_label_samples():
   assert m['ml/average_precision'] == pytest.approx(
       skm.label_ranking_average_precision_score(y, s))
   assert m['ml/one_error'] == pytest.approx((1 + 0 + 0 + 1) / 4)  # no label: top is wrong
-  p = (s >= 0.5).astype(int)
+  p = (s > 0.5).astype(int)  # sec. 4.1: "greater than 0.5" (s[2, 3] = 0.5 is a negative)
   assert m['ml/hamming_loss'] == pytest.approx(skm.hamming_loss(y, p))
   assert m['ml/micro_f1'] == pytest.approx(skm.f1_score(y, p, average='micro', zero_division=0))
   assert m['ml/macro_f1'] == pytest.approx(skm.f1_score(y, p, average='macro', zero_division=0))

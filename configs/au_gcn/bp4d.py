@@ -4,7 +4,9 @@
 200 x 200 face, d0 = 150, d1 = 30, d2 = 12 (the model's defaults), lambda1 = 3 (eq. 3), lambda2 = 4
 (eq. 8); SGD momentum 0.9, weight decay 5e-4, batch 256, learning rate x 0.1 every 10 epochs,
 horizontal flip; two stages: the auto-encoders alone on L_ROI for 12 epochs, then every module on
-every loss for 40 epochs (``faujax.stages``). The paper gives no learning rate, dropout rate or
+every loss for 40 epochs (``faujax.stages``). Each epoch trains on a fresh draw of 100 positive and
+200 negative frames per AU per video (sec. 4.1; DISFA 800 and 1,600), ``config.data.sample_*_frames``
+(``faujax.data.frame_sampling``; the epochs of the schedule still count every training frame). The paper gives no learning rate, dropout rate or
 threshold h of eq. 5: faujax's choices are in ``docs/reference/model_details.md``, "AU-GCN
 training".
 
@@ -24,6 +26,8 @@ from faujax import config_base
 from faujax import stages
 
 DATASETS = ('bp4d', 'disfa')
+# Sec. 4.1: frames drawn per AU per video and epoch, (positive, negative).
+FRAMES_PER_AU_VIDEO = {'bp4d': (100, 200), 'disfa': (800, 1600)}
 
 
 def real_config(dataset: str) -> ml_collections.ConfigDict:
@@ -33,6 +37,8 @@ def real_config(dataset: str) -> ml_collections.ConfigDict:
   config = config_base.get_config('au_gcn')
   config.data.name = dataset
   config.data.shuffle_buffer = 8192
+  config.data.sample_positive_frames, config.data.sample_negative_frames = (
+      FRAMES_PER_AU_VIDEO[dataset])
 
   config.augment.image_size = 200          # the similarity-aligned 200 x 200 x 3 face
   config.augment.crop_scale = (1.0, 1.0)   # flip is the paper's only augmentation

@@ -15,7 +15,7 @@ auto-encoders, the relation graph from the training labels, two GCN layers d0 ->
 The config argument picks the label space:
   # BP4D-like (12 AUs, 19 nodes):
   python -m faujax.main --config configs/au_gcn/synthetic.py --workdir /tmp/au_gcn/bp4d
-  # DISFA-like (8 AUs, 15 nodes):
+  # DISFA-like (8 AUs, 14 nodes):
   python -m faujax.main --config configs/au_gcn/synthetic.py:disfa --workdir /tmp/au_gcn/disfa
 
 Table 4 over seeds:

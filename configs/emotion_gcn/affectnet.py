@@ -20,8 +20,16 @@ Variants (Table I, Sec. IV-E) as the config argument:
   ... --config configs/emotion_gcn/affectnet.py:single_task | mtl_mse | mtl_ccc | emotion_gcn |
       conditional   (conditional needs --config.model.cooccurrence_labels=/path/emotic_7.npy)
 Table II: --config.model.tau=0.05 --config.model.p=0.5 --config.model.gcn_layers=3.
-``:public_code`` is the public code's recipe (p 0.5, the valence-arousal edge kept, no colour
-jitter): the released checkpoints import into it (``faujax.tools.import_checkpoint``).
+``:public_code`` is the recipe of the public scripts (PanosAntoniadis/emotion-gcn; the released
+checkpoints import into it, ``faujax.tools.import_checkpoint``), each a line in ``get_config``:
+p 0.5 and the valence-arousal edge kept (``utils.gen_A``); the CCC loss with the variances over
+n - 1 (``ccc.py`` lines 18-21, ``torch.var``); no colour jitter (``main.py`` line 127:
+``ColorJitter()`` with no arguments changes nothing); rotation up to 30 degrees with nearest
+interpolation (line 128, torchvision's default) on the 227 px face, no crop (line 125); trained on
+all of training.csv and selected on validation.csv (``pickle_annotations_affectnet.py`` lines
+31-56, ``main.py`` lines 143-146, 269-279: the ``7class_public_code`` build); PyTorch's unbiased
+BatchNorm running variance. Its schedule is the paper's: SGD 1e-3, momentum 0.9, weight decay
+1e-3 (lines 195-196), ``StepLR(10, 0.1)`` stepped per epoch (lines 198, 240) over 10 epochs.
 """
 
 from __future__ import annotations
@@ -58,14 +66,14 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.train.eval_every = 2000
   config.eval.batch_size = 100
   config.checkpoint.every = 2000
-  if variant == PUBLIC_CODE:
-    # utils.gen_A: p = 0.5 and the valence-arousal edge kept; main.py: ColorJitter() with no
-    # arguments changes nothing. Its RandomRotation interpolates nearest (faujax: bilinear), and
-    # it selects the checkpoint on the validation list, AffectNet's test set (faujax keeps its
-    # held-out training subjects for that).
+  if variant == PUBLIC_CODE:  # the public scripts (module docstring)
     config.model.p = 0.5
     config.model.keep_va_edge = True
+    config.loss.ccc_normalization = 'public_code'
     config.augment.brightness = 0.0
     config.augment.contrast = 0.0
     config.augment.saturation = 0.0
+    config.augment.interpolation = 'nearest'
+    config.data.builder_config = '7class_public_code'
+    config.unbiased_running_var = True
   return config

@@ -15,8 +15,8 @@ train = random crop of 87.5 % of the side (resize 256 / crop 224), horizontal fl
 
 ``config.data.builder_config`` is the layout of the manual dir ('megraphau_lists' = the ME-GraphAU /
 MACG list files, 'official', 'jaanet_lists'; detected from the files when unset);
-``config.data.fold`` 1-3. ``configs/macg/bp4d.py:public_code``: the public code's model switches
-and 20 epochs (``real_config``). Ablations and the K sweep: ``--config.ablation=baseline`` etc. and
+``config.data.fold`` 1-3. ``configs/macg/bp4d.py:public_code``: the recipe of the public scripts
+(lkq52110/au-recognition; ``real_config``). Ablations and the K sweep: ``--config.ablation=baseline`` etc. and
 ``--config.model.top_k`` (see ``faujax.models.macg.ABLATIONS``).
 """
 
@@ -34,8 +34,18 @@ VARIANTS = ('paper', 'public_code')
 
 def real_config(dataset: str, variant: str | None = None) -> ml_collections.ConfigDict:
   """The recipe on ``dataset`` ('bp4d', 'disfa' or 'emotionet'): the paper's (default), or the
-  public code's (``variant='public_code'``: its shared CCFG block, axial order and fixed lambda,
-  ``docs/reference/model_details.md``, and its 20 epochs; what its trained files import into)."""
+  public scripts' (``variant='public_code'``, what their trained files import into; the public
+  code ships configs for DISFA and EmotioNet, ``conf.py`` lines 119-131, and BP4D takes the same
+  recipe). ``docs/reference/model_details.md``, "Reference-code parity switches":
+    * ``model.py``: one CCFG LinearBlock shared by the AUs (lines 269, 278-281), called once per
+      AU, so its BatchNorm statistics move N times per step; the MAFG axial order 1 x k then
+      k x 1 (lines 189-203); lambda fixed at 1 (``forward(x, alpha=1)``, line 271);
+    * PyTorch's BatchNorm tracks the unbiased batch variance (``config.unbiased_running_var``);
+    * ``conf.py`` line 42: 20 epochs of the per-step cosine decay of ``utils.py`` lines 124-129
+      (``train.py`` line 46 calls it every step), to 0 without warm-up;
+    * preprocessing ``utils.py`` lines 159-197 with ``dataset.py`` lines 62-68: resize to 256,
+      a random 224 crop (``PlaceCrop``), flip, colour jitter 0.4 / 0.4 / 0.4 (hue 0), ImageNet
+      normalisation; test resize 256, centre crop 224 (the paper's augmentation is the same)."""
   if dataset not in TOP_K:
     raise ValueError(f'dataset {dataset!r}; expected one of {tuple(TOP_K)}.')
   variant = config_base.config_argument(f'configs/macg/{dataset}.py', variant, VARIANTS, 'paper')
@@ -59,8 +69,10 @@ def real_config(dataset: str, variant: str | None = None) -> ml_collections.Conf
   config.checkpoint.every = 2000
   if variant == 'public_code':
     config.model.shared_ccfg_block = True
+    config.model.ccfg_per_au_statistics = True
     config.model.axial_order = 'xy'
     config.model.ccfg_trainable_lambda = False
+    config.unbiased_running_var = True
     config.train.num_epochs = 20
   return config
 

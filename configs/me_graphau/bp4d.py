@@ -7,7 +7,8 @@ ResNet-50 at 224 px (ImageNet-initialised), AdamW(0.9, 0.999, wd 5e-4), per-step
 AU weights, plus in stage 2 the edge classification loss times ``--lam``; train: resize 256,
 random crop 224, flip, colour jitter 0.4 / 0.4 / 0.4, ImageNet normalisation; test: resize 256,
 centre crop 224 (the stored face is the 256 px image: ``config.augment.eval_crop_scale`` = 224 /
-256, ``faujax.faces``). K = 4 for stage 1's top-K graph.
+256, ``faujax.faces``). K = 4 for stage 1's top-K graph. Its BatchNorms track PyTorch's unbiased
+running variance (``config.unbiased_running_var``).
 
 Two stages, as the authors' README runs them (stage 2 starts from the stage-1 checkpoint):
   python -m faujax.main --config configs/me_graphau/bp4d.py:stage1 --workdir /tmp/megau/s1 \\
@@ -39,6 +40,7 @@ def public_code_config(dataset: str, stage: int) -> ml_collections.ConfigDict:
   if dataset not in TOP_K:
     raise ValueError(f'dataset {dataset!r}; expected one of {tuple(TOP_K)}.')
   config = config_base.get_config('me_graphau')
+  config.unbiased_running_var = True  # PyTorch's BatchNorm running variance
   config.data.name = dataset
   config.data.shuffle_buffer = 8192
   config_base.resize_crop_augment(config, resize=256, crop=224)

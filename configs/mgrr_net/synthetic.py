@@ -18,6 +18,8 @@ below:
     l2-normalisation leaves the fused maps at ~1/sqrt(c) per element and the full model's AU heads
     learn only base rates in 120 steps (F1 0; docs/mgrr_net_synthetic.md). The scale is absorbed by
     the next layer's weights, so the model class is the paper's; only the effective step size differs.
+The initialisation is the paper's (PyTorch's defaults, ``model.init='torch'``); the results in
+docs/mgrr_net_synthetic.md were measured before it was, with ``--config.model.init=glorot``.
 
   # BP4D-like (12 AUs):
   python -m faujax.main --config configs/mgrr_net/synthetic.py --workdir /tmp/mgrr/bp4d

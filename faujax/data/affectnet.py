@@ -15,6 +15,12 @@ Protocol:
   * splits: ``train`` = training.csv minus ``validation``; ``validation`` = 10% of
     training.csv chosen by a stable hash of the image path (for checkpoint
     selection); ``test`` = the official validation.csv (500 images per class).
+  * ``7class_public_code``: the public Emotion-GCN code's split
+    (``pickle_annotations_affectnet.py`` lines 31-56: 'train' = all of training.csv,
+    'val' = validation.csv; ``main.py`` lines 143-146 and 269-279 train on the first and
+    keep the checkpoint of the best accuracy on the second): ``train`` = all of training.csv
+    (nothing held out) and the logical ``validation`` split is the ``test`` split
+    (``fold_splits``), so checkpoints are selected on AffectNet's test set as the code does.
 
 Reading rules (``read_affectnet_csv``; the text rules of ``faujax.data.text_files``):
   * the first non-blank line is the header; each later line is one csv row (a quoted
@@ -62,11 +68,14 @@ class AffectNetConfig(tfds.core.BuilderConfig):
     num_classes: 7 (contempt dropped, Emotion-GCN) or 8 (contempt kept).
     image_size: side of the aligned face (227 in Emotion-GCN).
     validation_fraction: fraction of training.csv held out as ``validation``.
+    select_on_test: the logical ``validation`` split (checkpoint selection) reads the
+      official validation.csv, i.e. the ``test`` split (the public code's selection).
   """
 
   num_classes: int = 7
   image_size: int = 227
   validation_fraction: float = 0.1
+  select_on_test: bool = False
 
 
 class Affectnet(base.ExpressionBuilder):
@@ -81,6 +90,9 @@ class Affectnet(base.ExpressionBuilder):
   BUILDER_CONFIGS = [
       AffectNetConfig(name='7class', description='7 classes (contempt dropped), Emotion-GCN.'),
       AffectNetConfig(name='8class', num_classes=8, description='8 classes incl. contempt.'),
+      AffectNetConfig(name='7class_public_code', validation_fraction=0.0, select_on_test=True,
+                      description='7 classes; the public Emotion-GCN code\'s split: all of '
+                      'training.csv trains, validation.csv selects and tests.'),
   ]
   DEFAULT_CONFIG_NAME = '7class'
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
@@ -118,7 +130,20 @@ class Affectnet(base.ExpressionBuilder):
         'alignment': 'Emotion-GCN eye-level rotation about the eye midpoint, face-box crop',
         'test_split_source': 'validation.csv',
         'validation_fraction': float(self.builder_config.validation_fraction),
+        'select_on_test': bool(self.builder_config.select_on_test),
     }
+
+  def fold_splits(self, fold: int) -> dict[str, str]:
+    """The physical split of each logical split (``faujax.data.builders.split_parts``; AffectNet
+    has one fold): 'train', 'test', and 'validation' = the held-out carve when there is one, the
+    'test' split with ``select_on_test``."""
+    del fold
+    out = {'train': 'train', 'test': 'test'}
+    if self.builder_config.select_on_test:
+      out['validation'] = 'test'
+    elif 'validation' in self.info.splits:
+      out['validation'] = 'validation'
+    return out
 
   def _read_records(self, manual_dir: epath.Path, skips: base.SkipCounter):
     num_classes = int(self.builder_config.num_classes)

@@ -6,7 +6,9 @@ the resize to `image_size`, a small rotation and an optional horizontal flip:
 
   p_in = c_in + k R(theta) F (p_out - c_out),   k = crop side / image_size, F = diag(-1, 1) if flip
 
-The image is resampled bilinearly with ``jax.scipy.ndimage.map_coordinates``; the landmarks go
+The image is resampled bilinearly (``interpolation='nearest'``: the nearest pixel, as
+torchvision's ``RandomRotation`` default, which the public Emotion-GCN ``main.py`` line 128 uses)
+with ``jax.scipy.ndimage.map_coordinates``; the landmarks go
 through the inverse map of the same matrix, and a flip re-indexes them with
 ``faujax.geometry.schemes.flip_permutation`` so index i keeps naming the same anatomical point
 (this swaps the left/right AU regions built from them). Then colour jitter (brightness, contrast,
@@ -21,7 +23,8 @@ image is still resampled once. This is the alignment step of the AU pipelines (J
 EAC-Net) done on the device; a face whose landmarks cannot be aligned keeps the plain crop.
 
 Config keys (``default_augment_config``): image_size, crop_scale (min, max), flip, rotation_deg,
-brightness, contrast, saturation, mean, std; optional eval_crop_scale, align, align_zoom.
+brightness, contrast, saturation, mean, std; optional eval_crop_scale, align, align_zoom,
+interpolation.
 Pixel convention: pixel (row i, column j) has centre (x, y) = (j, i); landmarks are (x, y).
 """
 
@@ -43,6 +46,8 @@ from faujax.geometry import schemes
 
 
 ALIGN_MODES = ('none', 'five_point')
+# Resampling of the warp -> map_coordinates spline order.
+INTERPOLATIONS: dict[str, int] = {'bilinear': 1, 'nearest': 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +65,7 @@ class AugmentConfig:
     align: 'none' (the builder stores aligned faces) or 'five_point' (similarity alignment of the
       eye centres, nose tip and mouth corners on the device; ``docs/reference/face_geometry.md``).
     align_zoom: scale of the aligned face in the crop (1 = the template's size).
+    interpolation: 'bilinear' or 'nearest' resampling of the warp (train and eval).
   """
   image_size: int = 112
   crop_scale: tuple[float, float] = (0.8, 1.0)
@@ -73,6 +79,7 @@ class AugmentConfig:
   eval_crop_scale: float = 1.0
   align: str = 'none'
   align_zoom: float = 1.0
+  interpolation: str = 'bilinear'
 
   def __post_init__(self):
     check = config_schema.check
@@ -89,6 +96,8 @@ class AugmentConfig:
     check(self.rotation_deg >= 0, 'rotation_deg', self.rotation_deg, 'a value >= 0')
     check(self.align in ALIGN_MODES, 'align', self.align, f'one of {ALIGN_MODES}')
     check(0.2 <= self.align_zoom <= 2.0, 'align_zoom', self.align_zoom, 'a value in [0.2, 2]')
+    check(self.interpolation in INTERPOLATIONS, 'interpolation', self.interpolation,
+          f'one of {tuple(INTERPOLATIONS)}')
 
 
 def default_augment_config() -> ml_collections.ConfigDict:
@@ -169,7 +178,7 @@ def _jitter(key, img, q: dict[str, jax.Array]):
 
 
 def _one(key, image, landmarks, out_size: int, q: dict[str, jax.Array], train: bool,
-         align_faces: bool):
+         align_faces: bool, order: int):
   """Augments one image (H, W, 3) in [0, 1] and its landmarks (P, 2)."""
   h, w = image.shape[:2]
   k_geo, k_col = jax.random.split(key)
@@ -184,7 +193,8 @@ def _one(key, image, landmarks, out_size: int, q: dict[str, jax.Array], train: b
   in_xy = out_xy @ m.T + c_in
   coords = [in_xy[..., 1], in_xy[..., 0]]
   warped = jnp.stack([
-      jax.scipy.ndimage.map_coordinates(image[..., ch], coords, order=1, mode='constant', cval=0.0)
+      jax.scipy.ndimage.map_coordinates(image[..., ch], coords, order=order, mode='constant',
+                                        cval=0.0)
       for ch in range(image.shape[-1])], -1)
   lm = (landmarks - c_in) @ jnp.linalg.inv(m).T + c_out
   if landmarks.shape[0]:  # datasets without landmarks carry (0, 2)
@@ -207,12 +217,12 @@ def _example_keys(rng: jax.Array, batch_size: int) -> jax.Array:
   return jax.random.split(rng, batch_size)
 
 
-@functools.partial(jax.jit, static_argnames=('out_size', 'train', 'align_faces'))
+@functools.partial(jax.jit, static_argnames=('out_size', 'train', 'align_faces', 'order'))
 def _preprocess(rng, images, landmarks, q: dict[str, jax.Array], out_size: int, train: bool,
-                align_faces: bool):
+                align_faces: bool, order: int):
   keys = _example_keys(rng, images.shape[0])
   imgs = images.astype(jnp.float32) / 255.0
-  out, lm = jax.vmap(lambda k, i, l: _one(k, i, l, out_size, q, train, align_faces))(
+  out, lm = jax.vmap(lambda k, i, l: _one(k, i, l, out_size, q, train, align_faces, order))(
       keys, imgs, landmarks)
   out = (out - q['mean']) / q['std']
   return out, lm
@@ -262,5 +272,6 @@ def preprocess(rng: jax.Array, batch: dict[str, Any], aug_config: Any, *,
     rng = jax.random.key(0)
   out, lm = _preprocess(rng, jnp.asarray(images), jnp.asarray(landmarks, jnp.float32), _traced(p),
                         out_size=p.image_size, train=bool(train),
-                        align_faces=p.align == 'five_point')
+                        align_faces=p.align == 'five_point',
+                        order=INTERPOLATIONS[p.interpolation])
   return {**batch, 'image': out, 'landmarks': lm}

@@ -18,6 +18,10 @@ field; a dict, ConfigDict or DataConfig):
   manual_dir         the directory of the downloaded files of a real dataset (None: only valid
                      when the dataset is already built in data_dir). Checked first.
   shuffle_buffer     examples in the training shuffle buffer (default 2048).
+  sample_positive_frames, sample_negative_frames
+                     AU-GCN sec. 4.1: each epoch trains on a fresh draw of this many frames per
+                     AU per video where the AU is active / inactive (``faujax.data.frame_sampling``;
+                     AU datasets only). 0 and 0 (default): every training frame, every epoch.
   num_subjects, frames_per_subject
                      synthetic only (None: the registered config's values).
 
@@ -65,6 +69,9 @@ class DataConfig:
     data_dir: tfds data directory; None: the tfds default.
     manual_dir: directory of a real dataset's downloaded files; None: the dataset must be built.
     shuffle_buffer: training shuffle buffer (examples).
+    sample_positive_frames: frames drawn per AU per video among its positives each epoch (0: no
+      sampling).
+    sample_negative_frames: the same among its negatives (0 exactly when the above is 0).
     num_subjects: synthetic subjects; None: the registered config's.
     frames_per_subject: synthetic frames per subject; None: the registered config's.
   """
@@ -75,6 +82,8 @@ class DataConfig:
   data_dir: str | None = None
   manual_dir: str | None = None
   shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
+  sample_positive_frames: int = 0
+  sample_negative_frames: int = 0
   num_subjects: int | None = None
   frames_per_subject: int | None = None
 
@@ -93,6 +102,14 @@ class DataConfig:
       check(value is None or isinstance(value, str), key, value, 'a directory path or None')
     check(_optional_int(self.shuffle_buffer) and self.shuffle_buffer is not None
           and self.shuffle_buffer >= 1, 'shuffle_buffer', self.shuffle_buffer, 'an int >= 1')
+    for key in ('sample_positive_frames', 'sample_negative_frames'):
+      value = getattr(self, key)
+      check(_optional_int(value) and value is not None and value >= 0, key, value,
+            'an int >= 0 (frames per AU per video and epoch; 0: every frame)')
+    check((self.sample_positive_frames == 0) == (self.sample_negative_frames == 0),
+          'sample_negative_frames', self.sample_negative_frames,
+          f'0 exactly when sample_positive_frames is 0 (it is {self.sample_positive_frames}): '
+          'sample both classes or neither')
     check(_optional_int(self.num_subjects) and (self.num_subjects is None
                                                 or self.num_subjects >= 6),
           'num_subjects', self.num_subjects, 'an int >= 6 (synthetic_faces), or None')

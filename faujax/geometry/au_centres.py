@@ -22,8 +22,9 @@ faujax's choices for AUs the published rules do not cover (``RULE_SOURCES`` mark
   EAC-Net only: AU15 shares the AU12/14 lip-corner region (as in JAA-Net and AU-GCN);
     AU9 uses JAA-Net's nostril rule (68-pt (32,-r/2),(34,-r/2)); AU25 and AU26 share the
     AU23/24 inner-lip region 61, 63, as AU-GCN (which takes its ROIs from EAC-Net) states:
+    with AU9's region as one ROI between its two centres (``faujax.models.parts.roi_nodes``)
     this gives AU-GCN's counts, 9 regions x 2 + the whole face = 19 ROIs on BP4D and
-    7 x 2 = 14 on DISFA. The lower-lip region is kept as ``EACNET_LOWER_LIP``.
+    6 x 2 + 1 + the face = 14 on DISFA. The lower-lip region is kept as ``EACNET_LOWER_LIP``.
 
 Rules are stored in 68-point indices and apply to 68-, 66- or 49-point landmarks alike
 (no rule uses the jaw or the inner mouth corners). Centres are linear in the landmarks:

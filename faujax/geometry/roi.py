@@ -29,7 +29,12 @@ from faujax.geometry import sampling
 
 
 def patch_grid(centres: chex.Array, patch_size: int, out_size: int | None = None) -> chex.Array:
-  """(..., out, out, 2) sample positions of patches around (..., 2) centres."""
+  """(..., out, out, 2) sample positions of patches around (..., 2) centres.
+
+  With ``out == patch_size`` the offsets from the centre are -(p // 2), ..., p - 1 - p // 2 (the
+  integer crop [c - p // 2, c - p // 2 + p - 1]): an odd p is centred on the centre, an even p
+  (MGRR-Net's 8) half a cell up and left of it (docs/reference/face_geometry.md, "AU-GCN ROIs").
+  """
   chex.assert_axis_dimension(centres, -1, 2)
   if patch_size < 1:
     raise ValueError(f'patch_size: expected a positive number of pixels, got {patch_size}.')

@@ -26,26 +26,29 @@ from faujax.graph import params as params_lib
 
 
 def dot_attention_init(rng: chex.PRNGKey, in_dim: int, out_dim: int, *,
-                       hidden_dim: int, num_heads: int = 8,
-                       use_bias: bool = True) -> params_lib.Params:
-  """Params (float32, Glorot uniform kernels, PyTorch-style uniform biases).
+                       hidden_dim: int, num_heads: int = 8, use_bias: bool = True,
+                       init: str = 'glorot') -> params_lib.Params:
+  """Params (float32; kernels by ``init``, biases PyTorch's default U(+-1/sqrt(fan_in))).
 
   Keys: ``'query'``, ``'key'``, ``'value'`` ``(in_dim, D)`` (U_q, U_k, U_v),
   ``'output'`` ``(D, out_dim)`` (U_c), and ``'<name>_bias'`` if ``use_bias``.
-  ``hidden_dim`` ``D`` must be divisible by ``num_heads`` ``L``.
+  ``hidden_dim`` ``D`` must be divisible by ``num_heads`` ``L``. ``init``: 'glorot' (Glorot
+  uniform kernels) or 'torch' (each map as a torch ``nn.Linear``, U(+-1/sqrt(fan_in)): MGRR-Net
+  sec. 4.2's "default initializer of PyTorch"), ``params_lib.KERNEL_INITS``.
   """
   if min(in_dim, out_dim, hidden_dim, num_heads) <= 0:
     raise ValueError('in_dim, out_dim, hidden_dim and num_heads must be positive; got '
                      f'{in_dim}, {out_dim}, {hidden_dim}, {num_heads}.')
   if hidden_dim % num_heads:
     raise ValueError(f'hidden_dim={hidden_dim} must be divisible by num_heads={num_heads}.')
+  params_lib.check_kernel_init(init)
   keys = jax.random.split(rng, 8)
-  glorot = params_lib.glorot_uniform
+  kernel = lambda k, a, b: params_lib.linear_kernel(k, (a, b), a, b, init)
   params = {
-      'query': glorot(keys[0], (in_dim, hidden_dim), in_dim, hidden_dim),
-      'key': glorot(keys[1], (in_dim, hidden_dim), in_dim, hidden_dim),
-      'value': glorot(keys[2], (in_dim, hidden_dim), in_dim, hidden_dim),
-      'output': glorot(keys[3], (hidden_dim, out_dim), hidden_dim, out_dim),
+      'query': kernel(keys[0], in_dim, hidden_dim),
+      'key': kernel(keys[1], in_dim, hidden_dim),
+      'value': kernel(keys[2], in_dim, hidden_dim),
+      'output': kernel(keys[3], hidden_dim, out_dim),
   }
   if use_bias:
     bias = params_lib.torch_linear_bias
@@ -108,13 +111,14 @@ class DotProductGraphAttention(nnx.Module):
   Params: exactly ``dot_attention_init``'s dict (``query``, ``key``, ``value``, ``output`` and
   their ``*_bias``), one ``nnx.Param`` per key. Attention dropout (``dropout_rate``) runs when
   ``train`` is True and needs ``rngs`` (its ``dropout`` stream) at call time. ``dtype``: compute
-  dtype (None: the inputs' dtype).
+  dtype (None: the inputs' dtype). ``init``: the kernels' initialisation (``dot_attention_init``).
   """
 
   def __init__(self, in_features: int, features: int, *, hidden_dim: int, num_heads: int = 8,
                use_bias: bool = True,
                activation: Callable[[chex.Array], chex.Array] | None = jax.nn.relu,
-               dropout_rate: float = 0.0, dtype: Any | None = None, rngs: nnx.Rngs):
+               dropout_rate: float = 0.0, dtype: Any | None = None, init: str = 'glorot',
+               rngs: nnx.Rngs):
     if not 0.0 <= dropout_rate < 1.0:
       raise ValueError(f'DotProductGraphAttention dropout_rate must be in [0, 1); got '
                        f'{dropout_rate}.')
@@ -124,7 +128,8 @@ class DotProductGraphAttention(nnx.Module):
     self.dtype = dtype
     params_lib.declare_params(self, dot_attention_init(rngs.params(), in_features, features,
                                                        hidden_dim=hidden_dim,
-                                                       num_heads=num_heads, use_bias=use_bias))
+                                                       num_heads=num_heads, use_bias=use_bias,
+                                                       init=init))
 
   def __call__(self, x: chex.Array, adj: chex.Array | None = None, *, train: bool,
                rngs: nnx.Rngs | None = None) -> chex.Array:

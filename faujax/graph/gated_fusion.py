@@ -29,29 +29,42 @@ def l2_normalize(x: chex.Array, axis: int = -1, epsilon: float = 1e-12) -> chex.
 
 
 def gated_fusion_init(rng: chex.PRNGKey, in_dim_a: int, in_dim_b: int, out_dim: int,
-                      *, use_bias: bool = True) -> params_lib.Params:
-  """Params (float32, Glorot uniform kernels, PyTorch-style biases).
+                      *, use_bias: bool = True, init: str = 'glorot') -> params_lib.Params:
+  """Params (float32).
 
   Keys: ``'kernel_a'`` ``(C_a, C_out)`` (W_C), ``'kernel_b'`` ``(C_b, C_out)``
   (W_P), ``'gate_a'`` ``(C_a, C_out)`` (W'_C), ``'gate_b'`` ``(C_b, C_out)``
-  (W'_P) and, with ``use_bias``, ``'bias_a'``, ``'bias_b'``, ``'gate_bias'``.
+  (W'_P) and, with ``use_bias``, ``'bias_a'``, ``'bias_b'``, ``'gate_bias'`` (the sum of
+  W'_C's and W'_P's biases: eq. 8 adds the two convolutions).
+
+  ``init`` (``params_lib.KERNEL_INITS``): 'glorot', Glorot uniform kernels, biases
+  U(+-1/sqrt(fan_in)) with the gate's fan-in C_a + C_b; 'torch', the four W as torch 1 x 1
+  ``nn.Conv2d`` with their default initialisation (MGRR-Net sec. 4.2): every kernel and bias
+  U(+-1/sqrt(C_in)) of its own input, so ``gate_bias`` is the sum of a U(+-1/sqrt(C_a)) and a
+  U(+-1/sqrt(C_b)) draw, as the two convolutions' biases of a torch GFC add up.
   """
   if min(in_dim_a, in_dim_b, out_dim) <= 0:
     raise ValueError('in_dim_a, in_dim_b and out_dim must be positive; got '
                      f'{in_dim_a}, {in_dim_b}, {out_dim}.')
+  params_lib.check_kernel_init(init)
   keys = jax.random.split(rng, 7)
-  glorot = params_lib.glorot_uniform
+  kernel = lambda k, a: params_lib.linear_kernel(k, (a, out_dim), a, out_dim, init)
   params = {
-      'kernel_a': glorot(keys[0], (in_dim_a, out_dim), in_dim_a, out_dim),
-      'kernel_b': glorot(keys[1], (in_dim_b, out_dim), in_dim_b, out_dim),
-      'gate_a': glorot(keys[2], (in_dim_a, out_dim), in_dim_a, out_dim),
-      'gate_b': glorot(keys[3], (in_dim_b, out_dim), in_dim_b, out_dim),
+      'kernel_a': kernel(keys[0], in_dim_a),
+      'kernel_b': kernel(keys[1], in_dim_b),
+      'gate_a': kernel(keys[2], in_dim_a),
+      'gate_b': kernel(keys[3], in_dim_b),
   }
   if use_bias:
     bias = params_lib.torch_linear_bias
     params['bias_a'] = bias(keys[4], (out_dim,), in_dim_a)
     params['bias_b'] = bias(keys[5], (out_dim,), in_dim_b)
-    params['gate_bias'] = bias(keys[6], (out_dim,), in_dim_a + in_dim_b)
+    if init == 'torch':
+      key_a, key_b = jax.random.split(keys[6])
+      params['gate_bias'] = (bias(key_a, (out_dim,), in_dim_a)
+                             + bias(key_b, (out_dim,), in_dim_b))
+    else:
+      params['gate_bias'] = bias(keys[6], (out_dim,), in_dim_a + in_dim_b)
   return params
 
 
@@ -83,15 +96,16 @@ class GatedFusionCell(nnx.Module):
   -> ``(..., features)``.
 
   Params: exactly ``gated_fusion_init``'s dict, one ``nnx.Param`` per key. ``dtype``: compute
-  dtype (None: the inputs' dtype).
+  dtype (None: the inputs' dtype). ``init``: 'glorot' or 'torch' (``gated_fusion_init``).
   """
 
   def __init__(self, in_features_a: int, in_features_b: int, features: int, *,
-               use_bias: bool = True, dtype: Any | None = None, rngs: nnx.Rngs):
+               use_bias: bool = True, dtype: Any | None = None, init: str = 'glorot',
+               rngs: nnx.Rngs):
     self.dtype = dtype
     params_lib.declare_params(self, gated_fusion_init(rngs.params(), in_features_a,
                                                       in_features_b, features,
-                                                      use_bias=use_bias))
+                                                      use_bias=use_bias, init=init))
 
   def __call__(self, a: chex.Array, b: chex.Array) -> chex.Array:
     return gated_fusion_apply(params_lib.declared_params(self), a, b, dtype=self.dtype)

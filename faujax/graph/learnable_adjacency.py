@@ -20,10 +20,12 @@ from faujax.graph import params as params_lib
 
 
 def prior_graph_init(rng: chex.PRNGKey, prior: chex.Array, in_dim: int, out_dim: int, *,
-                     per_node: bool = True, use_bias: bool = False) -> params_lib.Params:
+                     per_node: bool = True, use_bias: bool = False,
+                     init: str = 'glorot') -> params_lib.Params:
   """Params (float32): ``'adjacency'`` = ``prior`` ``(N, N)``; ``'kernel'``
-  ``(N, in_dim, out_dim)`` (per node) or ``(in_dim, out_dim)``, Glorot uniform;
-  ``'bias'`` ``(out_dim,)`` zeros if ``use_bias``."""
+  ``(N, in_dim, out_dim)`` (per node) or ``(in_dim, out_dim)``; ``'bias'`` ``(out_dim,)`` zeros
+  if ``use_bias``. ``init``: the kernel's 'glorot' (Glorot uniform) or 'torch' (every W_i as a
+  torch ``nn.Linear`` / 1 x 1 ``nn.Conv2d``, U(+-1/sqrt(in_dim)); MGRR-Net sec. 4.2)."""
   prior = jnp.asarray(prior, jnp.float32)
   adjacency_lib.check_adjacency(prior, name='prior')
   if prior.ndim != 2:
@@ -33,7 +35,7 @@ def prior_graph_init(rng: chex.PRNGKey, prior: chex.Array, in_dim: int, out_dim:
   n = prior.shape[0]
   shape = (n, in_dim, out_dim) if per_node else (in_dim, out_dim)
   params = {'adjacency': prior,
-            'kernel': params_lib.glorot_uniform(rng, shape, in_dim, out_dim)}
+            'kernel': params_lib.linear_kernel(rng, shape, in_dim, out_dim, init)}
   if use_bias:
     params['bias'] = jnp.zeros((out_dim,), jnp.float32)
   return params
@@ -67,14 +69,17 @@ class PriorGraphConv(nnx.Module):
 
   ``prior`` is the (N, N) initial adjacency (array-like). Params: exactly ``prior_graph_init``'s
   dict (``adjacency`` (N, N), initialised to ``prior`` and trained; ``kernel`` [, ``bias``]),
-  one ``nnx.Param`` per key. ``dtype``: compute dtype (None: the inputs' dtype).
+  one ``nnx.Param`` per key. ``dtype``: compute dtype (None: the inputs' dtype). ``init``: the
+  kernel's initialisation, 'glorot' or 'torch' (``prior_graph_init``).
   """
 
   def __init__(self, prior: Any, in_features: int, features: int, *, per_node: bool = True,
-               use_bias: bool = False, dtype: Any | None = None, rngs: nnx.Rngs):
+               use_bias: bool = False, dtype: Any | None = None, init: str = 'glorot',
+               rngs: nnx.Rngs):
     self.dtype = dtype
     params_lib.declare_params(self, prior_graph_init(rngs.params(), prior, in_features, features,
-                                                     per_node=per_node, use_bias=use_bias))
+                                                     per_node=per_node, use_bias=use_bias,
+                                                     init=init))
 
   def __call__(self, x: chex.Array) -> chex.Array:
     return prior_graph_apply(params_lib.declared_params(self), x, dtype=self.dtype)

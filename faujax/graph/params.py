@@ -17,7 +17,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from faujax.layers import torch_init
+
 Params = dict[str, chex.Array]
+
+# Kernel initialisations of the graph layers' linear maps (``linear_kernel``): 'glorot' (Glorot
+# uniform) or 'torch' (PyTorch's ``nn.Linear`` / 1 x 1 ``nn.Conv2d`` default, U(+-1/sqrt(fan_in)),
+# ``faujax.layers.torch_init``; MGRR-Net sec. 4.2).
+KERNEL_INITS: tuple[str, ...] = ('glorot', 'torch')
 
 # The attribute of a wrapper that lists its declared parameter names (static, part of the graph).
 _NAMES_ATTR = 'param_names'
@@ -97,5 +104,20 @@ def glorot_uniform(rng: chex.PRNGKey, shape: tuple[int, ...], fan_in: int,
 
 def torch_linear_bias(rng: chex.PRNGKey, shape: tuple[int, ...], fan_in: int) -> chex.Array:
   """PyTorch ``nn.Linear`` default bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)), float32."""
-  limit = 1.0 / fan_in ** 0.5
-  return jax.random.uniform(rng, shape, jnp.float32, -limit, limit)
+  return torch_init.uniform(rng, shape, fan_in)
+
+
+def check_kernel_init(init: str) -> None:
+  """Raises ValueError unless ``init`` is one of ``KERNEL_INITS``."""
+  if init not in KERNEL_INITS:
+    raise ValueError(f'kernel init {init!r}; expected one of {KERNEL_INITS}.')
+
+
+def linear_kernel(rng: chex.PRNGKey, shape: tuple[int, ...], in_dim: int, out_dim: int,
+                  init: str) -> chex.Array:
+  """A linear map's kernel ``shape`` (``(..., in_dim, out_dim)``; leading axes stack independent
+  maps), float32: Glorot uniform (``init='glorot'``) or torch's default (``'torch'``)."""
+  check_kernel_init(init)
+  if init == 'torch':
+    return torch_init.uniform(rng, shape, in_dim)
+  return glorot_uniform(rng, shape, in_dim, out_dim)

@@ -6,8 +6,9 @@ Facial Action Unit Detection" (``/work/shared/papers/au_gcn.md``). Facts the pap
 graph", "AU-GCN training").
 
   image (B, S, S, 3), landmarks (B, P, 2)
-    -> ROIs (sec. 3.2, ``parts.roi_nodes``): two n x n crops per EAC-Net AU region
-       (clamped inside the image), + the whole face resized to n x n        (B, R, n, n, 3)
+    -> ROIs (sec. 3.2, ``parts.roi_nodes``): two n x n crops per EAC-Net AU region (one for
+       AU9's), clamped inside the image, + the whole face resized to n x n  (B, R, n, n, 3)
+       R = 19 on BP4D, 14 on DISFA
     -> one auto-encoder per ROI, vmapped (sec. 3.3, ``parts.roi_autoencoders``)
          latent Z_0 (B, R, d0), reconstruction (eq. 1), ROI logits (eq. 2)
     -> two graph convolutions Z_{i+1} = G Z_i W_i (eq. 6), d0 -> d1 -> d2,
@@ -129,6 +130,9 @@ class AUGCN(nnx.Module):
     roi_rules: AU centre rules of the ROIs ('eacnet' in the paper; 'jaanet').
     roi_size: n, the side of a ROI in input pixels (25 on the paper's 200 x 200 faces).
     use_face: the whole-face node F.
+    single_roi_aus: AUs whose region is one ROI at the midpoint of its two centres (AU9: the
+      paper's 14 DISFA ROIs, ``roi_nodes.SINGLE_ROI_AUS``); () gives every region two ROIs (15
+      on DISFA).
     graph: 'relation' (the paper's G), 'identity' (G = I: no message passing) or 'none'
       (AU-Net: concatenate the R latents, FC to C).
     relation_threshold: h of eq. 5 on M_sym = P(j|i) + P(i|j) in [0, 2] (not given by the paper).
@@ -142,8 +146,9 @@ class AUGCN(nnx.Module):
   """
 
   def __init__(self, info: Any, *, constants: Mapping[str, np.ndarray] = frozen_mapping({}),
-               roi_rules: str = 'eacnet', roi_size: int = 25,
-               use_face: bool = True, graph: str = 'relation', relation_threshold: float = 1.0,
+               roi_rules: str = 'eacnet', roi_size: int = 25, use_face: bool = True,
+               single_roi_aus: Sequence[int] = roi_nodes.SINGLE_ROI_AUS,
+               graph: str = 'relation', relation_threshold: float = 1.0,
                graph_normalization: str = 'none', latent_dim: int = 150,
                gcn_dims: Sequence[int] = (30, 12), dropout: float = 0.5,
                ae_widths: Sequence[int] = (16, 32, 20), dtype: Any = jnp.float32,
@@ -158,7 +163,7 @@ class AUGCN(nnx.Module):
     if len(aus) != info.num_labels:
       raise ValueError(f'AU-GCN needs the AU number of every label; the dataset has '
                        f'{info.num_labels} labels {list(info.label_names)} but aus={aus}.')
-    self.layout = roi_nodes.roi_layout(aus, rules=roi_rules, with_face=use_face)
+    self.layout = _layout(aus, roi_rules, use_face, single_roi_aus)
     self.num_labels = len(aus)
     self.roi_size = int(roi_size)
     self.graph_kind = graph
@@ -192,11 +197,12 @@ class AUGCN(nnx.Module):
 
   @staticmethod
   def prepare(info: Any, *, roi_rules: str = 'eacnet', use_face: bool = True,
-              graph: str = 'relation', relation_threshold: float = 1.0) -> dict[str, np.ndarray]:
+              single_roi_aus: Sequence[int] = roi_nodes.SINGLE_ROI_AUS, graph: str = 'relation',
+              relation_threshold: float = 1.0) -> dict[str, np.ndarray]:
     """The constant ``graph`` (R, R): sec. 3.4's ROI graph from the fold's training labels
     ('relation'), else the identity (no message passing). Options as the model's."""
     aus = tuple(int(a) for a in info.aus)[:int(info.num_labels)]
-    layout = roi_nodes.roi_layout(aus, rules=roi_rules, with_face=use_face)
+    layout = _layout(aus, roi_rules, use_face, single_roi_aus)
     if graph == 'relation':
       return {'graph': relation_graph(info, layout, relation_threshold).astype(np.float32)}
     return {'graph': np.eye(layout.num_nodes, dtype=np.float32)}
@@ -228,6 +234,17 @@ class AUGCN(nnx.Module):
         'reconstruction_target': patches,
         'stat/roi_clamped': jnp.mean(clamped.astype(jnp.float32), axis=-1),
     }
+
+
+def _layout(aus: tuple[int, ...], roi_rules: str, use_face: bool,
+            single_roi_aus: Sequence[int]) -> roi_nodes.RoiLayout:
+  """``roi_nodes.roi_layout`` of the config's ROI keys (errors name ``config.model.<key>``)."""
+  if isinstance(single_roi_aus, (str, bytes)) or not all(
+      isinstance(a, int) and not isinstance(a, bool) for a in single_roi_aus):
+    raise ValueError(f'config.model.single_roi_aus={single_roi_aus!r}; expected a tuple of AU '
+                     'numbers (ints), e.g. (9,) or ().')
+  return roi_nodes.roi_layout(aus, rules=roi_rules, with_face=use_face,
+                              single_aus=tuple(single_roi_aus))
 
 
 def _validate(*, graph: str, roi_size: int, relation_threshold: float, graph_normalization: str,

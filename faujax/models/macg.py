@@ -29,7 +29,9 @@ reads the node features directly (as in ME-GraphAU). The Fig. 6 K sweep is ``top
 Output: ``{'au_probs': (B, N) float32 in [0, 1]}`` for the 'asymmetric' loss (eq. 15-16).
 
 Public-code switches (defaults are the paper's): ``shared_ccfg_block`` (one CCFG block for all AUs),
-``axial_order='xy'``, ``ccfg_trainable_lambda=False`` (a fixed lambda).
+``ccfg_per_au_statistics`` (that block's BatchNorm statistics move once per AU in each training
+step, as the code's per-AU calls move them), ``axial_order='xy'``, ``ccfg_trainable_lambda=False``
+(a fixed lambda); docs/reference/model_details.md, "Reference-code parity switches".
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ class MACG(nnx.Module):
     gnn_layers: number of dynamic-graph layers (1 in the public code).
     shared_ccfg_block: one LinearBlock shared by all AUs in CCFG (the public code's behaviour)
       instead of the paper's per-AU phi_i (eq. 12).
+    ccfg_per_au_statistics: with ``shared_ccfg_block``, that block's BatchNorm running statistics
+      move N times per training step (the public code calls it once per AU), not once
+      (``faujax.models.parts.ccfg``).
     mafg_kernel_sizes, mafg_square_kernel, axial_order: MAFG scales (7, 11, 21), 5, 'yx'
       ('xy': the public code's order).
     ccfg_lambda_init: initial CCFG lambda (eq. 11).
@@ -94,6 +99,7 @@ class MACG(nnx.Module):
                node_dim: int = 512, rel_features: int = 64, use_mafg: bool = True,
                use_gnn: bool = True, use_ccfg: bool = True, top_k: int = 3,
                similarity: str = 'dot', gnn_layers: int = 1, shared_ccfg_block: bool = False,
+               ccfg_per_au_statistics: bool = False,
                mafg_kernel_sizes: Sequence[int] = (7, 11, 21), mafg_square_kernel: int = 5,
                axial_order: str = 'yx', ccfg_lambda_init: float = 1.0,
                ccfg_trainable_lambda: bool = True, dtype: Any = jnp.float32, rngs: nnx.Rngs):
@@ -120,7 +126,8 @@ class MACG(nnx.Module):
     self.ccfg = (CCFG(n, node_dim, features=node_dim, rel_features=rel_features,
                       lambda_init=ccfg_lambda_init,
                       trainable_lambda=ccfg_trainable_lambda, shared_block=shared_ccfg_block,
-                      dtype=dtype, rngs=rngs) if use_ccfg else None)
+                      per_au_statistics=ccfg_per_au_statistics, dtype=dtype, rngs=rngs)
+                 if use_ccfg else None)
     self.fusion = (LinearBlock(2 * node_dim, node_dim, dtype=dtype, rngs=rngs)
                    if use_ccfg else None)
     self.head = CosineHead(n, node_dim, rngs=rngs)

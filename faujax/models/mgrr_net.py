@@ -47,6 +47,8 @@ from faujax.backbones.jaanet import torch_linear
 from faujax.config_schema import frozen_mapping
 from faujax.geometry import au_centres as au_centres_lib
 from faujax.models import trunk as trunk_lib
+from faujax.layers import torch_init
+from faujax.models.parts import mgrr_global
 from faujax.models.parts import mgrr_layer
 from faujax.models.parts import mgrr_patches
 
@@ -136,6 +138,11 @@ class MGRRNet(nnx.Module):
       face) or 'zero' (raw pixel coordinates, JAA-Net's head).
     centres_from: 'predicted' (the paper) or 'ground_truth' (``batch['landmarks']``).
     au_centre_rules: 'jaanet' (the paper's, via JAA-Net) or 'eacnet' centre rules.
+    init: 'torch' (sec. 4.2, "the default initializer of PyTorch": every layer as torch's
+      ``nn.Linear`` / ``nn.Conv2d`` / ``nn.ConvTranspose2d`` defaults, ``faujax.layers.torch_init``)
+      or 'glorot' (faujax's earlier draw: Glorot-uniform W_i, U_q, U_k, U_v, U_c and GFC kernels,
+      Flax's default deconvolution); the stem, the 3 x 3 reductions and the heads are torch's in
+      both (docs/reference/model_details.md, "MGRR-Net", initialisation).
     dtype: compute dtype; parameters float32.
     rngs: initialisation.
   """
@@ -148,7 +155,8 @@ class MGRRNet(nnx.Module):
                num_heads: int = 8,
                patch_size: int = 8, integrated_dim: int = 512,
                landmark_init: str = 'mean_face', centres_from: str = 'predicted',
-               au_centre_rules: str = 'jaanet', dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               au_centre_rules: str = 'jaanet', init: str = 'torch', dtype: Any = jnp.float32,
+               rngs: nnx.Rngs):
     if getattr(info, 'task', 'au') != 'au':
       raise ValueError(f"config.model.name='mgrr_net' is an AU model; the dataset's task is "
                        f'{info.task!r}.')
@@ -157,6 +165,7 @@ class MGRRNet(nnx.Module):
               fusion=fusion, hidden_dim=hidden_dim, num_heads=num_heads, patch_size=patch_size,
               integrated_dim=integrated_dim, landmark_init=landmark_init,
               centres_from=centres_from, au_centre_rules=au_centre_rules)
+    mgrr_global.check_init(init)
     n = int(info.num_labels)
     m = int(info.num_landmarks)
     self.num_labels = n
@@ -185,15 +194,13 @@ class MGRRNet(nnx.Module):
             adjacency=None if adjacency is None else jnp.array(adjacency), use_global=use_global,
             use_channel=use_channel, use_pixel=use_pixel, fusion=fusion, gfc_scale=gfc_scale,
             hidden_dim=hidden_dim,
-            num_heads=num_heads, dtype=dtype, rngs=rngs)
+            num_heads=num_heads, init=init, dtype=dtype, rngs=rngs)
         for _ in range(num_layers)])
-    # Local head: one linear classifier per AU on its flattened patch map (eq. 9).
+    # Local head: one linear classifier per AU on its flattened patch map (eq. 9), each a torch
+    # nn.Linear(flat, 1) with its default initialisation.
     flat = 2 * patch_size * patch_size * c
-    bound = 1.0 / np.sqrt(flat)
-    self.local_kernel = nnx.Param(jax.random.uniform(rngs.params(), (n, flat), jnp.float32,
-                                                     -bound, bound))
-    self.local_bias = nnx.Param(jax.random.uniform(rngs.params(), (n,), jnp.float32,
-                                                   -bound, bound))
+    self.local_kernel = nnx.Param(torch_init.uniform(rngs.params(), (n, flat), flat))
+    self.local_bias = nnx.Param(torch_init.uniform(rngs.params(), (n,), flat))
     # Integrated head (L_int): every AU's refined feature and the alignment output.
     self.integrated_hidden = torch_linear(n * c + 2 * m, integrated_dim, dtype=dtype, rngs=rngs)
     self.integrated_out = torch_linear(integrated_dim, n, dtype=dtype, rngs=rngs)

@@ -93,14 +93,21 @@ def torch_key_map(arch: str) -> dict[str, tuple[str, tuple[str, ...], tuple[int,
   return mapping
 
 
-def to_flax(value: np.ndarray, collection: str, path: tuple[str, ...]) -> np.ndarray:
+def to_flax(value: Any, collection: str, path: tuple[str, ...]) -> np.ndarray:
+  """A torch tensor (or array) in the Flax layout, float32: conv kernels OIHW -> HWIO, linear
+  kernels (out, in) -> (in, out), everything else as it is.
+
+  Always a new array that owns its memory: ``np.asarray`` of a float32 torch tensor or numpy
+  array is a view of it, so a later in-place update of the source (a torch optimiser step, a
+  ``running_var`` update) would silently change the "converted" biases and BatchNorm statistics.
+  """
   value = np.asarray(value, np.float32)
   if collection == 'params' and path[-1] == 'kernel':
     if value.ndim == 4:
-      return np.ascontiguousarray(value.transpose(2, 3, 1, 0))
-    if value.ndim == 2:
-      return np.ascontiguousarray(value.T)
-  return value
+      value = value.transpose(2, 3, 1, 0)
+    elif value.ndim == 2:
+      value = value.T
+  return np.array(value, np.float32, order='C', copy=True)
 
 
 def _normalise_keys(arch: str, state_dict: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -18,7 +18,13 @@ module, not an ``nnx.Param``, so it has no gradient, no optimiser state and no c
 
 ``CCFG`` (eq. 12): ``v_i^CCFG = phi_i(avgpool(E))``: average pooling over H x W and one LinearBlock
 per AU (the paper's non-shared phi_i, default). ``shared_block=True`` reproduces the public code,
-whose single LinearBlock is shared by all AUs, so every AU row of its output is identical.
+whose single LinearBlock is shared by all AUs, so every AU row of its output is identical. The
+public code applies that block once per AU in each forward (lkq52110/au-recognition ``model.py``
+``CCFG.forward``, lines 278-281), so in training its BatchNorm's running statistics move N times
+per step, each time by the same batch statistics: m <- momentum^N m + (1 - momentum^N) mu.
+``per_au_statistics=True`` (with ``shared_block``) reproduces that by applying the block N times
+in training, one after the other; its output and gradients are those of one application (the
+batch statistics normalise every application alike). False (default) moves them once.
 
 Flax NNX; variable paths (unchanged, so checkpoints keep loading):
 ``topology/{rel1, rel2, local, fuse}/{kernel, bias}``, ``topology/lambda`` (only if trainable),
@@ -117,15 +123,23 @@ class CCFG(nnx.Module):
     shared_block: False (paper eq. 12): one phi_i per AU (child ``au_blocks``); True (public
       code): one LinearBlock shared by all AUs (child ``shared_block``), broadcast to N identical
       rows.
+    per_au_statistics: with ``shared_block``, the shared block's BatchNorm statistics move once
+      per AU in each training step, as the public code's per-AU calls move them (see the module
+      docstring); False: once per step. Needs ``shared_block`` (each per-AU block moves once).
     dtype: compute dtype; parameters float32.
     rngs: parameter initialisation.
   """
 
   def __init__(self, num_nodes: int, in_features: int, *, features: int = 512,
                rel_features: int = 64, lambda_init: float = 1.0, trainable_lambda: bool = True,
-               shared_block: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               shared_block: bool = False, per_au_statistics: bool = False,
+               dtype: Any = jnp.float32, rngs: nnx.Rngs):
     if not isinstance(num_nodes, int) or num_nodes <= 0:
       raise ValueError(f'CCFG num_nodes must be a positive int; got {num_nodes!r}.')
+    if per_au_statistics and not shared_block:
+      raise ValueError('CCFG per_au_statistics needs shared_block (the public code\'s shared '
+                       'LinearBlock); the per-AU blocks of eq. 12 each move their statistics once.')
+    self.per_au_statistics = bool(per_au_statistics)
     self.num_nodes = num_nodes
     self.features = features
     self.topology = ChannelTopologyConv(in_features, features=features, rel_features=rel_features,
@@ -145,7 +159,10 @@ class CCFG(nnx.Module):
     e = self.topology(x)
     pooled = e.mean(axis=(1, 2))                                     # (B, C')
     if self.shared_block is not None:
-      v = self.shared_block(pooled, train=train)
+      # One application per AU in training with per_au_statistics: the BatchNorm statistics
+      # move N times; every application returns the same v (batch statistics), the last is used.
+      for _ in range(self.num_nodes if train and self.per_au_statistics else 1):
+        v = self.shared_block(pooled, train=train)
       v = jnp.broadcast_to(v[:, None, :], (b, self.num_nodes, self.features))
     else:
       v = self.au_blocks(pooled, train=train)

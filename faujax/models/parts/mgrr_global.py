@@ -14,6 +14,13 @@ operation with a stride two and padding one ... to reduce the parameters"):
 The paper names the stride-2 convolution before the channel level and the deconvolution after the
 pixel level; faujax gives each level its own reduction (both then work at s' = ceil(s / 2)), see
 docs/reference/model_details.md, "MGRR-Net".
+
+Initialisation (``init``, ``config.model.init`` of MGRR-Net, ``INITS``): 'torch' (the paper, sec.
+4.2) draws U_q, U_k, U_v, U_c and the deconvolution as torch's ``nn.Linear`` /
+``nn.ConvTranspose2d`` defaults (``faujax.layers.torch_init``; the deconvolution's fan-in is
+torch's ``out * 2 * 2``); 'glorot' is faujax's earlier draw: Glorot-uniform U matrices and Flax's
+default deconvolution (LeCun-normal kernel, zero bias). The 3 x 3 reductions are torch's
+default in both.
 """
 
 from __future__ import annotations
@@ -27,6 +34,17 @@ from flax import nnx
 
 from faujax.backbones.jaanet import torch_conv3x3
 from faujax.graph.dot_attention import DotProductGraphAttention
+from faujax.layers import torch_init
+
+# ``init`` values: 'torch' (PyTorch's defaults, MGRR-Net sec. 4.2) or 'glorot' (see above).
+INITS: tuple[str, ...] = ('torch', 'glorot')
+DECONV_KERNEL = (2, 2)
+
+
+def check_init(init: str) -> None:
+  """Raises ValueError naming ``config.model.init`` unless ``init`` is one of ``INITS``."""
+  if init not in INITS:
+    raise ValueError(f'config.model.init={init!r}; expected one of {INITS}.')
 
 
 def reduced_side(side: int) -> int:
@@ -49,16 +67,18 @@ class ChannelAttention(nnx.Module):
   """C_G: MH-GAT over the channels of the reduced O_G. (B, s, s, c) -> (B, s, s, c).
 
   Variables: ``reduce/conv`` (3 x 3, c -> c), ``attention`` (``DotProductGraphAttention``
-  s'^2 -> s^2, hidden ``hidden_dim`` D, ``num_heads`` L).
+  s'^2 -> s^2, hidden ``hidden_dim`` D, ``num_heads`` L). ``init``: one of ``INITS``.
   """
 
   def __init__(self, features: int, side: int, *, hidden_dim: int = 1024, num_heads: int = 8,
-               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               init: str = 'torch', dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    check_init(init)
     self.side = side
     self.reduce = _Reduce(features, dtype=dtype, rngs=rngs)
     r = reduced_side(side)
     self.attention = DotProductGraphAttention(r * r, side * side, hidden_dim=hidden_dim,
-                                              num_heads=num_heads, dtype=dtype, rngs=rngs)
+                                              num_heads=num_heads, dtype=dtype, init=init,
+                                              rngs=rngs)
 
   def __call__(self, o_g: jax.Array, *, train: bool) -> jax.Array:
     b, s, _, c = o_g.shape
@@ -74,16 +94,25 @@ class PixelAttention(nnx.Module):
 
   Variables: ``reduce/conv`` (3 x 3, c -> c), ``attention`` (``DotProductGraphAttention``
   c -> c, hidden D, L heads), ``deconv`` (``nnx.ConvTranspose`` 2 x 2, stride 2, c -> c).
+  ``init``: one of ``INITS``.
   """
 
   def __init__(self, features: int, side: int, *, hidden_dim: int = 1024, num_heads: int = 8,
-               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               init: str = 'torch', dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    check_init(init)
     self.side = side
     self.reduce = _Reduce(features, dtype=dtype, rngs=rngs)
     self.attention = DotProductGraphAttention(features, features, hidden_dim=hidden_dim,
-                                              num_heads=num_heads, dtype=dtype, rngs=rngs)
-    self.deconv = nnx.ConvTranspose(features, features, (2, 2), strides=(2, 2), padding='VALID',
-                                    dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+                                              num_heads=num_heads, dtype=dtype, init=init,
+                                              rngs=rngs)
+    inits = {}
+    if init == 'torch':  # nn.ConvTranspose2d(c, c, 2, stride=2)'s default: fan-in c * 2 * 2
+      fan = torch_init.fan_in(DECONV_KERNEL + (features, features), 'conv_transpose')
+      inits = {'kernel_init': torch_init.kernel_init('conv_transpose'),
+               'bias_init': torch_init.bias_init(fan)}
+    self.deconv = nnx.ConvTranspose(features, features, DECONV_KERNEL, strides=(2, 2),
+                                    padding='VALID', dtype=dtype, param_dtype=jnp.float32,
+                                    rngs=rngs, **inits)
 
   def __call__(self, o_g: jax.Array, *, train: bool) -> jax.Array:
     b, s, _, c = o_g.shape

@@ -67,6 +67,8 @@ class RelationalLayer(nnx.Module):
     fusion: 'gated' (eq. 7-8) or 'mean'.
     gfc_scale: multiplies every GFC output (1 = the paper; a faujax deviation otherwise).
     hidden_dim, num_heads: D and L of the MH-GATs.
+    init: 'torch' (PyTorch's default initialisation of W_i, the MH-GATs, the deconvolution and the
+      GFC convolutions, sec. 4.2) or 'glorot' (``mgrr_global.INITS``).
 
   Variables: ``region`` (``PriorGraphConv``: ``adjacency`` (N, N), ``kernel`` (N, c, c)),
   ``channel`` / ``pixel`` (``mgrr_global``), ``fuse_cp`` / ``fuse_og`` / ``fuse_v``
@@ -76,7 +78,8 @@ class RelationalLayer(nnx.Module):
   def __init__(self, num_nodes: int, features: int, side: int, *, patch_size: int,
                adjacency: Any | None, use_global: bool, use_channel: bool, use_pixel: bool,
                fusion: str = 'gated', gfc_scale: float = 1.0, hidden_dim: int = 1024,
-               num_heads: int = 8, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               num_heads: int = 8, init: str = 'torch', dtype: Any = jnp.float32,
+               rngs: nnx.Rngs):
     if fusion not in FUSIONS:
       raise ValueError(f'config.model.fusion={fusion!r}; expected one of {FUSIONS}.')
     if isinstance(gfc_scale, bool) or not isinstance(gfc_scale, (int, float)) or gfc_scale <= 0:
@@ -86,15 +89,17 @@ class RelationalLayer(nnx.Module):
     self.num_nodes = num_nodes
     self.patch_size = patch_size
     self.fusion = fusion
+    mgrr_global.check_init(init)
     self.region = (None if adjacency is None else
-                   PriorGraphConv(adjacency, features, features, dtype=dtype, rngs=rngs))
-    att = dict(hidden_dim=hidden_dim, num_heads=num_heads, dtype=dtype, rngs=rngs)
+                   PriorGraphConv(adjacency, features, features, dtype=dtype, init=init,
+                                  rngs=rngs))
+    att = dict(hidden_dim=hidden_dim, num_heads=num_heads, init=init, dtype=dtype, rngs=rngs)
     self.channel = mgrr_global.ChannelAttention(features, side, **att) if use_channel else None
     self.pixel = mgrr_global.PixelAttention(features, side, **att) if use_pixel else None
     self.use_global = bool(use_global)
     levels = int(use_global) + int(use_channel) + int(use_pixel)
     cell = lambda: gated_fusion.GatedFusionCell(features, features, features, dtype=dtype,
-                                                rngs=rngs)
+                                                init=init, rngs=rngs)
     # levels - 1 cells inside the global hierarchy, one more to fuse it into the nodes.
     self.fuse_cp = cell() if use_channel and use_pixel else None
     self.fuse_og = cell() if use_global and (use_channel or use_pixel) else None
