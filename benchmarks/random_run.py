@@ -45,8 +45,8 @@ def write_random_run(config, out: str) -> dict:
                                     alignment='eye_level' if info.task == 'au' else '')
   variables = {'params': jax.device_get(state.params),
                'batch_stats': jax.device_get(state.batch_stats)}
-  import_checkpoint._write_run(out, config, record_info, variables,  # pylint: disable=protected-access
-                               jax.device_get(state.constants))
+  import_checkpoint.write_run(out, config, record_info, variables,
+                              jax.device_get(state.constants))
   dtypes = sorted({str(x.dtype) for x in jax.tree_util.tree_leaves(state.params)})
   return {'model': config.model.name, 'backbone': config.model.backbone.name,
           'stored_face_px': stored, 'param_dtypes': dtypes, 'out': out}

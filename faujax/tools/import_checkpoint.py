@@ -368,8 +368,8 @@ def _au_info(name: str, au_names: Sequence[str], image_size: int, alignment: str
       class_counts=np.zeros((n,), np.int64), alignment=alignment)
 
 
-def _write_run(out: str, config: Any, info: Any, variables: Mapping[str, Any],
-               constants: Mapping[str, Any]) -> None:
+def write_run(out: str, config: Any, info: Any, variables: Mapping[str, Any],
+              constants: Mapping[str, Any]) -> None:
   """``out`` as a faujax run: one verified checkpoint at step 0 (``variables``, the model's
   ``constants`` tree, a fresh optimiser state), its config and dataset record. Written in a
   sibling temporary directory and renamed, so a failed import leaves nothing behind."""
@@ -503,7 +503,7 @@ def import_state_dict(sd: Mapping[str, np.ndarray], out: str, *, format: str = '
   config = config_base.resolve_config(config)
   template = _template(config, info, constants)
   variables, skipped = fill(template, sd, key_map, known)
-  _write_run(out, config, info, variables, template['constants'])
+  write_run(out, config, info, variables, template['constants'])
   skipped.update(dict(wrapper_skips or {}))
   return {'format': detected.format, 'arch': detected.arch, 'stage': detected.stage,
           'labels': list(info.label_names), 'converted': len(key_map), 'skipped': skipped,
