@@ -238,6 +238,7 @@ def _public_emotion_gcn(input_size: int = 227):
   AffectNet (227) or Aff-Wild2 (112) input size, with the repository's adjacency file
   (spearman_affectnet.pkl; the file's matrix is the parameter ``A`` the import keeps)."""
   tv = pytest.importorskip('torchvision')
+  torch.manual_seed(0)  # the layers `_randomise` leaves at torch's default init: a fixed model
   models = public_code.load('emotion-gcn', 'models', 'public_egcn')
   original = tv.models.densenet121
   models.models.densenet121 = lambda pretrained=False, **kw: original(weights=None)
