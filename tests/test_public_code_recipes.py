@@ -86,6 +86,17 @@ def test_nearest_rotation_takes_input_pixels():
     augment.AugmentConfig(interpolation='bicubic')
 
 
+def test_evaluation_resamples_bilinearly_whatever_the_training_interpolation():
+  """The public Emotion-GCN's test transform is a bilinear ``Resize``: ``interpolation`` changes
+  only the training warp."""
+  image = np.random.default_rng(1).integers(0, 255, (2, 48, 48, 3), dtype=np.uint8)
+  batch = {'image': image, 'landmarks': np.zeros((2, 0, 2), np.float32)}
+  outs = [np.asarray(augment.preprocess(None, batch, augment.AugmentConfig(
+      image_size=33, interpolation=mode), train=False)['image']) for mode in ('bilinear',
+                                                                             'nearest')]
+  np.testing.assert_array_equal(outs[0], outs[1])
+
+
 def test_affectnet_public_code_split(tmp_path_factory):
   """``7class_public_code``: all of training.csv trains; validation (selection) = test =
   validation.csv, as the public scripts."""

@@ -6,9 +6,9 @@ the resize to `image_size`, a small rotation and an optional horizontal flip:
 
   p_in = c_in + k R(theta) F (p_out - c_out),   k = crop side / image_size, F = diag(-1, 1) if flip
 
-The image is resampled bilinearly (``interpolation='nearest'``: the nearest pixel, as
-torchvision's ``RandomRotation`` default, which the public Emotion-GCN ``main.py`` line 128 uses)
-with ``jax.scipy.ndimage.map_coordinates``; the landmarks go
+The image is resampled bilinearly (``interpolation='nearest'``: the nearest pixel in training, as
+torchvision's ``RandomRotation`` default, which the public Emotion-GCN ``main.py`` line 128 uses;
+evaluation stays bilinear, as that code's test-time ``Resize``) with ``jax.scipy.ndimage.map_coordinates``; the landmarks go
 through the inverse map of the same matrix, and a flip re-indexes them with
 ``faujax.geometry.schemes.flip_permutation`` so index i keeps naming the same anatomical point
 (this swaps the left/right AU regions built from them). Then colour jitter (brightness, contrast,
@@ -65,7 +65,8 @@ class AugmentConfig:
     align: 'none' (the builder stores aligned faces) or 'five_point' (similarity alignment of the
       eye centres, nose tip and mouth corners on the device; ``docs/reference/face_geometry.md``).
     align_zoom: scale of the aligned face in the crop (1 = the template's size).
-    interpolation: 'bilinear' or 'nearest' resampling of the warp (train and eval).
+    interpolation: 'bilinear' or 'nearest' resampling of the training warp (evaluation:
+      bilinear).
   """
   image_size: int = 112
   crop_scale: tuple[float, float] = (0.8, 1.0)
@@ -273,5 +274,5 @@ def preprocess(rng: jax.Array, batch: dict[str, Any], aug_config: Any, *,
   out, lm = _preprocess(rng, jnp.asarray(images), jnp.asarray(landmarks, jnp.float32), _traced(p),
                         out_size=p.image_size, train=bool(train),
                         align_faces=p.align == 'five_point',
-                        order=INTERPOLATIONS[p.interpolation])
+                        order=INTERPOLATIONS[p.interpolation if train else 'bilinear'])
   return {**batch, 'image': out, 'landmarks': lm}
